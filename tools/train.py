@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+"""Train an EmoteNet on FER2013 (CPU by default, CUDA when available).
+
+    /usr/bin/python3 tools/train.py --data ../shared/data/fer2013 --out runs/default
+
+Model selection uses the val split only. Every epoch writes `last.pt` (resumable
+with --resume), `best.pt` (best val accuracy so far) and one JSON line to `log.jsonl`.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emote_model import DEFAULT_CONFIG, FER2013_LABELS, EmoteNet  # noqa: E402
+from fer_data import load_split  # noqa: E402
+
+INPUT_MEAN, INPUT_STD = 0.5, 0.25   # applied to pixel/255; stored in the model file
+MEMORY_FORMAT = torch.channels_last  # measured ~20 % faster than NCHW for training on CPU
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/fer2013", help="folder with train/ and val/ ImageFolder trees")
+    p.add_argument("--out", default="runs/default", help="checkpoint and log folder")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, Nesterov)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--warmup-epochs", type=float, default=2.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--class-weight-power", type=float, default=0.25,
+                   help="loss weight per class = (max_count/count)^power (0 disables)")
+    p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--config", default=None, help="JSON model config overriding the defaults")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--max-train-images", type=int, default=0, help="use only the first N training images (smoke tests)")
+    p.add_argument("--time-iterations", type=int, default=0, help="time N training steps, print seconds/epoch, exit")
+    return p.parse_args(argv)
+
+
+def augment(x, gen):
+    """Batch augmentation on normalised images: flip, affine (rotate/scale/shift), random erasing."""
+    n = x.shape[0]
+    dev = x.device
+    flip = torch.rand(n, generator=gen) < 0.5
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(15)
+    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.15
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * 0.12
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    sx = torch.where(flip, -torch.ones(n), torch.ones(n))
+    theta = torch.stack([torch.stack([cos * sx, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * sx, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # random erasing: one rectangle of 2-20 % of the area in half of the images, filled with noise
+    h, w = x.shape[2], x.shape[3]
+    erase = (torch.rand(n, generator=gen) < 0.5).tolist()
+    area = (0.02 + torch.rand(n, generator=gen) * 0.18).tolist()
+    aspect = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(3)).tolist()
+    pos = torch.rand(n, 2, generator=gen).tolist()
+    for i in range(n):
+        if not erase[i]:
+            continue
+        eh = max(1, min(h, int(round(math.sqrt(area[i] * h * w * aspect[i])))))
+        ew = max(1, min(w, int(round(math.sqrt(area[i] * h * w / aspect[i])))))
+        y0, x0 = int(pos[i][0] * (h - eh + 1)), int(pos[i][1] * (w - ew + 1))
+        x[i, :, y0:y0 + eh, x0:x0 + ew] = torch.randn(x.shape[1], eh, ew, generator=gen).to(dev)
+    return x
+
+
+def to_input(pixels_u8):
+    return (torch.from_numpy(pixels_u8).float().unsqueeze(1) / 255.0 - INPUT_MEAN) / INPUT_STD
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, device, batch=512):
+    model.eval()
+    logits, logits_tta = [], []
+    for i in range(0, len(images), batch):
+        x = to_input(images[i:i + batch]).to(device)
+        out = model(x)
+        logits.append(out.cpu())
+        logits_tta.append(((out.softmax(1) + model(x.flip(3)).softmax(1)) / 2).cpu())
+    pred = torch.cat(logits).argmax(1).numpy()
+    pred_tta = torch.cat(logits_tta).argmax(1).numpy()
+    k = len(FER2013_LABELS)
+    recall = [float((pred[labels == c] == c).mean()) for c in range(k)]
+    return {"val_acc": float((pred == labels).mean()), "val_acc_tta": float((pred_tta == labels).mean()),
+            "val_mean_class_acc": float(np.mean(recall)), "val_recall": recall}
+
+
+def lr_at(step, total, warmup, peak):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(args.out, exist_ok=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    train_x, train_y = load_split(os.path.join(args.data, "train"), FER2013_LABELS)
+    val_x, val_y = load_split(os.path.join(args.data, "val"), FER2013_LABELS)
+    if args.max_train_images:
+        train_x, train_y = train_x[:args.max_train_images], train_y[:args.max_train_images]
+    print(f"train {len(train_x)} images, val {len(val_x)} images, device {device}", flush=True)
+
+    config = dict(DEFAULT_CONFIG)
+    if args.config:
+        config.update(json.loads(args.config))
+    model = EmoteNet(config).to(device).to(memory_format=MEMORY_FORMAT)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, momentum=0.9, nesterov=True)
+    counts = np.bincount(train_y, minlength=len(FER2013_LABELS)).astype(np.float64)
+    class_weight = torch.tensor((counts.max() / np.maximum(counts, 1)) ** args.class_weight_power, dtype=torch.float32)
+    class_weight = (class_weight / (class_weight * torch.tensor(counts / counts.sum(), dtype=torch.float32)).sum()).to(device)
+
+    steps_per_epoch = len(train_x) // args.batch_size
+    total_steps = steps_per_epoch * args.epochs
+    warmup = int(args.warmup_epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(args.seed)
+    start_epoch, best = 0, {"val_acc": -1.0}
+    last_path, best_path = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt")
+    if args.resume and os.path.exists(last_path):
+        ck = torch.load(last_path, map_location=device)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        start_epoch, best = ck["epoch"] + 1, ck["best"]
+        print(f"resumed from {last_path} at epoch {start_epoch}", flush=True)
+
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        perm = torch.randperm(len(train_x), generator=gen).numpy()
+        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        for it in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + it
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total_steps, warmup, args.lr)
+            idx = perm[it * args.batch_size:(it + 1) * args.batch_size]
+            x = augment(to_input(train_x[idx]), gen).to(device).contiguous(memory_format=MEMORY_FORMAT)
+            y = torch.from_numpy(train_y[idx]).long().to(device)
+            out = model(x)
+            loss = F.cross_entropy(out, y, weight=class_weight, label_smoothing=args.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += int((out.argmax(1) == y).sum())
+            if args.time_iterations and it + 1 == args.time_iterations:
+                per_step = (time.time() - t0) / args.time_iterations
+                print(f"{per_step:.3f} s/step, {per_step * steps_per_epoch:.0f} s/epoch", flush=True)
+                return
+        metrics = evaluate(model, val_x, val_y, device)
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0, **metrics}
+        if metrics["val_acc"] > best["val_acc"]:
+            best = dict(record)
+            torch.save({"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record,
+                        "args": vars(args)}, best_path)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                    "epoch": epoch, "best": best, "config": config, "args": vars(args)}, last_path + ".tmp")
+        os.replace(last_path + ".tmp", last_path)
+        with open(os.path.join(args.out, "log.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
+                          if k != "val_recall"}), flush=True)
+    print(f"best val_acc {best['val_acc']:.4f} at epoch {best.get('epoch')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
