@@ -1,0 +1,89 @@
+# emote — see README.md. `make` builds ./emote and libemote.a; `make check` runs every test.
+PYTHON      ?= /usr/bin/python3
+CC          ?= cc
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BUILD       ?= build/release
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -I/usr/include/stb
+CFLAGS      ?= -O2 -g
+LDLIBS      := -lopenblas -lcjson -lstb -lm -lpthread
+MODEL       ?= models/emote-fer2013.safetensors
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev libcjson-dev libstb-dev valgrind \
+                python3-torch python3-numpy python3-pil
+
+LIB_SRC := $(wildcard src/*.c src/layers/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# The built-in model is linked into the binary (src/builtin_model.S) when the file exists.
+BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o,$(BUILD)/no_builtin_model.o)
+
+.PHONY: all deps check test-fast bench model fixtures install clean
+
+all: emote libemote.a
+
+emote: $(BUILD)/emote
+	cp $< $@
+libemote.a: $(BUILD)/libemote.a
+	cp $< $@
+
+$(BUILD)/libemote.a: $(LIB_OBJ)
+	ar rcs $@ $^
+$(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/layers/*.h include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
+$(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
+$(BUILD)/test_unit: $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/layers/*.h src/cli/*.h tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
+$(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
+	@mkdir -p $(@D)
+	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<
+$(BUILD)/no_builtin_model.o: src/no_builtin_model.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
+
+# Installs the Debian packages the build, tests and tools need (root, or sudo).
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# Everything that must pass: unit + parity + CLI + bad-input tests, in a normal build,
+# again under ASan+UBSan, and the unit tests under valgrind. Prints "N passed, M failed".
+check: deps
+	$(MAKE) all
+	tests/run_all.sh
+
+bench: deps all
+	$(PYTHON) tools/bench.py
+
+# Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
+model: deps
+	$(PYTHON) tools/train.py --epochs 50 --out runs/default
+	$(PYTHON) tools/export.py runs/default/best.pt $(MODEL)
+	$(MAKE) all
+
+fixtures:
+	$(PYTHON) tools/make_fixtures.py tests/fixtures
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 emote $(DESTDIR)$(PREFIX)/bin/emote
+	install -m 644 libemote.a $(DESTDIR)$(PREFIX)/lib/libemote.a
+	install -m 644 include/emote.h $(DESTDIR)$(PREFIX)/include/emote.h
+	install -m 644 emote.1 $(DESTDIR)$(PREFIX)/share/man/man1/emote.1
+	sed -e 's|@PREFIX@|$(PREFIX)|' emote.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/emote.pc
+
+clean:
+	rm -rf build emote libemote.a

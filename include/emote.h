@@ -1,0 +1,120 @@
+/* libemote: facial expression classification with a serialized CNN.
+ *
+ * Errors are values: functions that can fail return NULL or a non-zero
+ * emote_status and fill an emote_error whose message names the file and reason.
+ *
+ * Typical use:
+ *   emote_error err;
+ *   emote_model *m = emote_model_open("model.safetensors", &err);
+ *   emote_session *s = emote_session_new(m, 32, &err);
+ *   float *in = malloc(emote_input_floats(m) * n * sizeof(float));
+ *   ... emote_image_load() + emote_preprocess() each image into in ...
+ *   emote_classify(s, in, n, probs, &err);     probs: n * emote_model_num_classes(m)
+ */
+#ifndef EMOTE_H
+#define EMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMOTE_ERROR_MAX 512
+
+typedef struct {
+    char message[EMOTE_ERROR_MAX];
+} emote_error;
+
+typedef enum {
+    EMOTE_OK = 0,
+    EMOTE_ERR_IO,        /* cannot open/read/write a file */
+    EMOTE_ERR_FORMAT,    /* a file is not what it claims (bad image, bad model file) */
+    EMOTE_ERR_LIMIT,     /* a documented size limit was exceeded */
+    EMOTE_ERR_MEMORY,    /* allocation failed */
+    EMOTE_ERR_ARGUMENT,  /* a caller passed something invalid */
+} emote_status;
+
+/* ---- model ------------------------------------------------------------- */
+
+typedef struct emote_model emote_model;
+
+typedef enum { EMOTE_GRAY_BT601 = 0 } emote_gray_method;
+
+typedef struct {
+    int channels, height, width;   /* model input, e.g. 1 x 48 x 48 */
+    float mean[3], std[3];         /* per channel, applied to pixel / 255 */
+} emote_input_spec;
+
+/* Opens and fully validates a safetensors model file. NULL + err on failure. */
+emote_model *emote_model_open(const char *path, emote_error *err);
+/* Same from memory (copied); `name` is used in messages. */
+emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err);
+/* The model compiled into the binary, or NULL if this build has none. */
+emote_model *emote_model_open_builtin(emote_error *err);
+void emote_model_close(emote_model *model);
+
+const char *emote_model_name(const emote_model *model);     /* path or "built-in" */
+int emote_model_num_classes(const emote_model *model);
+const char *emote_model_label(const emote_model *model, int index);
+const emote_input_spec *emote_model_input(const emote_model *model);
+size_t emote_input_floats(const emote_model *model);         /* channels * height * width */
+/* A raw __metadata__ value (a JSON string for the structured keys), or NULL. */
+const char *emote_model_metadata(const emote_model *model, const char *key);
+uint64_t emote_model_param_count(const emote_model *model);
+uint64_t emote_model_macs(const emote_model *model);         /* multiply-adds per image */
+
+/* Number of ops in the graph and a short description of op i ("conv2d 3x3/1 32->64 @48x48"). */
+int emote_model_num_ops(const emote_model *model);
+const char *emote_model_op_kind(const emote_model *model, int op);
+
+/* ---- inference ----------------------------------------------------------- */
+
+typedef struct emote_session emote_session;
+
+/* Plans every buffer for batches of up to max_batch images. */
+emote_session *emote_session_new(const emote_model *model, int max_batch, emote_error *err);
+void emote_session_free(emote_session *session);
+
+/* inputs: n preprocessed images, each channels*height*width floats (CHW).
+ * probs: n * num_classes floats, softmax probabilities in label order. */
+emote_status emote_classify(emote_session *session, const float *inputs, int n, float *probs,
+                            emote_error *err);
+
+/* Called after each graph op with its output in NCHW order (n images, c channels,
+ * h x w; h = w = 1 for vectors). For parity tests and debugging. NULL disables. */
+typedef void (*emote_trace_fn)(void *user, int op, const char *kind, const float *nchw,
+                               int n, int c, int h, int w);
+void emote_session_set_trace(emote_session *session, emote_trace_fn fn, void *user);
+
+/* OpenBLAS thread count for this process (0 = OpenBLAS default). */
+void emote_set_threads(int threads);
+
+/* ---- images ------------------------------------------------------------ */
+
+/* Largest image accepted, in pixels (width * height), checked before decoding. */
+#define EMOTE_MAX_PIXELS (40u * 1000u * 1000u)
+/* Largest encoded image file accepted, in bytes. */
+#define EMOTE_MAX_FILE_BYTES (256u * 1024u * 1024u)
+
+typedef struct {
+    int width, height, channels;   /* channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA */
+    unsigned char *pixels;         /* row-major, interleaved, owned */
+} emote_image;
+
+/* Decodes PNG, JPEG, BMP, GIF (first frame), PNM, TGA, PSD, HDR(tone-mapped) via stb_image. */
+emote_status emote_image_load(const char *path, emote_image *image, emote_error *err);
+emote_status emote_image_decode(const void *data, size_t size, const char *name, emote_image *image,
+                                emote_error *err);
+void emote_image_free(emote_image *image);
+
+/* crop -> channel conversion -> resize -> normalise into out (CHW floats,
+ * emote_input_floats(model) of them). See README "Preprocessing". */
+emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *image, float *out,
+                              emote_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
