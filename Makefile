@@ -11,7 +11,7 @@ MODEL       ?= models/emote-fer2013.safetensors
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libcjson-dev libstb-dev valgrind \
                 python3-torch python3-numpy python3-pil
 
-LIB_SRC := $(wildcard src/*.c src/layers/*.c)
+LIB_SRC := $(filter-out src/no_builtin_model.c,$(wildcard src/*.c src/layers/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -70,7 +70,7 @@ bench: deps all
 # Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
 model: deps
 	$(PYTHON) tools/train.py --epochs 50 --out runs/default
-	$(PYTHON) tools/export.py runs/default/best.pt $(MODEL)
+	$(PYTHON) tools/export.py --force runs/default/best.pt $(MODEL)
 	$(MAKE) all
 
 fixtures:

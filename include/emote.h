@@ -6,7 +6,7 @@
  * Typical use:
  *   emote_error err;
  *   emote_model *m = emote_model_open("model.safetensors", &err);
- *   emote_session *s = emote_session_new(m, 32, &err);
+ *   emote_session *s = emote_session_new(m, 32, 0, &err);
  *   float *in = malloc(emote_input_floats(m) * n * sizeof(float));
  *   ... emote_image_load() + emote_preprocess() each image into in ...
  *   emote_classify(s, in, n, probs, &err);     probs: n * emote_model_num_classes(m)
@@ -73,8 +73,11 @@ const char *emote_model_op_kind(const emote_model *model, int op);
 
 typedef struct emote_session emote_session;
 
-/* Plans every buffer for batches of up to max_batch images. */
-emote_session *emote_session_new(const emote_model *model, int max_batch, emote_error *err);
+/* Plans every buffer for batches of up to max_batch images, run by `threads` worker
+ * threads (each takes a share of the images; 0 = one per online CPU). Results are
+ * bitwise identical whatever the batch size, position in the batch or thread count.
+ * Sets OpenBLAS to one thread per call, process-wide: the workers are the parallelism. */
+emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err);
 void emote_session_free(emote_session *session);
 
 /* inputs: n preprocessed images, each channels*height*width floats (CHW).
@@ -83,13 +86,11 @@ emote_status emote_classify(emote_session *session, const float *inputs, int n, 
                             emote_error *err);
 
 /* Called after each graph op with its output in NCHW order (n images, c channels,
- * h x w; h = w = 1 for vectors). For parity tests and debugging. NULL disables. */
+ * h x w; h = w = 1 for vectors). For parity tests and debugging; while set, batches
+ * run on one thread. NULL disables. */
 typedef void (*emote_trace_fn)(void *user, int op, const char *kind, const float *nchw,
                                int n, int c, int h, int w);
 void emote_session_set_trace(emote_session *session, emote_trace_fn fn, void *user);
-
-/* OpenBLAS thread count for this process (0 = OpenBLAS default). */
-void emote_set_threads(int threads);
 
 /* ---- images ------------------------------------------------------------ */
 

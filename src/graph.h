@@ -1,0 +1,90 @@
+/* The in-memory network: a validated op list with BatchNorm folded into the convs.
+ *
+ * Activations inside a session use a channel-major batch layout, C x N x H x W
+ * ("CNHW"): a conv is then one GEMM over all images, out[cout][n*oh*ow] =
+ * W[cout][cin*kh*kw] x col[cin*kh*kw][n*oh*ow], with no transposes between layers.
+ * Vectors (after global average pooling) are C x N. */
+#ifndef EMOTE_GRAPH_H
+#define EMOTE_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emote.h"
+
+typedef struct {
+    int c, h, w; /* per image; h = w = 1 for vectors */
+} shape3;
+
+static inline size_t shape_size(shape3 s) { return (size_t)s.c * (size_t)s.h * (size_t)s.w; }
+
+typedef enum {
+    OP_CONV2D,
+    OP_MAXPOOL,
+    OP_SQUEEZE_EXCITE,
+    OP_RESIDUAL,
+    OP_GLOBAL_AVG_POOL,
+    OP_LINEAR,
+    OP_RELU,
+    OP_SOFTMAX,
+} op_kind;
+
+typedef struct {
+    int cin, cout, kh, kw, stride, padding;
+    bool relu;
+    shape3 in, out;
+    float *weight; /* [cout][cin*kh*kw], BatchNorm folded in */
+    float *bias;   /* [cout], BatchNorm folded in */
+} conv_layer;
+
+typedef struct {
+    int kernel, stride, padding;
+    shape3 in, out;
+} maxpool_layer;
+
+typedef struct {
+    int in, out;
+    float *weight; /* [out][in] */
+    float *bias;   /* [out], or NULL */
+} dense_layer;
+
+typedef struct {
+    dense_layer fc1, fc2; /* channels -> hidden -> channels */
+} squeeze_excite_layer;
+
+typedef struct {
+    conv_layer *body; /* run in sequence */
+    int num_body;
+    conv_layer *shortcut; /* NULL: identity */
+    bool relu;
+} residual_layer;
+
+typedef struct {
+    op_kind kind;
+    shape3 in, out;
+    char description[96];
+    union {
+        conv_layer conv;
+        maxpool_layer pool;
+        squeeze_excite_layer se;
+        residual_layer residual;
+        dense_layer linear;
+    } u;
+} graph_op;
+
+struct emote_model {
+    char *name;
+    char **labels;
+    int num_classes;
+    emote_input_spec input;
+    graph_op *ops;
+    int num_ops;
+    uint64_t params, macs;
+    char **metadata_keys, **metadata_values;
+    int num_metadata;
+};
+
+const char *op_kind_name(op_kind kind);
+
+#endif

@@ -1,0 +1,26 @@
+/* Layer kernels. All activations are CNHW (see graph.h): `n` images per call. */
+#ifndef EMOTE_LAYERS_H
+#define EMOTE_LAYERS_H
+
+#include "graph.h"
+
+/* Scratch floats conv_forward needs in `col` for n images (0 for 1x1 stride-1 convs). */
+size_t conv_col_floats(const conv_layer *c, int n);
+void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col);
+
+void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n);
+/* [C][N][H*W] -> [C][N] */
+void global_avg_pool_forward(const float *in, float *out, int channels, int n, int hw);
+
+/* Scratch floats squeeze_excite_forward needs for n images. */
+size_t squeeze_excite_scratch_floats(const squeeze_excite_layer *se, int n);
+/* Scales x (C x N x hw) in place by its learned per-channel gates. */
+void squeeze_excite_forward(const squeeze_excite_layer *se, float *x, int n, int hw, float *scratch);
+
+/* in [d->in][N] -> out [d->out][N] */
+void dense_forward(const dense_layer *d, const float *in, float *out, int n);
+void relu_forward(float *x, size_t count);
+/* logits [K][N] -> probs [N][K] */
+void softmax_forward(const float *logits, float *probs, int classes, int n);
+
+#endif

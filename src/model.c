@@ -1,0 +1,620 @@
+/* Model files: safetensors + __metadata__ (labels, input spec, graph) -> a validated
+ * emote_model. Nothing in the file is trusted: every tensor the graph names must exist
+ * with the shape the graph implies, weights must be finite, and shapes must flow from
+ * the input to one logit per label. BatchNorm is folded into the preceding conv here. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "graph.h"
+#include "safetensors.h"
+#include "util.h"
+
+#define MODEL_MAX_FILE_BYTES ((size_t)2 << 30)
+#define MAX_DIMENSION 4096
+#define MAX_OPS 1024
+#define MODEL_FORMAT "emote-model/1"
+#define PREPROCESS_VERSION "emote/1"
+
+extern const unsigned char emote_builtin_model_data[];
+extern const size_t emote_builtin_model_size;
+
+typedef struct {
+    const st_file *file;
+    const char *name;  /* file name for messages */
+    char where[64];    /* "graph op 3 (residual)" for messages */
+    emote_error *err;
+    uint64_t params;
+} loader;
+
+__attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, const char *fmt, ...) {
+    char reason[EMOTE_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (ld->where[0]) return emote_fail(ld->err, EMOTE_ERR_FORMAT, "%s: %s: %s", ld->name, ld->where, reason);
+    return emote_fail(ld->err, EMOTE_ERR_FORMAT, "%s: %s", ld->name, reason);
+}
+
+const char *op_kind_name(op_kind kind) {
+    static const char *const names[] = {"conv2d", "maxpool", "squeeze_excite", "residual",
+                                        "global_avg_pool", "linear", "relu", "softmax"};
+    return names[kind];
+}
+
+/* ---- JSON field readers -------------------------------------------------- */
+
+static emote_status json_int(loader *ld, const cJSON *obj, const char *key, int min, int max, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < min ||
+        v->valueint > max)
+        return load_fail(ld, "'%s' must be an integer in [%d, %d]", key, min, max);
+    *out = v->valueint;
+    return EMOTE_OK;
+}
+
+static emote_status json_bool(loader *ld, const cJSON *obj, const char *key, bool *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsBool(v)) return load_fail(ld, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(v);
+    return EMOTE_OK;
+}
+
+/* A tensor reference: a string naming a tensor, or null when `optional`. *name = NULL for null. */
+static emote_status json_tensor_ref(loader *ld, const cJSON *obj, const char *key, bool optional, const char **name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *name = NULL;
+    if (cJSON_IsString(v)) {
+        *name = v->valuestring;
+        return EMOTE_OK;
+    }
+    if (optional && (!v || cJSON_IsNull(v))) return EMOTE_OK;
+    return load_fail(ld, "'%s' must name a tensor%s", key, optional ? " or be null" : "");
+}
+
+/* ---- tensors ------------------------------------------------------------- */
+
+static void format_shape(char *buf, size_t cap, const size_t *dims, size_t ndim) {
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (size_t i = 0; i < ndim && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, i ? ", %zu" : "%zu", dims[i]);
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+/* Copies tensor `tname` into a new float array after checking its shape and values. */
+static emote_status load_tensor(loader *ld, const char *tname, const size_t *dims, size_t ndim, float **out) {
+    *out = NULL;
+    const st_tensor *t = st_find(ld->file, tname);
+    if (!t) return load_fail(ld, "tensor '%s' is missing from the file", tname);
+    bool same = t->ndim == ndim;
+    for (size_t i = 0; same && i < ndim; i++) same = t->shape[i] == dims[i];
+    if (!same) {
+        char want[96], got[96];
+        format_shape(want, sizeof want, dims, ndim);
+        format_shape(got, sizeof got, t->shape, t->ndim);
+        return load_fail(ld, "tensor '%s' has shape %s, expected %s", tname, got, want);
+    }
+    float *data = alloc_array(t->numel, sizeof(float));
+    if (!data) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    st_read_floats(t, data);
+    for (size_t i = 0; i < t->numel; i++) {
+        if (!isfinite(data[i])) {
+            double bad = data[i];
+            free(data);
+            return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, bad, i);
+        }
+    }
+    *out = data;
+    return EMOTE_OK;
+}
+
+static emote_status load_vector(loader *ld, const char *tname, int length, float **out) {
+    size_t dims[1] = {(size_t)length};
+    return load_tensor(ld, tname, dims, 1, out);
+}
+
+/* ---- layers -------------------------------------------------------------- */
+
+/* BatchNorm(eval) after conv: y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta. */
+static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
+    const char *names[4];
+    static const char *const keys[4] = {"weight", "bias", "mean", "var"};
+    float *v[4] = {NULL, NULL, NULL, NULL};
+    emote_status s = EMOTE_OK;
+    const cJSON *eps_item = cJSON_GetObjectItemCaseSensitive(bn, "eps");
+    if (!cJSON_IsNumber(eps_item) || !(eps_item->valuedouble >= 0) || !isfinite(eps_item->valuedouble))
+        return load_fail(ld, "batchnorm 'eps' must be a non-negative number");
+    for (int i = 0; i < 4 && s == EMOTE_OK; i++) {
+        s = json_tensor_ref(ld, bn, keys[i], false, &names[i]);
+        if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, &v[i]);
+    }
+    size_t k = (size_t)c->cin * (size_t)c->kh * (size_t)c->kw;
+    for (int o = 0; s == EMOTE_OK && o < c->cout; o++) {
+        double var = (double)v[3][o] + eps_item->valuedouble;
+        if (!(var > 0)) {
+            s = load_fail(ld, "batchnorm variance + eps is not positive for channel %d", o);
+            break;
+        }
+        double scale = (double)v[0][o] / sqrt(var);
+        for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(c->weight[o * k + i] * scale);
+        c->bias[o] = (float)(((double)c->bias[o] - v[2][o]) * scale + v[1][o]);
+    }
+    if (s == EMOTE_OK) ld->params += 2u * (uint64_t)c->cout; /* gamma, beta (running stats are buffers) */
+    for (int i = 0; i < 4; i++) free(v[i]);
+    return s;
+}
+
+static void free_conv(conv_layer *c) {
+    free(c->weight);
+    free(c->bias);
+    c->weight = c->bias = NULL;
+}
+
+static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_layer *c) {
+    memset(c, 0, sizeof *c);
+    const char *wname, *bname;
+    emote_status s;
+    if ((s = json_tensor_ref(ld, op, "weight", false, &wname)) || (s = json_tensor_ref(ld, op, "bias", true, &bname)) ||
+        (s = json_int(ld, op, "stride", 1, 64, &c->stride)) || (s = json_int(ld, op, "padding", 0, 64, &c->padding)) ||
+        (s = json_bool(ld, op, "relu", &c->relu)))
+        return s;
+    const st_tensor *w = st_find(ld->file, wname);
+    if (!w) return load_fail(ld, "tensor '%s' is missing from the file", wname);
+    if (w->ndim != 4 || w->shape[0] < 1 || w->shape[0] > 65536 || w->shape[2] < 1 || w->shape[2] > 64 ||
+        w->shape[3] < 1 || w->shape[3] > 64)
+        return load_fail(ld, "conv weight '%s' must be [out, in, kh, kw] with kernels of 1..64", wname);
+    c->cout = (int)w->shape[0];
+    c->cin = in.c;
+    c->kh = (int)w->shape[2];
+    c->kw = (int)w->shape[3];
+    size_t dims[4] = {(size_t)c->cout, (size_t)c->cin, (size_t)c->kh, (size_t)c->kw};
+    if ((s = load_tensor(ld, wname, dims, 4, &c->weight))) return s;
+    ld->params += shape_size((shape3){c->cout, c->cin, c->kh * c->kw});
+    if (bname) {
+        if ((s = load_vector(ld, bname, c->cout, &c->bias))) goto fail;
+        ld->params += (uint64_t)c->cout;
+    } else if (!(c->bias = calloc_array((size_t)c->cout, sizeof(float)))) {
+        s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+        goto fail;
+    }
+    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(op, "batchnorm");
+    if (cJSON_IsObject(bn)) {
+        if ((s = fold_batchnorm(ld, bn, c))) goto fail;
+    } else if (bn && !cJSON_IsNull(bn)) {
+        s = load_fail(ld, "'batchnorm' must be an object or null");
+        goto fail;
+    }
+    c->in = in;
+    int oh = (in.h + 2 * c->padding - c->kh) / c->stride + 1;
+    int ow = (in.w + 2 * c->padding - c->kw) / c->stride + 1;
+    if (in.h + 2 * c->padding < c->kh || in.w + 2 * c->padding < c->kw) {
+        s = load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
+        goto fail;
+    }
+    c->out = (shape3){c->cout, oh, ow};
+    return EMOTE_OK;
+fail:
+    free_conv(c);
+    return s;
+}
+
+static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_features, dense_layer *d) {
+    memset(d, 0, sizeof *d);
+    const char *wname, *bname;
+    emote_status s;
+    if ((s = json_tensor_ref(ld, obj, "weight", false, &wname)) || (s = json_tensor_ref(ld, obj, "bias", true, &bname)))
+        return s;
+    const st_tensor *w = st_find(ld->file, wname);
+    if (!w) return load_fail(ld, "tensor '%s' is missing from the file", wname);
+    if (w->ndim != 2 || w->shape[0] < 1 || w->shape[0] > 1000000)
+        return load_fail(ld, "linear weight '%s' must be [out, in]", wname);
+    d->in = in;
+    d->out = (int)w->shape[0];
+    size_t dims[2] = {(size_t)d->out, (size_t)d->in};
+    if ((s = load_tensor(ld, wname, dims, 2, &d->weight))) return s;
+    ld->params += (uint64_t)d->out * (uint64_t)d->in;
+    if (bname) {
+        if ((s = load_vector(ld, bname, d->out, &d->bias))) {
+            free(d->weight);
+            d->weight = NULL;
+            return s;
+        }
+        ld->params += (uint64_t)d->out;
+    }
+    *out_features = d->out;
+    return EMOTE_OK;
+}
+
+static void free_dense(dense_layer *d) {
+    free(d->weight);
+    free(d->bias);
+    d->weight = d->bias = NULL;
+}
+
+static emote_status parse_squeeze_excite(loader *ld, const cJSON *op, shape3 in, squeeze_excite_layer *se) {
+    const cJSON *fc1 = cJSON_GetObjectItemCaseSensitive(op, "fc1");
+    const cJSON *fc2 = cJSON_GetObjectItemCaseSensitive(op, "fc2");
+    if (!cJSON_IsObject(fc1) || !cJSON_IsObject(fc2)) return load_fail(ld, "'fc1' and 'fc2' must be objects");
+    int hidden, back;
+    emote_status s = parse_dense(ld, fc1, in.c, &hidden, &se->fc1);
+    if (s) return s;
+    if ((s = parse_dense(ld, fc2, hidden, &back, &se->fc2))) {
+        free_dense(&se->fc1);
+        return s;
+    }
+    if (back != in.c) {
+        free_dense(&se->fc1);
+        free_dense(&se->fc2);
+        return load_fail(ld, "fc2 gives %d channel scales for %d channels", back, in.c);
+    }
+    return EMOTE_OK;
+}
+
+static void free_residual(residual_layer *r) {
+    for (int i = 0; i < r->num_body; i++) free_conv(&r->body[i]);
+    free(r->body);
+    if (r->shortcut) free_conv(r->shortcut);
+    free(r->shortcut);
+    memset(r, 0, sizeof *r);
+}
+
+static emote_status parse_residual(loader *ld, const cJSON *op, shape3 in, residual_layer *r, shape3 *out) {
+    memset(r, 0, sizeof *r);
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(op, "body");
+    const cJSON *shortcut = cJSON_GetObjectItemCaseSensitive(op, "shortcut");
+    int n = cJSON_IsArray(body) ? cJSON_GetArraySize(body) : 0;
+    if (n < 1 || n > 64) return load_fail(ld, "'body' must be a list of 1 to 64 conv2d ops");
+    emote_status s = json_bool(ld, op, "relu", &r->relu);
+    if (s) return s;
+    if (!(r->body = calloc_array((size_t)n, sizeof(conv_layer))))
+        return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    shape3 cur = in;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, body) {
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(item, "op");
+        if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "conv2d") != 0) {
+            s = load_fail(ld, "body op %d is not a conv2d", r->num_body);
+            goto fail;
+        }
+        if ((s = parse_conv(ld, item, cur, &r->body[r->num_body]))) goto fail;
+        cur = r->body[r->num_body++].out;
+    }
+    shape3 skip = in;
+    if (cJSON_IsObject(shortcut)) {
+        if (!(r->shortcut = calloc(1, sizeof(conv_layer)))) {
+            s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+            goto fail;
+        }
+        if ((s = parse_conv(ld, shortcut, in, r->shortcut))) goto fail;
+        skip = r->shortcut->out;
+    } else if (shortcut && !cJSON_IsNull(shortcut)) {
+        s = load_fail(ld, "'shortcut' must be a conv2d op or null");
+        goto fail;
+    }
+    if (skip.c != cur.c || skip.h != cur.h || skip.w != cur.w) {
+        s = load_fail(ld, "body gives %dx%dx%d but the shortcut gives %dx%dx%d", cur.c, cur.h, cur.w, skip.c, skip.h,
+                      skip.w);
+        goto fail;
+    }
+    *out = cur;
+    return EMOTE_OK;
+fail:
+    free_residual(r);
+    return s;
+}
+
+static void free_op(graph_op *op) {
+    switch (op->kind) {
+    case OP_CONV2D: free_conv(&op->u.conv); break;
+    case OP_SQUEEZE_EXCITE:
+        free_dense(&op->u.se.fc1);
+        free_dense(&op->u.se.fc2);
+        break;
+    case OP_RESIDUAL: free_residual(&op->u.residual); break;
+    case OP_LINEAR: free_dense(&op->u.linear); break;
+    default: break;
+    }
+}
+
+static uint64_t conv_macs(const conv_layer *c) {
+    return (uint64_t)shape_size(c->out) * (uint64_t)c->cin * (uint64_t)(c->kh * c->kw);
+}
+
+static uint64_t op_macs(const graph_op *op) {
+    switch (op->kind) {
+    case OP_CONV2D: return conv_macs(&op->u.conv);
+    case OP_SQUEEZE_EXCITE:
+        return (uint64_t)op->u.se.fc1.in * op->u.se.fc1.out * 2u + shape_size(op->in);
+    case OP_RESIDUAL: {
+        uint64_t m = op->u.residual.shortcut ? conv_macs(op->u.residual.shortcut) : 0;
+        for (int i = 0; i < op->u.residual.num_body; i++) m += conv_macs(&op->u.residual.body[i]);
+        return m;
+    }
+    case OP_LINEAR: return (uint64_t)op->u.linear.in * (uint64_t)op->u.linear.out;
+    default: return 0;
+    }
+}
+
+static void describe_op(graph_op *op) {
+    char *d = op->description;
+    size_t cap = sizeof op->description;
+    int used = snprintf(d, cap, "%s", op_kind_name(op->kind));
+    if (op->kind == OP_CONV2D)
+        used += snprintf(d + used, cap - (size_t)used, " %dx%d/%d", op->u.conv.kh, op->u.conv.kw, op->u.conv.stride);
+    if (op->kind == OP_MAXPOOL)
+        used += snprintf(d + used, cap - (size_t)used, " %dx%d/%d", op->u.pool.kernel, op->u.pool.kernel,
+                         op->u.pool.stride);
+    if (op->kind == OP_RESIDUAL)
+        used += snprintf(d + used, cap - (size_t)used, " (%d convs, %s shortcut)", op->u.residual.num_body,
+                         op->u.residual.shortcut ? "projection" : "identity");
+    snprintf(d + used, cap - (size_t)used, " %dx%dx%d -> %dx%dx%d", op->in.c, op->in.h, op->in.w, op->out.c,
+             op->out.h, op->out.w);
+}
+
+static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, bool last, graph_op *op) {
+    const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(json, "op");
+    const char *kind = cJSON_IsString(kind_item) ? kind_item->valuestring : "";
+    bool is_vector = in.h == 1 && in.w == 1;
+    emote_status s = EMOTE_OK;
+    op->in = op->out = in;
+    if (strcmp(kind, "conv2d") == 0) {
+        op->kind = OP_CONV2D;
+        if (!(s = parse_conv(ld, json, in, &op->u.conv))) op->out = op->u.conv.out;
+    } else if (strcmp(kind, "maxpool") == 0) {
+        maxpool_layer *p = &op->u.pool;
+        op->kind = OP_MAXPOOL;
+        if ((s = json_int(ld, json, "kernel", 1, 64, &p->kernel)) || (s = json_int(ld, json, "stride", 1, 64, &p->stride)) ||
+            (s = json_int(ld, json, "padding", 0, p->kernel / 2, &p->padding)))
+            return s;
+        if (in.h + 2 * p->padding < p->kernel || in.w + 2 * p->padding < p->kernel)
+            return load_fail(ld, "a %dx%d pool does not fit the %dx%d input", p->kernel, p->kernel, in.h, in.w);
+        p->in = in;
+        p->out = op->out = (shape3){in.c, (in.h + 2 * p->padding - p->kernel) / p->stride + 1,
+                                    (in.w + 2 * p->padding - p->kernel) / p->stride + 1};
+    } else if (strcmp(kind, "squeeze_excite") == 0) {
+        op->kind = OP_SQUEEZE_EXCITE;
+        s = parse_squeeze_excite(ld, json, in, &op->u.se);
+    } else if (strcmp(kind, "residual") == 0) {
+        op->kind = OP_RESIDUAL;
+        s = parse_residual(ld, json, in, &op->u.residual, &op->out);
+    } else if (strcmp(kind, "global_avg_pool") == 0) {
+        op->kind = OP_GLOBAL_AVG_POOL;
+        op->out = (shape3){in.c, 1, 1};
+    } else if (strcmp(kind, "linear") == 0) {
+        op->kind = OP_LINEAR;
+        if (!is_vector) return load_fail(ld, "linear needs a vector input, got %dx%dx%d", in.c, in.h, in.w);
+        int out;
+        if (!(s = parse_dense(ld, json, in.c, &out, &op->u.linear))) op->out = (shape3){out, 1, 1};
+    } else if (strcmp(kind, "relu") == 0) {
+        op->kind = OP_RELU;
+    } else if (strcmp(kind, "softmax") == 0) {
+        op->kind = OP_SOFTMAX;
+        if (!is_vector) return load_fail(ld, "softmax needs a vector input, got %dx%dx%d", in.c, in.h, in.w);
+    } else {
+        return load_fail(ld, "unknown op '%s'", kind);
+    }
+    if (s) return s;
+    if (last != (op->kind == OP_SOFTMAX)) {
+        free_op(op);
+        return load_fail(ld, "the graph must end with exactly one softmax, as its last op");
+    }
+    describe_op(op);
+    return EMOTE_OK;
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+
+/* Parses metadata string `key` as JSON of the given type; the caller deletes it. */
+static emote_status metadata_json(loader *ld, const char *key, int cjson_type, cJSON **out) {
+    const char *text = st_metadata(ld->file, key);
+    if (!text) return load_fail(ld, "__metadata__ has no \"%s\" (is this an emote model file?)", key);
+    *out = cJSON_Parse(text);
+    if (!*out || ((*out)->type & 0xFF) != cjson_type) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return load_fail(ld, "__metadata__ \"%s\" is not a valid JSON %s", key, cjson_type == cJSON_Array ? "array" : "object");
+    }
+    return EMOTE_OK;
+}
+
+static emote_status load_labels(loader *ld, emote_model *m) {
+    cJSON *labels;
+    emote_status s = metadata_json(ld, "labels", cJSON_Array, &labels);
+    if (s) return s;
+    int n = cJSON_GetArraySize(labels);
+    if (n < 1 || n > 100000) {
+        cJSON_Delete(labels);
+        return load_fail(ld, "\"labels\" must list 1 to 100000 class names");
+    }
+    if (!(m->labels = calloc_array((size_t)n, sizeof(char *)))) {
+        cJSON_Delete(labels);
+        return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, labels) {
+        if (!cJSON_IsString(item) || !item->valuestring[0] || strpbrk(item->valuestring, "/\t\n\r,\"\\")) {
+            s = load_fail(ld, "label %d must be a non-empty name without '/', tabs, newlines, commas, quotes or backslashes",
+                          m->num_classes);
+            break;
+        }
+        if (!(m->labels[m->num_classes++] = str_dup(item->valuestring))) {
+            s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+            break;
+        }
+    }
+    cJSON_Delete(labels);
+    return s;
+}
+
+static emote_status load_channel_values(loader *ld, const cJSON *input, const char *key, int channels, float *out,
+                                        bool positive) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(input, key);
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != channels)
+        return load_fail(ld, "input \"%s\" must list one number per channel (%d)", key, channels);
+    for (int i = 0; i < channels; i++) {
+        const cJSON *v = cJSON_GetArrayItem(arr, i);
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || (positive && !(v->valuedouble > 0)))
+            return load_fail(ld, "input \"%s\"[%d] must be a finite%s number", key, i, positive ? " positive" : "");
+        out[i] = (float)v->valuedouble;
+    }
+    return EMOTE_OK;
+}
+
+static emote_status load_input_spec(loader *ld, emote_input_spec *spec) {
+    cJSON *input;
+    emote_status s = metadata_json(ld, "input", cJSON_Object, &input);
+    if (s) return s;
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(input, "preprocess");
+    if ((s = json_int(ld, input, "channels", 1, 3, &spec->channels)) ||
+        (s = json_int(ld, input, "height", 1, MAX_DIMENSION, &spec->height)) ||
+        (s = json_int(ld, input, "width", 1, MAX_DIMENSION, &spec->width)))
+        goto done;
+    if (spec->channels == 2) {
+        s = load_fail(ld, "input \"channels\" must be 1 (grayscale) or 3 (RGB)");
+        goto done;
+    }
+    if (!cJSON_IsString(pre) || strcmp(pre->valuestring, PREPROCESS_VERSION) != 0) {
+        s = load_fail(ld, "input \"preprocess\" must be \"%s\"", PREPROCESS_VERSION);
+        goto done;
+    }
+    if ((s = load_channel_values(ld, input, "mean", spec->channels, spec->mean, false))) goto done;
+    s = load_channel_values(ld, input, "std", spec->channels, spec->std, true);
+done:
+    cJSON_Delete(input);
+    return s;
+}
+
+static emote_status load_graph(loader *ld, emote_model *m) {
+    cJSON *graph;
+    emote_status s = metadata_json(ld, "graph", cJSON_Array, &graph);
+    if (s) return s;
+    int n = cJSON_GetArraySize(graph);
+    if (n < 1 || n > MAX_OPS) {
+        cJSON_Delete(graph);
+        return load_fail(ld, "\"graph\" must hold 1 to %d ops", MAX_OPS);
+    }
+    if (!(m->ops = calloc_array((size_t)n, sizeof(graph_op)))) {
+        cJSON_Delete(graph);
+        return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    }
+    shape3 cur = {m->input.channels, m->input.height, m->input.width};
+    const cJSON *item;
+    cJSON_ArrayForEach(item, graph) {
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(item, "op");
+        snprintf(ld->where, sizeof ld->where, "graph op %d (%s)", m->num_ops,
+                 cJSON_IsString(kind) ? kind->valuestring : "?");
+        if ((s = parse_op(ld, item, cur, m->num_ops == n - 1, &m->ops[m->num_ops]))) break;
+        cur = m->ops[m->num_ops].out;
+        m->macs += op_macs(&m->ops[m->num_ops]);
+        m->num_ops++;
+    }
+    ld->where[0] = '\0';
+    cJSON_Delete(graph);
+    if (!s && cur.c != m->num_classes)
+        s = load_fail(ld, "the graph ends with %d outputs but there are %d labels", cur.c, m->num_classes);
+    return s;
+}
+
+static emote_status copy_metadata(loader *ld, emote_model *m) {
+    int n = ld->file->metadata ? cJSON_GetArraySize(ld->file->metadata) : 0;
+    m->metadata_keys = calloc_array((size_t)n + 1, sizeof(char *));
+    m->metadata_values = calloc_array((size_t)n + 1, sizeof(char *));
+    if (!m->metadata_keys || !m->metadata_values)
+        return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, ld->file->metadata) {
+        if (!cJSON_IsString(item)) return load_fail(ld, "__metadata__ \"%s\" is not a string", item->string);
+        m->metadata_keys[m->num_metadata] = str_dup(item->string);
+        m->metadata_values[m->num_metadata] = str_dup(item->valuestring);
+        if (!m->metadata_keys[m->num_metadata++] || !m->metadata_values[m->num_metadata - 1])
+            return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    }
+    return EMOTE_OK;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
+    st_file file;
+    if (st_parse(data, size, name, &file, err)) return NULL;
+    emote_model *m = calloc(1, sizeof *m);
+    loader ld = {.file = &file, .name = name, .err = err};
+    emote_status s = EMOTE_OK;
+    if (!m || !(m->name = str_dup(name))) {
+        s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
+    } else {
+        const char *format = st_metadata(&file, "format");
+        if (!format || strcmp(format, MODEL_FORMAT) != 0)
+            s = load_fail(&ld, "__metadata__ \"format\" must be \"%s\" (is this an emote model file?)", MODEL_FORMAT);
+    }
+    if (!s) s = copy_metadata(&ld, m);
+    if (!s) s = load_labels(&ld, m);
+    if (!s) s = load_input_spec(&ld, &m->input);
+    if (!s) s = load_graph(&ld, m);
+    st_free(&file);
+    if (s) {
+        emote_model_close(m);
+        return NULL;
+    }
+    m->params = ld.params;
+    return m;
+}
+
+emote_model *emote_model_open(const char *path, emote_error *err) {
+    unsigned char *data;
+    size_t size;
+    if (read_file_all(path, MODEL_MAX_FILE_BYTES, &data, &size, err)) return NULL;
+    emote_model *m = emote_model_open_memory(data, size, path, err);
+    free(data);
+    return m;
+}
+
+emote_model *emote_model_open_builtin(emote_error *err) {
+    if (emote_builtin_model_size == 0) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "this build of emote has no built-in model: give one with -m FILE");
+        return NULL;
+    }
+    return emote_model_open_memory(emote_builtin_model_data, emote_builtin_model_size, "built-in model", err);
+}
+
+void emote_model_close(emote_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->num_ops; i++) free_op(&m->ops[i]);
+    free(m->ops);
+    for (int i = 0; i < m->num_classes; i++) free(m->labels[i]);
+    free(m->labels);
+    for (int i = 0; i < m->num_metadata; i++) {
+        free(m->metadata_keys[i]);
+        free(m->metadata_values[i]);
+    }
+    free(m->metadata_keys);
+    free(m->metadata_values);
+    free(m->name);
+    free(m);
+}
+
+const char *emote_model_name(const emote_model *m) { return m->name; }
+int emote_model_num_classes(const emote_model *m) { return m->num_classes; }
+const char *emote_model_label(const emote_model *m, int i) {
+    return i >= 0 && i < m->num_classes ? m->labels[i] : NULL;
+}
+const emote_input_spec *emote_model_input(const emote_model *m) { return &m->input; }
+size_t emote_input_floats(const emote_model *m) {
+    return (size_t)m->input.channels * (size_t)m->input.height * (size_t)m->input.width;
+}
+uint64_t emote_model_param_count(const emote_model *m) { return m->params; }
+uint64_t emote_model_macs(const emote_model *m) { return m->macs; }
+int emote_model_num_ops(const emote_model *m) { return m->num_ops; }
+const char *emote_model_op_kind(const emote_model *m, int op) {
+    return op >= 0 && op < m->num_ops ? m->ops[op].description : NULL;
+}
+
+const char *emote_model_metadata(const emote_model *m, const char *key) {
+    for (int i = 0; i < m->num_metadata; i++)
+        if (strcmp(m->metadata_keys[i], key) == 0) return m->metadata_values[i];
+    return NULL;
+}

@@ -1,0 +1,518 @@
+/* Image loading and preprocessing: decoding each format, the exact preprocessing
+ * pipeline (pass-through, BT.601 gray, centre crop, resize, normalise) and every kind
+ * of bad file. Images are generated at test time in a temporary directory. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb_image_write.h>
+
+#include "emote.h"
+
+/* ---- temporary files ------------------------------------------------------ */
+
+#define MAX_TEMP_FILES 8
+
+typedef struct {
+    char dir[64];
+    char paths[MAX_TEMP_FILES][128];
+    int count;
+} temp_files;
+
+static bool temp_open(temp_files *t) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->dir, sizeof t->dir, "/tmp/emote_test_image_XXXXXX");
+    return mkdtemp(t->dir) != NULL;
+}
+
+/* A path inside the temporary directory, removed by temp_close. */
+static const char *temp_path(temp_files *t, const char *name) {
+    if (t->count == MAX_TEMP_FILES) abort();
+    char *path = t->paths[t->count++];
+    char joined[sizeof t->paths[0]];
+    snprintf(joined, sizeof joined, "%s/%s", t->dir, name);
+    memcpy(path, joined, sizeof joined);
+    return path;
+}
+
+static void temp_close(temp_files *t) {
+    for (int i = 0; i < t->count; i++) {
+        if (rmdir(t->paths[i]) != 0) unlink(t->paths[i]);
+    }
+    rmdir(t->dir);
+}
+
+static bool write_bytes(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(data, 1, size, f) == size;
+    return fclose(f) == 0 && ok;
+}
+
+/* Reads a whole (small) file into a malloc'd buffer; NULL on failure. */
+static unsigned char *read_bytes(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *data = malloc(1 << 20);
+    *size = data ? fread(data, 1, 1 << 20, f) : 0;
+    fclose(f);
+    return data;
+}
+
+/* ---- synthetic pixels ------------------------------------------------------- */
+
+static unsigned char *noise_pixels(int width, int height, int channels, uint32_t seed) {
+    size_t n = (size_t)width * height * channels;
+    unsigned char *p = malloc(n);
+    for (size_t i = 0; p && i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (unsigned char)(seed >> 24);
+    }
+    return p;
+}
+
+static unsigned char *constant_pixels(int width, int height, int channels, const unsigned char *value) {
+    size_t n = (size_t)width * height;
+    unsigned char *p = malloc(n * channels);
+    for (size_t i = 0; p && i < n; i++) memcpy(p + i * channels, value, (size_t)channels);
+    return p;
+}
+
+static emote_input_spec gray_spec(int size, float mean, float std) {
+    return (emote_input_spec){.channels = 1, .height = size, .width = size, .mean = {mean}, .std = {std}};
+}
+
+static emote_input_spec rgb_spec(int size) {
+    return (emote_input_spec){
+        .channels = 3, .height = size, .width = size, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+}
+
+static uint32_t crc32_of(const unsigned char *data, size_t size) {
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < size; i++) {
+        crc ^= data[i];
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* A PNG made of the signature and an IHDR chunk (correct CRC) declaring width x height
+ * 8-bit gray, and nothing else: any attempt to decode it fails as truncated. */
+static bool write_png_header_only(const char *path, uint32_t width, uint32_t height) {
+    unsigned char png[8 + 25] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    unsigned char *chunk = png + 8;
+    put_be32(chunk, 13);
+    memcpy(chunk + 4, "IHDR", 4);
+    put_be32(chunk + 8, width);
+    put_be32(chunk + 12, height);
+    chunk[16] = 8; /* bit depth; colour type, compression, filter, interlace stay 0 */
+    put_be32(chunk + 21, crc32_of(chunk + 4, 17));
+    return write_bytes(path, png, sizeof png);
+}
+
+/* ---- helpers for checks ------------------------------------------------------ */
+
+static bool same_pixels(const emote_image *image, const unsigned char *expected, int width, int height,
+                        int channels) {
+    return image->pixels && image->width == width && image->height == height && image->channels == channels &&
+           memcmp(image->pixels, expected, (size_t)width * height * channels) == 0;
+}
+
+/* Loads path expecting failure with `status`; the message must name the file and contain `reason`. */
+static bool load_fails_with(const char *path, emote_status status, const char *reason) {
+    emote_image image;
+    emote_error err = {{0}};
+    emote_status got = emote_image_load(path, &image, &err);
+    bool ok = got == status && image.pixels == NULL && strstr(err.message, path) == err.message &&
+              strstr(err.message, reason) != NULL;
+    if (!ok) fprintf(stderr, "  %s: status %d (want %d), message \"%s\"\n", path, got, status, err.message);
+    emote_image_free(&image);
+    return ok;
+}
+
+static float normalised(float v, float mean, float std) { return (v / 255.0f - mean) / std; }
+
+/* ---- decoding ------------------------------------------------------------------ */
+
+TEST(image_decodes_png_gray_rgb_rgba_and_gray_alpha) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    for (int channels = 1; channels <= 4; channels++) {
+        unsigned char *pixels = noise_pixels(7, 5, channels, 11u + (uint32_t)channels);
+        static const char *const names[] = {"g.png", "ga.png", "rgb.png", "rgba.png"};
+        const char *path = temp_path(&t, names[channels - 1]);
+        CHECK(stbi_write_png(path, 7, 5, channels, pixels, 7 * channels));
+        emote_image image;
+        emote_error err;
+        CHECKF(emote_image_load(path, &image, &err) == EMOTE_OK, "%s", err.message);
+        CHECKF(same_pixels(&image, pixels, 7, 5, channels), "channels %d", channels);
+        emote_image_free(&image);
+        free(pixels);
+    }
+    temp_close(&t);
+}
+
+TEST(image_decodes_jpeg) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    const unsigned char rgb[3] = {200, 100, 50}, gray[1] = {90};
+    unsigned char *color = constant_pixels(16, 16, 3, rgb), *mono = constant_pixels(16, 8, 1, gray);
+    const char *color_path = temp_path(&t, "color.jpg"), *mono_path = temp_path(&t, "mono.jpg");
+    CHECK(stbi_write_jpg(color_path, 16, 16, 3, color, 95));
+    CHECK(stbi_write_jpg(mono_path, 16, 8, 1, mono, 95));
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_load(color_path, &image, &err) == EMOTE_OK, "%s", err.message);
+    CHECK(image.width == 16 && image.height == 16 && image.channels == 3);
+    for (int i = 0; image.pixels && i < 16 * 16 * 3; i++) CHECK(abs(image.pixels[i] - rgb[i % 3]) <= 4);
+    emote_image_free(&image);
+    CHECKF(emote_image_load(mono_path, &image, &err) == EMOTE_OK, "%s", err.message);
+    /* stb_image_write always writes YCbCr JPEGs, so a gray source comes back as RGB. */
+    CHECK(image.width == 16 && image.height == 8 && image.channels == 3);
+    for (int i = 0; image.pixels && i < 16 * 8 * 3; i++) CHECK(abs(image.pixels[i] - gray[0]) <= 2);
+    emote_image_free(&image);
+    free(color);
+    free(mono);
+    temp_close(&t);
+}
+
+TEST(image_decodes_bmp) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    unsigned char *pixels = noise_pixels(9, 6, 3, 5u);
+    const char *path = temp_path(&t, "x.bmp");
+    CHECK(stbi_write_bmp(path, 9, 6, 3, pixels));
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_load(path, &image, &err) == EMOTE_OK, "%s", err.message);
+    CHECK(same_pixels(&image, pixels, 9, 6, 3));
+    emote_image_free(&image);
+    free(pixels);
+    temp_close(&t);
+}
+
+TEST(image_decodes_from_memory_and_free_is_idempotent) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    unsigned char *pixels = noise_pixels(4, 4, 1, 3u);
+    const char *path = temp_path(&t, "m.png");
+    CHECK(stbi_write_png(path, 4, 4, 1, pixels, 4));
+    size_t size = 0;
+    unsigned char *file = read_bytes(path, &size);
+    CHECK(file && size > 0);
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_decode(file, size, NULL, &image, &err) == EMOTE_OK, "%s", err.message);
+    CHECK(same_pixels(&image, pixels, 4, 4, 1));
+    emote_image_free(&image);
+    CHECK(image.pixels == NULL);
+    emote_image_free(&image);
+    emote_image zeroed = {0};
+    emote_image_free(&zeroed);
+    emote_image_free(NULL);
+    CHECK(emote_image_decode(file, 0, "buf", &image, &err) == EMOTE_ERR_FORMAT && image.pixels == NULL);
+    CHECK(strstr(err.message, "buf: ") == err.message);
+    CHECK(emote_image_decode("hello", 5, NULL, &image, &err) == EMOTE_ERR_FORMAT);
+    CHECK(strstr(err.message, "<memory>: not a recognised image") == err.message);
+    free(file);
+    free(pixels);
+    temp_close(&t);
+}
+
+/* ---- preprocessing --------------------------------------------------------------- */
+
+TEST(preprocess_passes_48x48_gray_through_exactly) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    unsigned char *pixels = noise_pixels(48, 48, 1, 42u);
+    const char *path = temp_path(&t, "face.png");
+    CHECK(stbi_write_png(path, 48, 48, 1, pixels, 48));
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_load(path, &image, &err) == EMOTE_OK, "%s", err.message);
+    const emote_input_spec spec = gray_spec(48, 0.5f, 0.25f);
+    float out[48 * 48];
+    CHECKF(emote_preprocess(&spec, &image, out, &err) == EMOTE_OK, "%s", err.message);
+    int mismatches = 0;
+    for (int i = 0; i < 48 * 48; i++) mismatches += out[i] != ((float)pixels[i] / 255.0f - 0.5f) / 0.25f;
+    CHECKF(mismatches == 0, "%d pixels differ", mismatches);
+    emote_image_free(&image);
+    free(pixels);
+    temp_close(&t);
+}
+
+TEST(preprocess_converts_rgb_to_bt601_gray) {
+    const unsigned char rgb[3] = {200, 100, 50};
+    emote_image image = {.width = 48, .height = 48, .channels = 3, .pixels = constant_pixels(48, 48, 3, rgb)};
+    const emote_input_spec spec = gray_spec(48, 0.0f, 1.0f);
+    float out[48 * 48];
+    emote_error err;
+    CHECKF(emote_preprocess(&spec, &image, out, &err) == EMOTE_OK, "%s", err.message);
+    const float gray = 0.299f * 200 + 0.587f * 100 + 0.114f * 50; /* 124.2 */
+    CHECK(fabsf(gray - 124.2f) < 1e-4f);
+    for (int i = 0; i < 48 * 48; i++) CHECK(out[i] == gray / 255.0f);
+    emote_image_free(&image);
+}
+
+TEST(preprocess_keeps_rgb_and_ignores_alpha) {
+    const unsigned char rgba[4] = {200, 100, 50, 7}, rgb[3] = {200, 100, 50};
+    emote_image with_alpha = {.width = 48, .height = 48, .channels = 4, .pixels = constant_pixels(48, 48, 4, rgba)};
+    emote_image without = {.width = 48, .height = 48, .channels = 3, .pixels = constant_pixels(48, 48, 3, rgb)};
+    const emote_input_spec color = rgb_spec(48), mono = gray_spec(48, 0.0f, 1.0f);
+    static float a[3 * 48 * 48], b[3 * 48 * 48];
+    emote_error err;
+    CHECK(emote_preprocess(&color, &with_alpha, a, &err) == EMOTE_OK);
+    for (int c = 0; c < 3; c++) CHECK(a[c * 48 * 48 + 100] == rgb[c] / 255.0f); /* CHW planes */
+    CHECK(emote_preprocess(&color, &without, b, &err) == EMOTE_OK);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(emote_preprocess(&mono, &with_alpha, a, &err) == EMOTE_OK);
+    CHECK(emote_preprocess(&mono, &without, b, &err) == EMOTE_OK);
+    CHECK(memcmp(a, b, 48 * 48 * sizeof(float)) == 0);
+    emote_image_free(&with_alpha);
+    emote_image_free(&without);
+}
+
+TEST(preprocess_replicates_gray_to_rgb_and_uses_gray_of_gray_alpha) {
+    unsigned char *gray = noise_pixels(48, 48, 1, 9u), *gray_alpha = malloc(48 * 48 * 2);
+    for (int i = 0; i < 48 * 48; i++) {
+        gray_alpha[2 * i] = gray[i];
+        gray_alpha[2 * i + 1] = (unsigned char)i;
+    }
+    emote_image image = {.width = 48, .height = 48, .channels = 1, .pixels = gray};
+    emote_image image_alpha = {.width = 48, .height = 48, .channels = 2, .pixels = gray_alpha};
+    const emote_input_spec color = rgb_spec(48), mono = gray_spec(48, 0.0f, 1.0f);
+    static float rgb[3 * 48 * 48], single[48 * 48];
+    emote_error err;
+    CHECK(emote_preprocess(&color, &image, rgb, &err) == EMOTE_OK);
+    for (int i = 0; i < 48 * 48; i++)
+        CHECK(rgb[i] == gray[i] / 255.0f && rgb[48 * 48 + i] == rgb[i] && rgb[2 * 48 * 48 + i] == rgb[i]);
+    CHECK(emote_preprocess(&mono, &image_alpha, single, &err) == EMOTE_OK);
+    CHECK(memcmp(single, rgb, sizeof single) == 0);
+    emote_image_free(&image);
+    emote_image_free(&image_alpha);
+}
+
+/* A width x height gray image whose centre 48x48 holds value 5 * (column in the centre)
+ * and whose border is 255; preprocessing must return exactly the centre. */
+static bool centre_crop_is_exact(int width, int height) {
+    const int x0 = (width - 48) / 2, y0 = (height - 48) / 2;
+    unsigned char *pixels = malloc((size_t)width * height);
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++) {
+            bool inside = x >= x0 && x < x0 + 48 && y >= y0 && y < y0 + 48;
+            pixels[y * width + x] = inside ? (unsigned char)(5 * (x - x0)) : 255;
+        }
+    emote_image image = {.width = width, .height = height, .channels = 1, .pixels = pixels};
+    const emote_input_spec spec = gray_spec(48, 0.0f, 1.0f);
+    float out[48 * 48];
+    emote_error err;
+    bool ok = emote_preprocess(&spec, &image, out, &err) == EMOTE_OK;
+    for (int i = 0; ok && i < 48 * 48; i++) ok = out[i] == (float)(5 * (i % 48)) / 255.0f;
+    emote_image_free(&image);
+    return ok;
+}
+
+TEST(preprocess_centre_crops_to_the_model_aspect) {
+    CHECK(centre_crop_is_exact(60, 48));
+    CHECK(centre_crop_is_exact(61, 48)); /* odd extra: offset 6, one more column off the right */
+    CHECK(centre_crop_is_exact(48, 60));
+    CHECK(centre_crop_is_exact(48, 61));
+}
+
+TEST(preprocess_crops_to_a_non_square_model_input) {
+    /* 40x30 image, 20x10 input (2:1): crop 40x20 starting at row 5, then halve it. */
+    unsigned char *pixels = malloc(40 * 30);
+    for (int y = 0; y < 30; y++)
+        for (int x = 0; x < 40; x++) pixels[y * 40 + x] = (y >= 5 && y < 25) ? 100 : 0;
+    emote_image image = {.width = 40, .height = 30, .channels = 1, .pixels = pixels};
+    const emote_input_spec spec = {.channels = 1, .height = 10, .width = 20, .mean = {0}, .std = {1}};
+    float out[10 * 20];
+    emote_error err;
+    CHECKF(emote_preprocess(&spec, &image, out, &err) == EMOTE_OK, "%s", err.message);
+    for (int i = 0; i < 10 * 20; i++) CHECK(fabsf(out[i] - 100.0f / 255.0f) < 1e-4f);
+    emote_image_free(&image);
+}
+
+TEST(preprocess_resizes_constant_and_gradient_images) {
+    const unsigned char value[1] = {77};
+    emote_image flat = {.width = 96, .height = 96, .channels = 1, .pixels = constant_pixels(96, 96, 1, value)};
+    emote_image small = {.width = 24, .height = 24, .channels = 1, .pixels = constant_pixels(24, 24, 1, value)};
+    unsigned char *ramp = malloc(96 * 96);
+    for (int i = 0; i < 96 * 96; i++) ramp[i] = (unsigned char)(2 * (i % 96));
+    emote_image gradient = {.width = 96, .height = 96, .channels = 1, .pixels = ramp};
+    const emote_input_spec spec = gray_spec(48, 0.5f, 0.25f);
+    float out[48 * 48];
+    emote_error err;
+    const float expected = normalised(77.0f, 0.5f, 0.25f);
+
+    CHECKF(emote_preprocess(&spec, &flat, out, &err) == EMOTE_OK, "%s", err.message);
+    for (int i = 0; i < 48 * 48; i++) CHECK(fabsf(out[i] - expected) < 1e-4f);
+    CHECKF(emote_preprocess(&spec, &small, out, &err) == EMOTE_OK, "%s", err.message);
+    for (int i = 0; i < 48 * 48; i++) CHECK(fabsf(out[i] - expected) < 1e-4f);
+
+    CHECKF(emote_preprocess(&spec, &gradient, out, &err) == EMOTE_OK, "%s", err.message);
+    int not_increasing = 0, rows_differ = 0;
+    for (int y = 0; y < 48; y++)
+        for (int x = 0; x < 48; x++) {
+            if (x > 0 && !(out[y * 48 + x] > out[y * 48 + x - 1])) not_increasing++;
+            if (fabsf(out[y * 48 + x] - out[x]) > 1e-4f) rows_differ++;
+        }
+    CHECKF(not_increasing == 0, "%d", not_increasing);
+    CHECKF(rows_differ == 0, "%d", rows_differ);
+    CHECK(out[0] >= normalised(0.0f, 0.5f, 0.25f) && out[47] <= normalised(255.0f, 0.5f, 0.25f));
+    emote_image_free(&flat);
+    emote_image_free(&small);
+    emote_image_free(&gradient);
+}
+
+TEST(preprocess_clamps_resampling_overshoot) {
+    /* A hard black/white edge, enlarged: Catmull-Rom rings, the clamp keeps 0..255. */
+    unsigned char *pixels = malloc(24 * 24);
+    for (int i = 0; i < 24 * 24; i++) pixels[i] = (i % 24) < 12 ? 0 : 255;
+    emote_image image = {.width = 24, .height = 24, .channels = 1, .pixels = pixels};
+    const emote_input_spec spec = gray_spec(48, 0.0f, 1.0f);
+    float out[48 * 48];
+    emote_error err;
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_OK);
+    float lo = 1, hi = 0;
+    for (int i = 0; i < 48 * 48; i++) {
+        lo = fminf(lo, out[i]);
+        hi = fmaxf(hi, out[i]);
+    }
+    CHECK(lo == 0.0f && hi == 1.0f);
+    emote_image_free(&image);
+}
+
+TEST(preprocess_rejects_invalid_arguments) {
+    unsigned char pixel[4] = {1, 2, 3, 4};
+    emote_image image = {.width = 1, .height = 1, .channels = 1, .pixels = pixel};
+    float out[3 * 48 * 48];
+    emote_error err;
+    emote_input_spec spec = gray_spec(48, 0.5f, 0.25f);
+    spec.channels = 2;
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_ERR_ARGUMENT);
+    CHECK(strstr(err.message, "2 channels") != NULL);
+    spec = gray_spec(48, 0.5f, 0.0f);
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_ERR_ARGUMENT);
+    spec = gray_spec(48, NAN, 1.0f);
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_ERR_ARGUMENT);
+    spec = gray_spec(0, 0.5f, 0.25f);
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_ERR_ARGUMENT);
+    spec = gray_spec(48, 0.5f, 0.25f);
+    emote_image no_pixels = {.width = 1, .height = 1, .channels = 1, .pixels = NULL};
+    CHECK(emote_preprocess(&spec, &no_pixels, out, &err) == EMOTE_ERR_ARGUMENT);
+    image.channels = 5;
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_ERR_ARGUMENT);
+    image.channels = 1;
+    CHECK(emote_preprocess(&spec, &image, NULL, &err) == EMOTE_ERR_ARGUMENT);
+    CHECK(emote_preprocess(&spec, &image, out, &err) == EMOTE_OK); /* 1x1 -> 48x48 is fine */
+}
+
+/* ---- bad files ---------------------------------------------------------------------- */
+
+TEST(image_load_reports_missing_empty_directory_and_text_files) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    const char *missing = temp_path(&t, "missing.png"), *empty = temp_path(&t, "empty.png");
+    const char *dir = temp_path(&t, "dir.png"), *text = temp_path(&t, "notes.png");
+    CHECK(write_bytes(empty, "", 0));
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(write_bytes(text, "this is not an image\n", 21));
+    CHECK(load_fails_with(missing, EMOTE_ERR_IO, "No such file"));
+    CHECK(load_fails_with(empty, EMOTE_ERR_FORMAT, "empty"));
+    CHECK(load_fails_with(dir, EMOTE_ERR_IO, "directory"));
+    CHECK(load_fails_with(text, EMOTE_ERR_FORMAT, "not a recognised image (PNG, JPEG"));
+    temp_close(&t);
+}
+
+TEST(image_load_rejects_truncated_png) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    unsigned char *pixels = noise_pixels(64, 64, 3, 77u);
+    const char *whole = temp_path(&t, "whole.png"), *cut = temp_path(&t, "cut.png");
+    const char *cut_header = temp_path(&t, "cut_header.png");
+    CHECK(stbi_write_png(whole, 64, 64, 3, pixels, 64 * 3));
+    size_t size = 0;
+    unsigned char *file = read_bytes(whole, &size);
+    CHECK(file && size > 1000);
+    CHECK(write_bytes(cut, file, size / 2));
+    CHECK(write_bytes(cut_header, file, 20));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
+    CHECK(load_fails_with(cut_header, EMOTE_ERR_FORMAT, "corrupt or truncated image: invalid PNG header"));
+    CHECK(write_bytes(cut, file, size - 12)); /* only IEND missing */
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
+    free(file);
+    free(pixels);
+    temp_close(&t);
+}
+
+TEST(image_load_rejects_truncated_jpeg) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    unsigned char *pixels = noise_pixels(64, 64, 3, 78u);
+    const char *whole = temp_path(&t, "whole.jpg"), *cut = temp_path(&t, "cut.jpg");
+    CHECK(stbi_write_jpg(whole, 64, 64, 3, pixels, 90));
+    size_t size = 0;
+    unsigned char *file = read_bytes(whole, &size);
+    CHECK(file && size > 1000 && file[size - 2] == 0xFF && file[size - 1] == 0xD9);
+    CHECK(write_bytes(cut, file, size * 2 / 3));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+    CHECK(write_bytes(cut, file, size - 1));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+
+    /* Trailing bytes after EOI are accepted. */
+    unsigned char *padded = malloc(size + 16);
+    memcpy(padded, file, size);
+    memset(padded + size, 0x55, 16);
+    CHECK(write_bytes(cut, padded, size + 16));
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_load(cut, &image, &err) == EMOTE_OK, "%s", err.message);
+    emote_image_free(&image);
+
+    /* An EOI inside a metadata segment (like an EXIF thumbnail's) does not count. */
+    static const unsigned char app1[] = {0xFF, 0xE1, 0x00, 0x08, 'E', 'x', 0xFF, 0xD8, 0xFF, 0xD9};
+    unsigned char *with_thumbnail = malloc(size + sizeof app1);
+    memcpy(with_thumbnail, file, 2);
+    memcpy(with_thumbnail + 2, app1, sizeof app1);
+    memcpy(with_thumbnail + 2 + sizeof app1, file + 2, size - 2);
+    CHECK(write_bytes(cut, with_thumbnail, size + sizeof app1));
+    CHECKF(emote_image_load(cut, &image, &err) == EMOTE_OK, "%s", err.message);
+    emote_image_free(&image);
+    CHECK(write_bytes(cut, with_thumbnail, (size + sizeof app1) / 2));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+
+    free(with_thumbnail);
+    free(padded);
+    free(file);
+    free(pixels);
+    temp_close(&t);
+}
+
+TEST(image_load_checks_pixel_limit_before_decoding) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    const char *huge = temp_path(&t, "huge.png"), *at_limit = temp_path(&t, "at_limit.png");
+    const char *over = temp_path(&t, "over.png");
+    CHECK(write_png_header_only(huge, 20000, 20000));
+    CHECK(write_png_header_only(at_limit, 8000, 5000));
+    CHECK(write_png_header_only(over, 8000, 5001));
+    /* LIMIT, not "truncated": the header alone decided, nothing was decoded. */
+    CHECK(load_fails_with(huge, EMOTE_ERR_LIMIT, "20000x20000 pixels is larger than the limit of 40000000 pixels"));
+    CHECK(load_fails_with(over, EMOTE_ERR_LIMIT, "8000x5001 pixels"));
+    CHECK(load_fails_with(at_limit, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
+    temp_close(&t);
+}

@@ -1,0 +1,181 @@
+/* C engine vs the PyTorch reference (tools/graph_ref.py, float64) on the fixtures that
+ * tools/make_fixtures.py writes: every op's output and the final probabilities. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "safetensors.h"
+#include "util.h"
+
+#define FIXTURES "tests/fixtures/"
+#define MAX_OP_NMSE 1e-7
+#define MAX_PROB_DIFF 1e-5
+
+static const char *const cases[] = {
+    "conv_k3_s1_p1", "conv_k5_s2_p2_bias_nobn", "conv_k1_s1_p0", "conv_k1_s2_p0", "conv_k3_s2_p0",
+    "conv_rgb_k3", "maxpool_k2_s2", "maxpool_k3_s2_p1", "squeeze_excite_bias", "squeeze_excite_nobias",
+    "residual_identity", "residual_projection", "relu", "linear_two_layers", "emotenet_small", "emotenet_deep",
+};
+
+typedef struct {
+    unsigned char *bytes;
+    size_t size;
+    st_file file;
+} expected_file;
+
+static int load_expected(const char *name, expected_file *e) {
+    char path[256];
+    emote_error err;
+    snprintf(path, sizeof path, FIXTURES "%s.expected.safetensors", name);
+    if (read_file_all(path, (size_t)1 << 30, &e->bytes, &e->size, &err)) {
+        fprintf(stderr, "  %s\n", err.message);
+        return 0;
+    }
+    if (st_parse(e->bytes, e->size, path, &e->file, &err)) {
+        fprintf(stderr, "  %s\n", err.message);
+        free(e->bytes);
+        return 0;
+    }
+    return 1;
+}
+
+static void free_expected(expected_file *e) {
+    st_free(&e->file);
+    free(e->bytes);
+}
+
+static float *tensor_copy(const st_tensor *t) {
+    float *v = malloc(t->numel * sizeof(float));
+    st_read_floats(t, v);
+    return v;
+}
+
+typedef struct {
+    const st_file *expected;
+    const char *name;
+    int *failures;
+    int ops_checked;
+} trace_check;
+
+/* Normalised MSE: sum (c - r)^2 / sum r^2 (plain MSE when the reference is all zeros). */
+static double nmse(const float *c, const float *r, size_t n) {
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < n; i++) {
+        err += ((double)c[i] - r[i]) * ((double)c[i] - r[i]);
+        ref += (double)r[i] * r[i];
+    }
+    return ref > 0 ? err / ref : err / (double)n;
+}
+
+static void check_op(void *user, int op, const char *kind, const float *nchw, int n, int c, int h, int w) {
+    trace_check *tc = user;
+    int *failures = tc->failures;
+    char key[32];
+    snprintf(key, sizeof key, "op.%d", op);
+    const st_tensor *t = st_find(tc->expected, key);
+    CHECKF(t != NULL, "%s: no reference for %s", tc->name, key);
+    if (!t) return;
+    size_t count = (size_t)n * c * h * w;
+    CHECKF(t->numel == count, "%s: %s (%s) has %zu values, reference %zu", tc->name, key, kind, count, t->numel);
+    if (t->numel != count) return;
+    float *ref = tensor_copy(t);
+    double e = nmse(nchw, ref, count);
+    CHECKF(e <= MAX_OP_NMSE, "%s: op %d (%s) normalised MSE %.3g > %.1g", tc->name, op, kind, e, MAX_OP_NMSE);
+    free(ref);
+    tc->ops_checked++;
+}
+
+/* Runs one fixture case; returns the largest |prob - reference|, or INFINITY on failure. */
+static double run_case(const char *name, int *failures) {
+    char path[256];
+    emote_error err;
+    expected_file e;
+    snprintf(path, sizeof path, FIXTURES "%s.safetensors", name);
+    emote_model *m = emote_model_open(path, &err);
+    CHECKF(m != NULL, "%s", err.message);
+    if (!m || !load_expected(name, &e)) {
+        emote_model_close(m);
+        return INFINITY;
+    }
+    const st_tensor *input = st_find(&e.file, "input"), *probs_ref = st_find(&e.file, "probs");
+    CHECK(input && probs_ref && input->ndim == 4);
+    double worst = INFINITY;
+    if (input && probs_ref && input->ndim == 4) {
+        int n = (int)input->shape[0], k = emote_model_num_classes(m);
+        float *x = tensor_copy(input), *ref = tensor_copy(probs_ref), *probs = malloc(sizeof(float) * n * k);
+        emote_session *s = emote_session_new(m, n, 1, &err);
+        trace_check tc = {&e.file, name, failures, 0};
+        emote_session_set_trace(s, check_op, &tc);
+        CHECK(emote_classify(s, x, n, probs, &err) == EMOTE_OK);
+        CHECKF(tc.ops_checked == emote_model_num_ops(m), "%s: %d of %d ops checked", name, tc.ops_checked,
+               emote_model_num_ops(m));
+        worst = 0;
+        for (int i = 0; i < n * k; i++) worst = fmax(worst, fabs((double)probs[i] - ref[i]));
+        CHECKF(worst <= MAX_PROB_DIFF, "%s: probabilities differ by %.3g > %.1g", name, worst, MAX_PROB_DIFF);
+        emote_session_free(s);
+        free(x);
+        free(ref);
+        free(probs);
+    }
+    free_expected(&e);
+    emote_model_close(m);
+    return worst;
+}
+
+TEST(parity_every_fixture_matches_pytorch) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int before = *failures;
+        double worst = run_case(cases[i], failures);
+        printf("     %-26s max |dprob| %.2e %s\n", cases[i], worst, *failures > before ? "FAIL" : "");
+    }
+}
+
+/* Runs `total` copies of the fixture's images in batches of `batch` with `threads`. */
+static float *classify_in_batches(const emote_model *m, const float *images, int num_images, int total, int batch,
+                                  int threads) {
+    size_t in = emote_input_floats(m);
+    int k = emote_model_num_classes(m);
+    float *probs = malloc(sizeof(float) * (size_t)total * k);
+    float *inputs = malloc(sizeof(float) * in * (size_t)batch);
+    emote_error err;
+    emote_session *s = emote_session_new(m, batch, threads, &err);
+    for (int start = 0; start < total; start += batch) {
+        int n = total - start < batch ? total - start : batch;
+        for (int j = 0; j < n; j++) memcpy(inputs + j * in, images + ((start + j) % num_images) * in, in * sizeof(float));
+        emote_classify(s, inputs, n, probs + (size_t)start * k, &err);
+    }
+    emote_session_free(s);
+    free(inputs);
+    return probs;
+}
+
+TEST(parity_same_image_same_probabilities_any_batch_or_threads) {
+    emote_error err;
+    expected_file e;
+    emote_model *m = emote_model_open(FIXTURES "emotenet_deep.safetensors", &err);
+    CHECK(m != NULL);
+    if (!m || !load_expected("emotenet_deep", &e)) {
+        emote_model_close(m);
+        return;
+    }
+    const st_tensor *input = st_find(&e.file, "input");
+    float *images = tensor_copy(input);
+    int num_images = (int)input->shape[0], total = 130, k = emote_model_num_classes(m);
+    float *base = classify_in_batches(m, images, num_images, total, 1, 1);
+    const int configs[][2] = {{7, 1}, {64, 1}, {1, 2}, {7, 2}, {64, 2}, {64, 3}};
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        float *p = classify_in_batches(m, images, num_images, total, configs[c][0], configs[c][1]);
+        CHECKF(memcmp(p, base, sizeof(float) * (size_t)total * k) == 0,
+               "batch %d, %d threads: probabilities not bitwise equal to batch 1, 1 thread", configs[c][0],
+               configs[c][1]);
+        free(p);
+    }
+    /* The same image in every position of a batch gives the same answer. */
+    for (int i = 0; i < total; i++)
+        CHECK(memcmp(base + (size_t)i * k, base + (size_t)(i % num_images) * k, sizeof(float) * k) == 0);
+    free(base);
+    free(images);
+    free_expected(&e);
+    emote_model_close(m);
+}

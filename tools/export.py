@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""Export a training checkpoint (tools/train.py) to an emote model file (safetensors).
+
+    /usr/bin/python3 tools/export.py runs/default/best.pt models/emote-fer2013.safetensors
+
+Writes the weights under their state_dict names and the metadata the C engine needs
+(format, labels, input spec, graph) plus config, provenance and val metrics.
+--val-metrics FILE merges a JSON object of metrics over the checkpoint's own.
+An existing output file is never replaced unless --force is given.
+"""
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import torch
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TOOLS)
+from emote_model import FER2013_LABELS, EmoteNet, graph_of  # noqa: E402
+from graph_ref import check_emotenet_graph  # noqa: E402
+from safetensors_io import write_safetensors  # noqa: E402
+from train import INPUT_MEAN, INPUT_STD  # noqa: E402
+
+DATA = "FER2013 train (../shared/data/fer2013/train, 28,709 images); model selection on val (3,589)"
+METRIC_KEYS = ("val_acc", "val_acc_tta", "val_mean_class_acc")
+
+
+def training_command(args):
+    """The train.py command line that reproduces `args` (the checkpoint's vars(args))."""
+    words = ["/usr/bin/python3", "tools/train.py"]
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif value is not None and value is not False:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=TOOLS, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def val_metrics(record, extra):
+    metrics = {k: record[k] for k in METRIC_KEYS if k in record}
+    if "val_recall" in record:
+        metrics["val_recall"] = dict(zip(FER2013_LABELS, record["val_recall"]))
+    metrics.update(extra)
+    return metrics
+
+
+def metadata_for(model, ck, extra_metrics):
+    c = model.config
+    return {
+        "format": "emote-model/1",
+        "labels": json.dumps(FER2013_LABELS),
+        "input": json.dumps({"channels": c["in_channels"], "height": c["input_size"], "width": c["input_size"],
+                             "mean": [INPUT_MEAN] * c["in_channels"], "std": [INPUT_STD] * c["in_channels"],
+                             "preprocess": "emote/1"}),
+        "graph": json.dumps(graph_of(model)),
+        "config": json.dumps(c),
+        "provenance": json.dumps({
+            "data": DATA,
+            "training_command": training_command(ck.get("args", {})),
+            "commit": git_commit(),
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "epoch": ck.get("epoch")}),
+        "metrics": json.dumps(val_metrics(ck.get("metrics", {}), extra_metrics)),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint .pt written by tools/train.py")
+    p.add_argument("out", help="model file to write (.safetensors)")
+    p.add_argument("--val-metrics", metavar="JSON_FILE", help="JSON object of metrics merged over the checkpoint's")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    if os.path.exists(args.out) and not args.force:
+        sys.exit(f"export: {args.out} exists; not replacing it (use --force)")
+    extra = {}
+    if args.val_metrics:
+        with open(args.val_metrics) as f:
+            extra = json.load(f)
+        if not isinstance(extra, dict):
+            sys.exit(f"export: {args.val_metrics}: expected a JSON object")
+
+    ck = torch.load(args.checkpoint, map_location="cpu")
+    model = EmoteNet(ck["config"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    if model.config["num_classes"] != len(FER2013_LABELS):
+        sys.exit(f"export: model has {model.config['num_classes']} classes, labels list has {len(FER2013_LABELS)}")
+    c = model.config
+    check_emotenet_graph(model, torch.randn(4, c["in_channels"], c["input_size"], c["input_size"],
+                                            generator=torch.Generator().manual_seed(0)))
+
+    tensors = {name: t.detach().contiguous().numpy() for name, t in model.state_dict().items()
+               if not name.endswith("num_batches_tracked")}
+    write_safetensors(args.out, tensors, metadata_for(model, ck, extra))
+    n_params = sum(t.size for t in tensors.values())
+    print(f"wrote {args.out}: {len(tensors)} tensors, {n_params} floats, {os.path.getsize(args.out)} bytes")
+
+
+if __name__ == "__main__":
+    main()
