@@ -1,0 +1,112 @@
+/* The emote command line: shared pieces used by every command. */
+#ifndef EMOTE_CLI_H
+#define EMOTE_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "emote.h"
+
+/* Exit statuses (documented in --help, emote.1 and README). */
+enum {
+    EXIT_ALL_OK = 0,
+    EXIT_SOME_FAILED = 1,  /* some inputs could not be read or classified; the rest were */
+    EXIT_USAGE = 2,        /* bad command line */
+    EXIT_FATAL = 3,        /* nothing could be done: model unusable, output not writable, ... */
+    EXIT_CHECK_FAILED = 4, /* a gate failed: eval --min-*, diff over its limits */
+};
+
+/* ---- options shared by the commands that classify ----------------------- */
+
+typedef struct {
+    const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
+    int batch;              /* -b */
+    int threads;            /* -j, 0 = one per CPU */
+    bool tta;               /* --tta: average with the mirrored image */
+    bool quiet;             /* -q: no warnings on stderr (errors still go there) */
+    bool nul_separated;     /* -0: paths on stdin end with NUL, not newline */
+    bool stdin_image;       /* --stdin-image: stdin holds one image's bytes */
+    int shard_index, shard_count; /* --shard K/N (1-based K); count 0 = no sharding */
+} engine_options;
+
+#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, 0, 0}
+
+/* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
+ * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */
+int parse_engine_option(engine_options *o, int argc, char **argv, int *i);
+extern const char ENGINE_OPTIONS_HELP[];
+
+/* Value parsing with usage errors that name the option. */
+bool parse_int_option(const char *opt, const char *value, int min, int max, int *out);
+bool parse_double_option(const char *opt, const char *value, double min, double max, double *out);
+
+/* ---- inputs ------------------------------------------------------------------ */
+
+/* Yields input paths in order: arguments as given, directories walked recursively in
+ * byte order of names (only files with an image extension), "-" reads paths from stdin.
+ * Memory stays bounded by the deepest directory listing, whatever the input count. */
+typedef struct input_source input_source;
+
+typedef struct {
+    const char *path;  /* valid until the next call */
+    const char *error; /* non-NULL: this input failed before decoding (unreadable directory...) */
+} input_item;
+
+input_source *input_source_new(char **paths, int count, const engine_options *o);
+/* false at the end. Applies --shard. */
+bool input_source_next(input_source *src, input_item *item);
+void input_source_free(input_source *src);
+
+bool has_image_extension(const char *path);
+
+/* ---- classification ------------------------------------------------------------ */
+
+typedef struct {
+    emote_model *model;
+    emote_session *session;
+    const engine_options *options;
+    float *inputs, *probs, *mirrored_probs;
+} engine;
+
+/* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
+bool engine_open(engine *e, const engine_options *o);
+void engine_close(engine *e);
+
+typedef struct {
+    const char *path;
+    const float *probs; /* num_classes probabilities, or NULL when error is set */
+    const char *error;
+} result;
+
+/* Called once per input, in input order. Return false to stop early. */
+typedef bool (*result_fn)(void *user, const result *r);
+
+typedef struct {
+    long done, failed;
+} run_counts;
+
+/* Classifies every input of src in batches and reports each result in order. */
+run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user);
+
+/* Index of the largest probability. */
+int top_label(const float *probs, int classes);
+
+/* ---- output ------------------------------------------------------------------- */
+
+typedef enum { FORMAT_AUTO, FORMAT_TABLE, FORMAT_TSV, FORMAT_CSV, FORMAT_JSONL, FORMAT_JSON } output_format;
+
+bool parse_format(const char *name, output_format *out);
+/* Writes s as a JSON string literal (with quotes). */
+void json_write_string(FILE *f, const char *s);
+/* Writes s as a CSV field, quoted when needed. */
+void csv_write_field(FILE *f, const char *s);
+
+/* ---- commands ------------------------------------------------------------------ */
+
+int cmd_classify(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sort(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif
