@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# emote classify / eval from the command line: formats, input walking, stdin, sharding,
+# bad inputs and exit statuses. Uses a small random-weight fixture model (labels c0..c6).
+source tests/cli_lib.sh
+M="-m $TEST_MODEL"
+
+mkdir -p "$TMP/faces/sub" "$TMP/bad"
+for i in 1 2 3; do make_png "$TMP/faces/f$i.png" 24 24 "$i"; done
+make_png "$TMP/faces/sub/big.png" 64 48 7          # resized + centre-cropped
+echo "notes" > "$TMP/faces/readme.txt"             # skipped: no image extension
+
+# ---- formats -------------------------------------------------------------------
+run $EMOTE $M -f tsv "$TMP/faces/f1.png"
+expect_status "tsv exit 0" 0
+expect "tsv has a header and one record" test "$(wc -l <"$TMP/out")" = 2
+expect "tsv header names the labels" grep -q "^path	label	confidence	c0	c1	c2	c3	c4	c5	c6	error$" "$TMP/out"
+expect "tsv probabilities sum to 1" /usr/bin/python3 -c "
+import sys; f = open('$TMP/out').read().splitlines()[1].split('\t')
+p = [float(x) for x in f[3:10]]; assert abs(sum(p) - 1) < 1e-5 and max(p) == float(f[2]), f"
+
+run $EMOTE $M -f csv --top 2 "$TMP/faces/f1.png"
+expect "csv --top 2 header" grep -q "^path,label,confidence,top1_label,top1_prob,top2_label,top2_prob,error$" "$TMP/out"
+
+run $EMOTE $M -f jsonl --top 3 "$TMP/faces"
+expect_status "jsonl on a directory exit 0" 0
+expect "jsonl records parse, in sorted order, txt skipped" /usr/bin/python3 -c "
+import json; r = [json.loads(l) for l in open('$TMP/out')]
+assert [x['path'].split('faces/')[1] for x in r] == ['f1.png', 'f2.png', 'f3.png', 'sub/big.png'], r
+assert all(len(x['top']) == 3 and abs(sum(x['probs'].values()) - 1) < 1e-5 for x in r)"
+
+run $EMOTE $M -f table "$TMP/faces/f1.png"
+expect "table shows a percentage" grep -qE "f1.png +c[0-6] +[0-9.]+%" "$TMP/out"
+
+run $EMOTE $M "$TMP/faces/f1.png"
+expect "default format off a terminal is tsv" grep -q "^path	label" "$TMP/out"
+
+# ---- same answers whatever the batch size, threads and position ------------------
+$EMOTE $M -f jsonl -b 1 -j 1 "$TMP/faces" >"$TMP/b1" 2>/dev/null
+$EMOTE $M -f jsonl -b 3 -j 2 "$TMP/faces" >"$TMP/b3" 2>/dev/null
+$EMOTE $M -f jsonl -b 64 -j 2 "$TMP/faces" >"$TMP/b64" 2>/dev/null
+expect "batch 1/3/64 and 1/2 threads give identical records" \
+    bash -c "cmp -s '$TMP/b1' '$TMP/b3' && cmp -s '$TMP/b1' '$TMP/b64'"
+$EMOTE $M -f jsonl --tta "$TMP/faces/f1.png" >"$TMP/tta" 2>/dev/null
+expect "--tta changes the probabilities" bash -c "! cmp -s <(head -1 '$TMP/b1') '$TMP/tta'"
+
+# ---- stdin ------------------------------------------------------------------------
+printf '%s\n' "$TMP/faces/f2.png" "$TMP/faces/f1.png" | $EMOTE $M -f tsv --no-header - >"$TMP/out" 2>"$TMP/err"
+expect "paths from stdin, in the order given" bash -c "cut -f1 '$TMP/out' | grep -c png | grep -qx 2 && head -1 '$TMP/out' | grep -q f2.png"
+printf '%s\0' "$TMP/faces/f3.png" "$TMP/faces/f1.png" | $EMOTE $M -0 -f tsv --no-header - >"$TMP/out" 2>"$TMP/err"
+expect "NUL-separated paths from stdin" bash -c "head -1 '$TMP/out' | grep -q f3.png && test \$(wc -l <'$TMP/out') = 2"
+run $EMOTE $M -f jsonl --stdin-image <"$TMP/faces/f1.png"
+expect "raw image bytes on stdin" bash -c "grep -q '\"path\":\"-\",\"label\"' '$TMP/out'"
+expect "stdin image gives the same answer as the file" bash -c "
+    [ \"\$(sed 's/\"path\":\"[^\"]*\"//' '$TMP/out')\" = \"\$(head -1 '$TMP/b1' | sed 's/\"path\":\"[^\"]*\"//')\" ]"
+
+# ---- sharding -----------------------------------------------------------------------
+for i in $(seq 10 39); do make_png "$TMP/faces/sub/s$i.png" 24 24 "$i"; done
+$EMOTE $M -f tsv --no-header "$TMP/faces" | cut -f1 | sort >"$TMP/all"
+for k in 1 2 3; do $EMOTE $M -f tsv --no-header --shard $k/3 "$TMP/faces" | cut -f1 >"$TMP/shard$k"; done
+expect "shards are disjoint and cover every input" bash -c "
+    [ \$(cat '$TMP'/shard? | sort | uniq -d | wc -l) = 0 ] && cat '$TMP'/shard? | sort | cmp -s - '$TMP/all'"
+expect "every shard gets some inputs" bash -c "[ -s '$TMP/shard1' ] && [ -s '$TMP/shard2' ] && [ -s '$TMP/shard3' ]"
+
+# ---- a closed stdout ends the run quietly --------------------------------------------
+$EMOTE $M -f tsv -b 1 "$TMP/faces" 2>"$TMP/err" | head -1 >/dev/null
+status=${PIPESTATUS[0]}
+expect "| head -1: ended by SIGPIPE or exit 0" bash -c "[ $status = 141 ] || [ $status = 0 ]"
+expect "| head -1: nothing on stderr" test ! -s "$TMP/err"
+
+# ---- bad inputs: reported by name, the rest still classified, exit 1 -----------------
+: >"$TMP/bad/empty.png"
+echo "hello" >"$TMP/bad/text.png"
+head -c 200 "$TMP/faces/sub/big.png" >"$TMP/bad/truncated.png"
+/usr/bin/python3 -c "
+from PIL import Image; import numpy as np
+Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save('$TMP/jpeg.jpg', quality=90)
+d = open('$TMP/jpeg.jpg', 'rb').read(); open('$TMP/bad/truncated.jpg', 'wb').write(d[:len(d) // 2])
+import struct, zlib
+def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b))
+open('$TMP/bad/huge.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0)) + chunk(b'IEND', b''))"
+ln -s "$TMP/nowhere.png" "$TMP/bad/dangling.png"
+cp "$TMP/faces/f1.png" "$TMP/bad/good.png"
+run $EMOTE $M -f jsonl "$TMP/bad" "$TMP/missing.png"
+expect_status "bad inputs: exit 1" 1
+expect "bad inputs: good.png still classified" grep -q 'good.png","label"' "$TMP/out"
+expect "bad inputs: one record per input" test "$(wc -l <"$TMP/out")" = 8
+for case in "empty.png:empty file" "text.png:not a recognised image" "truncated.png:corrupt or truncated" \
+    "truncated.jpg:corrupt or truncated" "huge.png:30000x30000 pixels is larger than the limit" "dangling.png:cannot open" \
+    "missing.png:cannot open"; do
+    expect_stderr "bad input ${case%%:*} reported" "${case%%:*}: ${case#*:}"
+    expect "bad input ${case%%:*} has an error record" grep -q "${case%%:*}\",\"error\":" "$TMP/out"
+done
+expect_stderr "bad inputs: a summary line" "7 of 8 inputs failed"
+
+# An unreadable file and directory (as an unprivileged user: root reads everything).
+mkdir -p "$TMP/locked/inner"
+cp "$TMP/faces/f1.png" "$TMP/locked/ok.png"
+cp "$TMP/faces/f2.png" "$TMP/locked/secret.png"
+cp "$TMP/faces/f3.png" "$TMP/locked/inner/x.png"
+chmod 000 "$TMP/locked/secret.png" "$TMP/locked/inner"
+chmod 755 "$TMP"
+AS_USER=()
+[ "$(id -u)" = 0 ] && AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+run "${AS_USER[@]}" $EMOTE $M -f tsv "$TMP/locked"
+expect_status "unreadable file and directory: exit 1" 1
+expect_stderr "unreadable file named" "secret.png: cannot open: Permission denied"
+expect_stderr "unreadable directory named" "inner: cannot read directory: Permission denied"
+expect_stdout "readable file still classified" "ok.png	c"
+chmod 700 "$TMP/locked/secret.png" "$TMP/locked/inner"
+
+# ---- usage errors: exit 2 ----------------------------------------------------------
+run $EMOTE $M --bogus "$TMP/faces/f1.png"; expect_status "unknown flag: exit 2" 2
+expect_stderr "unknown flag named" "unknown option '--bogus'"
+run $EMOTE $M -b 0 "$TMP/faces/f1.png"; expect_status "batch 0: exit 2" 2
+run $EMOTE $M -f xml "$TMP/faces/f1.png"; expect_status "bad format: exit 2" 2
+run $EMOTE $M --shard 4/3 "$TMP/faces/f1.png"; expect_status "bad shard: exit 2" 2
+run $EMOTE $M; expect_status "no inputs: exit 2" 2
+run $EMOTE $M --help; expect_status "--help: exit 0" 0
+expect_stdout "--help lists exit statuses" "Exit status"
+
+# ---- model problems: exit 3, the file named ---------------------------------------
+run $EMOTE -m "$TMP/none.safetensors" "$TMP/faces/f1.png"
+expect_status "missing model: exit 3" 3
+expect_stderr "missing model named" "none.safetensors: cannot open"
+head -c 1000 "$TEST_MODEL" >"$TMP/cut.safetensors"
+run $EMOTE -m "$TMP/cut.safetensors" "$TMP/faces/f1.png"
+expect_status "truncated model: exit 3" 3
+expect_stderr "truncated model named" "cut.safetensors: "
+EMOTE_MODEL=$TEST_MODEL run $EMOTE -f tsv "$TMP/faces/f1.png"
+expect_status "EMOTE_MODEL chooses the model" 0
+expect_stdout "EMOTE_MODEL model's labels" "	c0	c1"
+
+# ---- eval ---------------------------------------------------------------------------
+for k in 0 1 2 3 4 5 6; do
+    mkdir -p "$TMP/labelled/c$k"
+    for i in 1 2; do make_png "$TMP/labelled/c$k/$i.png" 24 24 "$k$i"; done
+done
+mkdir -p "$TMP/labelled/other"; make_png "$TMP/labelled/other/x.png"
+run $EMOTE eval $M "$TMP/labelled"
+expect_status "eval exit 0" 0
+expect_stdout "eval reports accuracy" "accuracy"
+expect_stdout "eval counts 14 images" "14 evaluated, 0 failed"
+expect_stderr "eval warns about a folder that is no label" "skipping $TMP/labelled/other"
+run $EMOTE eval $M -f json "$TMP/labelled"
+expect "eval json: confusion matrix sums to 14, per-class support 2" /usr/bin/python3 -c "
+import json; r = json.load(open('$TMP/out'))
+assert sum(map(sum, r['confusion'])) == 14 and all(v['support'] == 2 for v in r['per_class'].values())
+acc = sum(r['confusion'][i][i] for i in range(7)) / 14; assert abs(acc - r['accuracy']) < 1e-12"
+run $EMOTE eval $M --min-accuracy 1 "$TMP/labelled"
+expect_status "eval --min-accuracy 1 fails the gate: exit 4" 4
+expect_stderr "eval gate says why" "below --min-accuracy"
+run $EMOTE eval $M --min-accuracy 0 --min-macro-f1 0 "$TMP/labelled"
+expect_status "eval gates at 0 pass" 0
+run $EMOTE eval $M --min-macro-f1 1 "$TMP/labelled"
+expect_status "eval --min-macro-f1 1 fails: exit 4" 4
+echo "junk" >"$TMP/labelled/c0/broken.png"
+run $EMOTE eval $M "$TMP/labelled"
+expect_status "eval with a broken image: exit 1" 1
+expect_stderr "eval names the broken image" "broken.png: not a recognised image"
+run $EMOTE eval $M "$TMP/faces"
+expect_status "eval on a folder without label folders: exit 3" 3
+run $EMOTE eval $M --min-accuracy 2 "$TMP/labelled"
+expect_status "eval --min-accuracy 2: exit 2" 2
+
+finish

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every test suite three ways: a normal -O2 build, an ASan+UBSan build, and the
+# unit tests plus a CLI run under valgrind. Sums the suites' "N passed, M failed" lines
+# and ends with one such line; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+JOBS=-j$(nproc)
+total_passed=0
+total_failed=0
+log=$(mktemp /tmp/emote-suite.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+# suite NAME CMD...: runs CMD, shows its output, adds its closing counts (a crash or a
+# missing closing line counts as one failure).
+suite() {
+    local name=$1; shift
+    echo "== $name"
+    "$@" >"$log" 2>&1
+    local status=$?
+    cat "$log"
+    local line
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    if [ -z "$line" ]; then
+        echo "FAIL $name: exited $status without a closing line"
+        total_failed=$((total_failed + 1))
+        return
+    fi
+    local p f
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+    if [ "$status" != 0 ] && [ "$f" = 0 ]; then f=1; echo "FAIL $name: exited $status"; fi
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+}
+
+# check NAME CMD...: a single pass/fail step (builds, valgrind runs).
+check() {
+    local name=$1; shift
+    if "$@" >"$log" 2>&1; then
+        echo "ok   $name"; total_passed=$((total_passed + 1))
+    else
+        cat "$log"; echo "FAIL $name"; total_failed=$((total_failed + 1))
+    fi
+}
+
+run_suites() { # BUILD_DIR LABEL
+    local build=$1 label=$2
+    suite "unit + parity tests ($label)" "$build/test_unit"
+    for script in tests/cli_*.sh; do
+        suite "$(basename "$script" .sh) ($label)" env EMOTE="$build/emote" bash "$script"
+    done
+}
+
+SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+check "build (release, -O2 -Wall -Wextra -Werror)" $MAKE $JOBS all build/release/test_unit
+check "build (ASan+UBSan)" $MAKE $JOBS BUILD=build/asan CFLAGS="-O1 -g $SANITIZE" LDFLAGS="$SANITIZE" \
+    build/asan/emote build/asan/test_unit
+
+run_suites build/release release
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 run_suites build/asan "ASan+UBSan"
+
+VALGRIND="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet"
+suite "unit + parity tests (valgrind)" $VALGRIND build/release/test_unit
+check "classify a folder with a bad file (valgrind)" bash -c "
+    d=\$(mktemp -d); trap 'rm -rf \$d' EXIT
+    /usr/bin/python3 -c 'import numpy as np; from PIL import Image; [Image.fromarray(np.random.default_rng(i).integers(0,256,(24,24),dtype=np.uint8)).save(\"'\$d'/%d.png\" % i) for i in range(5)]'
+    echo 'not an image' > \$d/bad.png
+    $VALGRIND build/release/emote -m tests/fixtures/emotenet_small.safetensors -f jsonl -b 2 \$d >/dev/null 2>&1
+    [ \$? = 1 ]"
+
+echo "== all suites"
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" = 0 ]
