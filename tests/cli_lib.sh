@@ -11,8 +11,10 @@ TMP=$(mktemp -d /tmp/emote-test.XXXXXX)
 trap 'chmod -R u+rwx "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
 PASSED=0
 FAILED=0
+SKIPPED=0
 
 pass() { PASSED=$((PASSED + 1)); echo "ok   $1"; }
+skip() { SKIPPED=$((SKIPPED + 1)); echo "skip $1: $2"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL $1"; shift; [ $# -gt 0 ] && echo "  $*"; return 0; }
 
 # run CMD...: runs with stdout in $TMP/out, stderr in $TMP/err, status in $STATUS.
@@ -43,6 +45,6 @@ PY
 }
 
 finish() {
-    echo "$PASSED passed, $FAILED failed"
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
     [ "$FAILED" = 0 ]
 }

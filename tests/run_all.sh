@@ -48,7 +48,7 @@ run_suites() { # BUILD_DIR LABEL
     local build=$1 label=$2
     suite "unit + parity tests ($label)" "$build/test_unit"
     for script in tests/cli_*.sh; do
-        suite "$(basename "$script" .sh) ($label)" env EMOTE="$build/emote" bash "$script"
+        suite "$(basename "$script" .sh) ($label)" env EMOTE="$build/emote" EMOTE_SUITE="$label" bash "$script"
     done
 }
 
@@ -58,7 +58,8 @@ check "build (ASan+UBSan)" $MAKE $JOBS BUILD=build/asan CFLAGS="-O1 -g $SANITIZE
     build/asan/emote build/asan/test_unit
 
 run_suites build/release release
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 run_suites build/asan "ASan+UBSan"
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+run_suites build/asan asan
 
 VALGRIND="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet"
 suite "unit + parity tests (valgrind)" $VALGRIND build/release/test_unit
