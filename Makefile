@@ -8,8 +8,11 @@ CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -I/u
 CFLAGS      ?= -O2 -g
 LDLIBS      := -lopenblas -lcjson -lstb -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
-DEB_PACKAGES := build-essential pkg-config libopenblas-dev libcjson-dev libstb-dev valgrind \
-                python3-torch python3-numpy python3-pil
+# Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
+# for the tools (training, fixtures, benchmarks).
+DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libstb-dev
+DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux
+DEB_TOOLS   := $(DEB_TEST) python3-torch nodejs npm
 
 LIB_SRC := $(filter-out src/no_builtin_model.c,$(wildcard src/*.c src/layers/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -20,9 +23,9 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # The built-in model is linked into the binary (src/builtin_model.S) when the file exists.
 BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o,$(BUILD)/no_builtin_model.o)
 
-.PHONY: all deps check test-fast bench model fixtures install clean
+.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean
 
-all: emote libemote.a
+all: deps-build emote libemote.a
 
 emote: $(BUILD)/emote
 	cp $< $@
@@ -49,31 +52,30 @@ $(BUILD)/no_builtin_model.o: src/no_builtin_model.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
 
-# Installs the Debian packages the build, tests and tools need (root, or sudo).
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Install whichever of those Debian packages are missing (as root, or through sudo).
+deps-build deps-test deps-tools: deps-%:
+	@missing=$$(for p in $(DEB_$(shell echo $* | tr a-z A-Z)); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
+	  echo "installing Debian packages:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 # Everything that must pass: unit + parity + CLI + bad-input tests, in a normal build,
 # again under ASan+UBSan, and the unit tests under valgrind. Prints "N passed, M failed".
-check: deps
-	$(MAKE) all
+check: deps-test
 	tests/run_all.sh
 
-bench: deps all
+bench: deps-tools all
 	$(PYTHON) tools/bench.py
 
 # Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
-model: deps
+model: deps-tools
 	$(PYTHON) tools/train.py --epochs 50 --out runs/default
 	$(PYTHON) tools/export.py --force runs/default/best.pt $(MODEL)
 	$(MAKE) all
 
-fixtures:
+fixtures: deps-tools
 	$(PYTHON) tools/make_fixtures.py tests/fixtures
 
 install: all
