@@ -131,6 +131,7 @@ static double workers_gflops(const shape *shapes, int count, int threads, double
 static double openblas_gflops(const shape *shapes, int count, int threads, double seconds) {
     openblas_set_num_threads(threads);
     operands ops[MAX_SHAPES];
+    memset(ops, 0, sizeof ops);
     for (int i = 0; i < count; i++) ops[i] = operands_new(shapes[i], 7u * (unsigned)i + 3u);
     double elapsed = 0;
     long rounds = run_list(shapes, ops, count, seconds, &elapsed);

@@ -101,6 +101,10 @@ void json_write_string(FILE *f, const char *s);
 /* Writes s as a CSV field, quoted when needed. */
 void csv_write_field(FILE *f, const char *s);
 
+/* Re-executes with OPENBLAS_CORETYPE set when OpenBLAS fell back to generic kernels
+ * on a CPU that has better ones (returns when nothing needs doing). */
+void choose_blas_kernel(char **argv);
+
 /* ---- commands ------------------------------------------------------------------ */
 
 int cmd_classify(int argc, char **argv);

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } commands[] = {{"classify", cmd_classify}, {"eval", cmd_eval}, {"sort", cmd_sort}, {"diff", cmd_diff},
                     {"info", cmd_info}};
+    choose_blas_kernel(argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;
