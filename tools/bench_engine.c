@@ -11,8 +11,12 @@
  * time: warms up, then calls emote_classify on the first BATCH images until SECONDS have
  *   passed (at least 5 calls); reports images/s and the median and minimum ms per call.
  *
- * Built by tools/bench.py against build/release/libemote.a and src/no_builtin_model.c.
+ * Built by tools/bench.py against build/release/libemote.a and src/no_builtin_model.c, and with
+ * -DEMOTE_BENCH_CLI_KERNEL and src/cli/blas_kernel.c so that it picks OpenBLAS's kernel as the
+ * emote CLI does (re-executing itself with OPENBLAS_CORETYPE set where OpenBLAS fell back to a
+ * generic one).
  */
+#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,10 @@
 #include <time.h>
 
 #include "emote.h"
+
+#ifdef EMOTE_BENCH_CLI_KERNEL
+void choose_blas_kernel(char **argv); /* src/cli/blas_kernel.c */
+#endif
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -74,6 +82,8 @@ static int cmd_info(const emote_model *m) {
     const emote_input_spec *in = emote_model_input(m);
     printf("{\"model\":");
     print_json_string(emote_model_name(m));
+    printf(",\"openblas_corename\":");
+    print_json_string(openblas_get_corename());
     printf(",\"input\":[%d,%d,%d],\"classes\":%d,\"macs\":%llu,\"params\":%llu,\"ops\":[", in->channels, in->height,
            in->width, emote_model_num_classes(m), (unsigned long long)emote_model_macs(m),
            (unsigned long long)emote_model_param_count(m));
@@ -200,6 +210,9 @@ int main(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
+#ifdef EMOTE_BENCH_CLI_KERNEL
+    choose_blas_kernel(argv);
+#endif
     const char *cmd = argv[1];
     int count = 0, threads = 0;
     double seconds = 0;

@@ -10,6 +10,8 @@
  *                   thread per call -- how libemote's sessions use the machine;
  *   square/openblas: one SQUARE x SQUARE x SQUARE GEMM, OpenBLAS using T threads;
  * and, on one thread, each shape alone. Each figure is timed for at least SECONDS.
+ * Built with -DEMOTE_BENCH_CLI_KERNEL and src/cli/blas_kernel.c, it picks OpenBLAS's kernel
+ * as the emote CLI does, so that it measures the kernel emote runs.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -18,6 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef EMOTE_BENCH_CLI_KERNEL
+void choose_blas_kernel(char **argv); /* src/cli/blas_kernel.c */
+#endif
 
 #define MAX_SHAPES 256
 #define MAX_THREADS 64
@@ -156,6 +162,9 @@ int main(int argc, char **argv) {
     double seconds;
     int threads[MAX_THREADS], num_threads, square, count = argc - 4;
     char *end;
+#ifdef EMOTE_BENCH_CLI_KERNEL
+    choose_blas_kernel(argv);
+#endif
     if (argc < 4 || (seconds = strtod(argv[1], &end)) <= 0 || *end || !(num_threads = parse_threads(argv[2], threads)) ||
         (square = atoi(argv[3])) < 1 || count > MAX_SHAPES) {
         fputs("usage: bench_sgemm SECONDS THREADS[,THREADS...] SQUARE M,N,K [M,N,K ...]\n", stderr);

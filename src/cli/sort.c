@@ -1,0 +1,1021 @@
+/* emote sort PATH... --into DIR: files every image under DIR/<label>/ by copy, hard link,
+ * symlink or move.
+ *
+ * Invariants: nothing is ever overwritten (a taken name becomes NAME~2.ext, ~3, ...); a
+ * name holding the same image already counts as "already sorted", so a re-run changes
+ * nothing; a file appears under its final name complete or not at all (hidden temp file,
+ * fsync, then a link/rename that fails instead of replacing); --move removes an original
+ * only once its destination is complete. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util.h"
+
+static const char usage[] =
+    "usage: emote sort [options] PATH... --into DIR\n"
+    "\n"
+    "Classifies images and files each one under DIR/<label>/. PATH is an image file, a\n"
+    "directory (walked recursively) or '-' to read paths from stdin. Images already inside\n"
+    "DIR are skipped, so DIR may lie inside an input directory.\n"
+    "\n"
+    "      --into DIR          destination folder, created when missing (required)\n"
+    "      --copy              copy the images (default)\n"
+    "      --link              hard-link them (DIR on the same filesystem)\n"
+    "      --symlink           symlink them (each link holds the source's absolute path)\n"
+    "      --move              move them; an original goes only once its copy is complete\n"
+    "      --min-confidence P  images whose top probability is below P (0..1, default 0)\n"
+    "                          go to DIR/_uncertain/\n"
+    "      --dry-run           print '<source><TAB><destination>' per image; write nothing\n"
+    "      --manifest FILE     record what went where: CSV, or JSON lines if FILE ends in .jsonl\n"
+    "      --force             replace an existing manifest FILE\n"
+    "      --progress          always show a progress bar on stderr\n"
+    "      --no-progress       never show it (default: on a terminal, once a run passes 2 s)\n"
+    "%s"
+    "  -h, --help              this help\n"
+    "\n"
+    "Names: an image keeps its file name. If DIR/<label>/NAME holds something else, it is\n"
+    "stored as STEM~2.EXT, STEM~3.EXT, ...: nothing is ever overwritten. A name that already\n"
+    "holds the same image (same bytes; for --link the same inode; for --symlink a link to the\n"
+    "same path) counts as already sorted, so running a sort again changes nothing; --move\n"
+    "then removes the original. Copies are written to a hidden temporary file, synced and\n"
+    "linked into place, so an interrupted run leaves no partial image; later runs remove\n"
+    "such .*.emote-tmp.* files once they are 15 minutes old. Files that fail to decode stay\n"
+    "where they are.\n"
+    "\n"
+    "Manifest columns: source, destination, label (the top label, also for _uncertain),\n"
+    "confidence, action (copied, linked, symlinked, moved, already-sorted or failed; failed\n"
+    "rows have empty destination, label and confidence). JSON lines carry the same keys, null\n"
+    "where CSV is empty, plus \"error\" on failed rows.\n"
+    "\n"
+    "Exit status: 0 every image sorted or already sorted; 1 some inputs failed (each is listed\n"
+    "on stderr, the rest are sorted); 2 usage error, or the manifest exists and --force is not\n"
+    "given; 3 fatal (model unusable, DIR or the manifest cannot be written, no inputs).\n"
+    "\n"
+    "Examples:\n"
+    "  emote sort photos/ --into sorted/\n"
+    "  emote sort --move --min-confidence 0.6 inbox/ --into labelled/\n"
+    "  find crops -name '*.png' -print0 | emote sort -0 --symlink - --into by-label/\n"
+    "  emote sort --dry-run photos/ --into sorted/ | less\n"
+    "  emote sort --manifest sorted.csv photos/ --into sorted/\n";
+
+#define UNCERTAIN_FOLDER "_uncertain"
+#define TEMP_MARK ".emote-tmp."
+#define STALE_TEMP_SECONDS (15 * 60)
+#define MAX_SUFFIX 100000
+#define ERROR_SIZE (2 * PATH_MAX + 256)
+#define PROGRESS_BAR_WIDTH 30
+
+typedef enum { MODE_COPY, MODE_LINK, MODE_SYMLINK, MODE_MOVE } sort_mode;
+static const char *const mode_flags[] = {"--copy", "--link", "--symlink", "--move"};
+static const char *const mode_actions[] = {"copied", "linked", "symlinked", "moved"};
+
+typedef struct {
+    engine_options engine;
+    const char *into, *manifest_path;
+    sort_mode mode;
+    bool mode_given, dry_run, force;
+    double min_confidence;
+    int progress; /* -1 auto, 0 off, 1 forced on */
+} sort_options;
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static bool failf(char *error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool failf(char *error, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error, ERROR_SIZE, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static char *parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return str_dup(".");
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (!dir) return NULL;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    return dir;
+}
+
+static char *join_path(const char *dir, const char *name) {
+    char *path;
+    size_t len = strlen(dir);
+    bool slash = len > 0 && dir[len - 1] != '/';
+    return asprintf(&path, "%s%s%s", dir, slash ? "/" : "", name) < 0 ? NULL : path;
+}
+
+/* The path of the directory entry itself (its folder resolved, the entry not followed). */
+static char *absolute_entry_path(const char *path) {
+    char *dir = parent_dir(path);
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    char *absolute = real ? join_path(real, base_name(path)) : NULL;
+    free(dir);
+    free(real);
+    return absolute;
+}
+
+static bool path_within(const char *path, const char *root) {
+    size_t n = strlen(root);
+    if (n == 1) return true; /* root is "/" */
+    return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool same_inode(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* mkdir -p. */
+static bool make_directories(const char *path, char *error) {
+    char *p = str_dup(path);
+    if (!p) return failf(error, "out of memory");
+    bool ok = true;
+    for (char *c = p + 1; ok; c++) {
+        if (*c != '/' && *c != '\0') continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) ok = failf(error, "cannot create folder %s: %s", p, strerror(errno));
+        *c = saved;
+        if (!saved) break;
+    }
+    struct stat st;
+    if (ok && stat(p, &st) != 0) ok = failf(error, "cannot create folder %s: %s", p, strerror(errno));
+    else if (ok && !S_ISDIR(st.st_mode)) ok = failf(error, "%s exists and is not a folder", p);
+    free(p);
+    return ok;
+}
+
+static ssize_t read_full(int fd, char *buffer, size_t size) {
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buffer + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static bool write_all(int fd, const char *data, size_t size) {
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;
+            return false;
+        }
+        data += n;
+        size -= (size_t)n;
+    }
+    return true;
+}
+
+/* True when both files hold the same bytes. A file that cannot be read counts as
+ * different: the caller then picks another name, which never loses data. */
+static bool same_bytes(const char *a, const char *b) {
+    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+    bool same = fa >= 0 && fb >= 0;
+    char x[32768], y[32768];
+    while (same) {
+        ssize_t na = read_full(fa, x, sizeof x), nb = read_full(fb, y, sizeof y);
+        same = na >= 0 && na == nb && memcmp(x, y, (size_t)na) == 0;
+        if (na <= 0) break;
+    }
+    if (fa >= 0) close(fa);
+    if (fb >= 0) close(fb);
+    return same;
+}
+
+static bool symlink_points_to(const char *path, const char *target) {
+    size_t len = strlen(target);
+    char *buffer = malloc(len + 2);
+    ssize_t n = buffer ? readlink(path, buffer, len + 2) : -1;
+    bool same = n == (ssize_t)len && memcmp(buffer, target, len) == 0;
+    free(buffer);
+    return same;
+}
+
+static bool sync_directory(const char *dir, char *error) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return failf(error, "cannot open folder %s: %s", dir, strerror(errno));
+    bool ok = fsync(fd) == 0 || errno == EINVAL; /* some filesystems cannot sync folders */
+    if (!ok) failf(error, "cannot sync folder %s: %s", dir, strerror(errno));
+    close(fd);
+    return ok;
+}
+
+/* Creates DIR/.NAME.emote-tmp.XXXXXX; returns its descriptor (-1 on failure). */
+static int create_temp_file(const char *dir, const char *name, char **temp_path, char *error) {
+    char *path;
+    size_t len = strlen(dir);
+    if (asprintf(&path, "%s%s.%.200s" TEMP_MARK "XXXXXX", dir, len && dir[len - 1] != '/' ? "/" : "", name) < 0) {
+        failf(error, "out of memory");
+        return -1;
+    }
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        failf(error, "cannot create a file in %s: %s", dir, strerror(errno));
+        free(path);
+        return -1;
+    }
+    *temp_path = path;
+    return fd;
+}
+
+typedef enum { PUBLISHED, NAME_CLASH, PUBLISH_FAILED } publish_status;
+
+/* Gives `from` the name `to` unless `to` exists; `from` is gone afterwards. On failure
+ * *err_no holds the reason (EXDEV: another filesystem). */
+static publish_status publish_no_clobber(const char *from, const char *to, int *err_no, char *error) {
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return PUBLISHED;
+    if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) { /* no RENAME_NOREPLACE here */
+        if (link(from, to) == 0) {
+            if (unlink(from) == 0) return PUBLISHED;
+            *err_no = errno;
+            failf(error, "%s is in place but %s cannot be removed: %s", to, from, strerror(errno));
+            return PUBLISH_FAILED;
+        }
+    }
+    if (errno == EEXIST) return NAME_CLASH;
+    *err_no = errno;
+    failf(error, "cannot create %s: %s", to, strerror(errno));
+    return PUBLISH_FAILED;
+}
+
+/* ---- the sources ---------------------------------------------------------------- */
+
+typedef struct {
+    const char *path; /* as the input gave it */
+    char *absolute;   /* --symlink's target and the dry-run plan's record; else NULL */
+    struct stat st;   /* stat(): a symlinked source is its target */
+} source_file;
+
+static bool copy_bytes(int in, const char *in_name, int out, const char *out_name, char *error) {
+    char buffer[1 << 16];
+    for (;;) {
+        ssize_t n = read(in, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return failf(error, "cannot read %s: %s", in_name, strerror(errno));
+        if (n == 0) return true;
+        if (!write_all(out, buffer, (size_t)n)) return failf(error, "cannot write %s: %s", out_name, strerror(errno));
+    }
+}
+
+/* Permissions as cp gives them, the original's modification time, then the data on disk. */
+static bool finish_copy(int fd, const char *name, const struct stat *source, mode_t umask_bits, char *error) {
+    const struct timespec times[2] = {source->st_atim, source->st_mtim};
+    if (fchmod(fd, source->st_mode & 0777 & ~umask_bits) != 0 || futimens(fd, times) != 0 || fsync(fd) != 0)
+        return failf(error, "cannot write %s: %s", name, strerror(errno));
+    return true;
+}
+
+/* A complete, synced copy of src in a hidden temp file in folder; its path, or NULL. */
+static char *copy_to_temp(const source_file *src, const char *folder, mode_t umask_bits, char *error) {
+    int in = open(src->path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        failf(error, "cannot read %s: %s", src->path, strerror(errno));
+        return NULL;
+    }
+    char *temp = NULL;
+    int out = create_temp_file(folder, base_name(src->path), &temp, error);
+    bool ok = out >= 0 && copy_bytes(in, src->path, out, temp, error) && finish_copy(out, temp, &src->st, umask_bits, error);
+    if (out >= 0 && close(out) != 0 && ok) ok = failf(error, "cannot write %s: %s", temp, strerror(errno));
+    close(in);
+    if (!ok && temp) {
+        unlink(temp);
+        free(temp);
+        temp = NULL;
+    }
+    return temp;
+}
+
+/* ---- dry-run plan: destinations claimed earlier in this run ---------------------- */
+
+typedef struct {
+    char **keys, **values; /* destination -> absolute source path */
+    size_t capacity, count;
+} plan_map;
+
+static uint64_t hash_string(const char *s) {
+    uint64_t h = 14695981039346656037ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static size_t plan_slot(const plan_map *m, const char *key) {
+    size_t mask = m->capacity - 1, i = (size_t)hash_string(key) & mask;
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+static const char *plan_find(const plan_map *m, const char *key) {
+    if (m->capacity == 0) return NULL;
+    size_t i = plan_slot(m, key);
+    return m->keys[i] ? m->values[i] : NULL;
+}
+
+static bool plan_grow(plan_map *m) {
+    plan_map bigger = {NULL, NULL, m->capacity ? m->capacity * 2 : 256, m->count};
+    bigger.keys = calloc_array(bigger.capacity, sizeof(char *));
+    bigger.values = calloc_array(bigger.capacity, sizeof(char *));
+    if (!bigger.keys || !bigger.values) {
+        free(bigger.keys);
+        free(bigger.values);
+        return false;
+    }
+    for (size_t i = 0; i < m->capacity; i++) {
+        if (!m->keys[i]) continue;
+        size_t j = plan_slot(&bigger, m->keys[i]);
+        bigger.keys[j] = m->keys[i];
+        bigger.values[j] = m->values[i];
+    }
+    free(m->keys);
+    free(m->values);
+    *m = bigger;
+    return true;
+}
+
+static bool plan_add(plan_map *m, const char *key, const char *value) {
+    if ((m->count + 1) * 2 > m->capacity && !plan_grow(m)) return false;
+    char *k = str_dup(key), *v = str_dup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return false;
+    }
+    size_t i = plan_slot(m, key);
+    m->keys[i] = k;
+    m->values[i] = v;
+    m->count++;
+    return true;
+}
+
+static void plan_free(plan_map *m) {
+    for (size_t i = 0; i < m->capacity; i++) {
+        free(m->keys[i]);
+        free(m->values[i]);
+    }
+    free(m->keys);
+    free(m->values);
+}
+
+/* ---- manifest ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *source, *destination, *label, *action, *error; /* NULL where not known */
+    double confidence;
+} sort_record;
+
+typedef struct {
+    const char *path;
+    char *temp_path;
+    FILE *f;
+    bool jsonl;
+} manifest;
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static bool manifest_open(manifest *m, const char *path, mode_t umask_bits, char *error) {
+    m->path = path;
+    m->jsonl = ends_with(path, ".jsonl");
+    char *dir = parent_dir(path);
+    if (!dir) return failf(error, "out of memory");
+    int fd = create_temp_file(dir, base_name(path), &m->temp_path, error);
+    free(dir);
+    if (fd < 0) return false;
+    if (fchmod(fd, 0666 & ~umask_bits) != 0 || !(m->f = fdopen(fd, "w"))) {
+        failf(error, "cannot write %s: %s", m->temp_path, strerror(errno));
+        close(fd);
+        return false;
+    }
+    if (!m->jsonl) fputs("source,destination,label,confidence,action\n", m->f);
+    return true;
+}
+
+static void json_write_string_or_null(FILE *f, const char *s) {
+    if (s) json_write_string(f, s);
+    else fputs("null", f);
+}
+
+static void manifest_add(manifest *m, const sort_record *r) {
+    if (!m->f) return;
+    if (m->jsonl) {
+        fputs("{\"source\":", m->f);
+        json_write_string(m->f, r->source);
+        fputs(",\"destination\":", m->f);
+        json_write_string_or_null(m->f, r->destination);
+        fputs(",\"label\":", m->f);
+        json_write_string_or_null(m->f, r->label);
+        if (r->label) fprintf(m->f, ",\"confidence\":%.9g", r->confidence);
+        else fputs(",\"confidence\":null", m->f);
+        fprintf(m->f, ",\"action\":\"%s\"", r->action);
+        if (r->error) {
+            fputs(",\"error\":", m->f);
+            json_write_string(m->f, r->error);
+        }
+        fputs("}\n", m->f);
+        return;
+    }
+    csv_write_field(m->f, r->source);
+    fputc(',', m->f);
+    csv_write_field(m->f, r->destination ? r->destination : "");
+    fputc(',', m->f);
+    csv_write_field(m->f, r->label ? r->label : "");
+    fputc(',', m->f);
+    if (r->label) fprintf(m->f, "%.9g", r->confidence);
+    fprintf(m->f, ",%s\n", r->action);
+}
+
+/* Syncs the temp file and renames it to its name (without --force, only if still free). */
+static bool manifest_commit(manifest *m, bool force, char *error) {
+    FILE *f = m->f;
+    m->f = NULL;
+    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = false;
+    if (!ok) return failf(error, "cannot write %s: %s", m->temp_path, strerror(errno));
+    if (force) {
+        if (rename(m->temp_path, m->path) != 0) return failf(error, "cannot create %s: %s", m->path, strerror(errno));
+    } else {
+        int err_no = 0;
+        publish_status st = publish_no_clobber(m->temp_path, m->path, &err_no, error);
+        if (st == NAME_CLASH) return failf(error, "%s appeared while sorting; not replacing it (use --force)", m->path);
+        if (st != PUBLISHED) return false;
+    }
+    free(m->temp_path);
+    m->temp_path = NULL;
+    return true;
+}
+
+static void manifest_discard(manifest *m) {
+    if (m->f) fclose(m->f);
+    if (m->temp_path) unlink(m->temp_path);
+    free(m->temp_path);
+    m->f = NULL;
+    m->temp_path = NULL;
+}
+
+/* ---- progress bar --------------------------------------------------------------- */
+
+typedef struct {
+    bool on, forced;
+    long total; /* -1: unknown (paths from stdin) */
+    long done;
+    double start, last_draw;
+    int width; /* characters on the line now */
+} progress_bar;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void format_duration(double seconds, char *out, size_t size) {
+    long s = seconds < 0 ? 0 : seconds > 359999 ? 359999 : (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(out, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(out, size, "%ld:%02ld", s / 60, s % 60);
+}
+
+static void progress_draw(progress_bar *p, double now) {
+    double elapsed = now - p->start, rate = elapsed > 0 ? (double)p->done / elapsed : 0;
+    char line[256];
+    int len;
+    if (p->total > 0) {
+        long done = p->done < p->total ? p->done : p->total;
+        int filled = (int)(PROGRESS_BAR_WIDTH * done / p->total);
+        char bar[PROGRESS_BAR_WIDTH + 1], eta[32];
+        for (int i = 0; i < PROGRESS_BAR_WIDTH; i++) bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
+        bar[PROGRESS_BAR_WIDTH] = '\0';
+        format_duration(rate > 0 ? (double)(p->total - done) / rate : 0, eta, sizeof eta);
+        len = snprintf(line, sizeof line, "[%s] %ld/%ld images  %.0f img/s  ETA %s", bar, done, p->total, rate, eta);
+    } else {
+        len = snprintf(line, sizeof line, "%ld images  %.0f img/s", p->done, rate);
+    }
+    fprintf(stderr, "\r%s%*s", line, p->width > len ? p->width - len : 0, "");
+    fflush(stderr);
+    p->width = len;
+    p->last_draw = now;
+}
+
+static void progress_tick(progress_bar *p) {
+    p->done++;
+    if (!p->on) return;
+    double now = now_seconds();
+    if ((p->forced || now - p->start >= 2) && now - p->last_draw >= 0.1) progress_draw(p, now);
+}
+
+static void progress_clear(progress_bar *p) {
+    if (p->width == 0) return;
+    fprintf(stderr, "\r%*s\r", p->width, "");
+    fflush(stderr);
+    p->width = 0;
+}
+
+/* Inputs counted ahead for the ETA; -1 when they stream from stdin. */
+static long count_inputs(char **paths, int count, const engine_options *o) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(paths[i], "-") == 0) return -1;
+    input_source *src = input_source_new(paths, count, o);
+    if (!src) return -1;
+    long n = 0;
+    input_item item;
+    while (input_source_next(src, &item)) n++;
+    input_source_free(src);
+    return n;
+}
+
+/* ---- the sorter ------------------------------------------------------------------- */
+
+typedef struct {
+    char *path;
+    bool ready; /* created and cleared of stale temp files */
+} label_folder;
+
+typedef struct {
+    const sort_options *opt;
+    const emote_model *model;
+    int classes;
+    label_folder *folders; /* one per label, then _uncertain */
+    long *filed;           /* images newly filed, per folder */
+    long already, failed, skipped, stale_removed;
+    char *real_into;  /* NULL while DIR does not exist (dry run) */
+    char *cached_dir; /* the last input folder checked against real_into */
+    bool cached_inside;
+    mode_t umask_bits;
+    plan_map plan;
+    manifest manifest;
+    progress_bar progress;
+    char error[ERROR_SIZE];
+} sorter;
+
+static const char *folder_name(const sorter *s, int k) {
+    return k < s->classes ? emote_model_label(s->model, k) : UNCERTAIN_FOLDER;
+}
+
+/* Labels come from the model file: each must be a plain, distinct folder name. */
+static bool labels_are_folder_names(const emote_model *model) {
+    for (int k = 0; k < emote_model_num_classes(model); k++) {
+        const char *label = emote_model_label(model, k);
+        if (!*label || !strcmp(label, ".") || !strcmp(label, "..") || strchr(label, '/') ||
+            !strcmp(label, UNCERTAIN_FOLDER)) {
+            fprintf(stderr, "emote: the model's label '%s' cannot be used as a folder name\n", label);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void remove_stale_temps(sorter *s, const char *folder) {
+    DIR *d = opendir(folder);
+    if (!d) {
+        if (!s->opt->engine.quiet) fprintf(stderr, "emote: warning: cannot read folder %s: %s\n", folder, strerror(errno));
+        return;
+    }
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != '.' || !strstr(e->d_name, TEMP_MARK)) continue;
+        char *path = join_path(folder, e->d_name);
+        struct stat st;
+        if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TEMP_SECONDS) {
+            if (unlink(path) == 0) s->stale_removed++;
+            else if (!s->opt->engine.quiet)
+                fprintf(stderr, "emote: warning: cannot remove stale temporary file %s: %s\n", path, strerror(errno));
+        }
+        free(path);
+    }
+    closedir(d);
+}
+
+static bool ensure_folder(sorter *s, label_folder *f) {
+    if (f->ready) return true;
+    if (!make_directories(f->path, s->error)) return false;
+    remove_stale_temps(s, f->path);
+    f->ready = true;
+    return true;
+}
+
+/* True for inputs inside DIR (compared by real path), which are never sorted again. */
+static bool lies_inside_into(sorter *s, const char *path) {
+    if (!s->real_into) return false;
+    char *dir = parent_dir(path);
+    if (!dir) return false;
+    if (s->cached_dir && strcmp(dir, s->cached_dir) == 0) {
+        free(dir);
+        return s->cached_inside;
+    }
+    free(s->cached_dir);
+    s->cached_dir = dir;
+    char *real = realpath(dir, NULL);
+    s->cached_inside = real && path_within(real, s->real_into);
+    free(real);
+    return s->cached_inside;
+}
+
+static bool open_source(sorter *s, const char *path, source_file *src) {
+    src->path = path;
+    src->absolute = NULL;
+    if (stat(path, &src->st) != 0) return failf(s->error, "cannot read %s: %s", path, strerror(errno));
+    if (s->opt->mode != MODE_SYMLINK && !S_ISREG(src->st.st_mode)) return failf(s->error, "%s is not a regular file", path);
+    if ((s->opt->mode == MODE_SYMLINK || s->opt->dry_run) && !(src->absolute = absolute_entry_path(path)))
+        return failf(s->error, "cannot resolve %s: %s", path, strerror(errno));
+    return true;
+}
+
+/* DIR/<label>/NAME for n == 1, else DIR/<label>/STEM~n.EXT. */
+static char *candidate_path(const char *folder, const char *name, int n) {
+    if (n == 1) return join_path(folder, name);
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name) dot = name + strlen(name);
+    char *path;
+    return asprintf(&path, "%s/%.*s~%d%s", folder, (int)(dot - name), name, n, dot) < 0 ? NULL : path;
+}
+
+/* Whether the entry at path (with its stat) already is src, as the mode files it. */
+static bool holds_same_image(sort_mode mode, const source_file *src, const char *path, const struct stat *st) {
+    switch (mode) {
+    case MODE_LINK: return same_inode(st, &src->st);
+    case MODE_SYMLINK: return S_ISLNK(st->st_mode) && symlink_points_to(path, src->absolute);
+    default:
+        return S_ISREG(st->st_mode) && st->st_size == src->st.st_size &&
+               (same_inode(st, &src->st) || same_bytes(src->path, path));
+    }
+}
+
+typedef enum { NAME_FREE, NAME_SAME, NAME_TAKEN, NAME_ERROR } name_state;
+
+static name_state examine_name(sorter *s, const source_file *src, const char *dest) {
+    sort_mode mode = s->opt->mode;
+    const char *planned = s->opt->dry_run ? plan_find(&s->plan, dest) : NULL;
+    struct stat st;
+    if (planned) { /* claimed earlier in this dry run by the source `planned` */
+        if (mode == MODE_SYMLINK) return strcmp(planned, src->absolute) == 0 ? NAME_SAME : NAME_TAKEN;
+        return stat(planned, &st) == 0 && holds_same_image(mode, src, planned, &st) ? NAME_SAME : NAME_TAKEN;
+    }
+    if (lstat(dest, &st) == 0) return holds_same_image(mode, src, dest, &st) ? NAME_SAME : NAME_TAKEN;
+    if (errno == ENOENT) return NAME_FREE;
+    failf(s->error, "cannot inspect %s: %s", dest, strerror(errno));
+    return NAME_ERROR;
+}
+
+typedef enum { OUTCOME_PENDING, OUTCOME_FILED, OUTCOME_ALREADY, OUTCOME_FAILED } outcome;
+
+/* Copies src to dest through a temp file kept in *temp across name clashes. */
+static outcome place_copy(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
+    if (!*temp && !(*temp = copy_to_temp(src, folder, s->umask_bits, s->error))) return OUTCOME_FAILED;
+    int err_no = 0;
+    switch (publish_no_clobber(*temp, dest, &err_no, s->error)) {
+    case PUBLISHED:
+        free(*temp);
+        *temp = NULL;
+        return OUTCOME_FILED;
+    case NAME_CLASH: return OUTCOME_PENDING;
+    default: return OUTCOME_FAILED;
+    }
+}
+
+/* Renames src to dest; across filesystems copies, syncs, then removes the original. */
+static outcome place_move(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
+    if (!*temp) {
+        int err_no = 0;
+        publish_status st = publish_no_clobber(src->path, dest, &err_no, s->error);
+        if (st == PUBLISHED) return OUTCOME_FILED;
+        if (st == NAME_CLASH) return OUTCOME_PENDING;
+        if (err_no != EXDEV) return OUTCOME_FAILED;
+    }
+    outcome o = place_copy(s, src, folder, dest, temp);
+    if (o != OUTCOME_FILED) return o;
+    if (!sync_directory(folder, s->error)) return OUTCOME_FAILED;
+    if (unlink(src->path) != 0) {
+        failf(s->error, "copied to %s but cannot remove the original: %s", dest, strerror(errno));
+        return OUTCOME_FAILED;
+    }
+    return OUTCOME_FILED;
+}
+
+/* Creates dest for src by the mode, never replacing a name: OUTCOME_PENDING when dest
+ * appeared meanwhile (the caller looks at it again). */
+static outcome place_image(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
+    int rc;
+    switch (s->opt->mode) {
+    case MODE_COPY: return place_copy(s, src, folder, dest, temp);
+    case MODE_MOVE: return place_move(s, src, folder, dest, temp);
+    case MODE_LINK: rc = linkat(AT_FDCWD, src->path, AT_FDCWD, dest, AT_SYMLINK_FOLLOW); break;
+    default: rc = symlink(src->absolute, dest); break;
+    }
+    if (rc == 0) return OUTCOME_FILED;
+    if (errno == EEXIST) return OUTCOME_PENDING;
+    failf(s->error, "cannot create %s: %s", dest, strerror(errno));
+    return OUTCOME_FAILED;
+}
+
+/* The image is in place already; --move then removes the original (never the same file). */
+static outcome settle_already_sorted(sorter *s, const source_file *src, const char *dest) {
+    if (s->opt->mode != MODE_MOVE || s->opt->dry_run) return OUTCOME_ALREADY;
+    struct stat st;
+    if (stat(dest, &st) == 0 && same_inode(&st, &src->st)) return OUTCOME_ALREADY;
+    if (unlink(src->path) != 0) {
+        failf(s->error, "already sorted as %s but the original cannot be removed: %s", dest, strerror(errno));
+        return OUTCOME_FAILED;
+    }
+    return OUTCOME_ALREADY;
+}
+
+static outcome claim_name(sorter *s, const source_file *src, const label_folder *folder, const char *dest,
+                          char **temp) {
+    if (!s->opt->dry_run) return place_image(s, src, folder->path, dest, temp);
+    if (!plan_add(&s->plan, dest, src->absolute)) {
+        failf(s->error, "out of memory");
+        return OUTCOME_FAILED;
+    }
+    return OUTCOME_FILED;
+}
+
+/* Files the image at path under folder k; *dest_out gets its destination when filed or
+ * already there. */
+static outcome file_image(sorter *s, const char *path, int k, char **dest_out) {
+    label_folder *folder = &s->folders[k];
+    source_file src = {.path = path};
+    if ((!s->opt->dry_run && !ensure_folder(s, folder)) || !open_source(s, path, &src)) {
+        free(src.absolute);
+        return OUTCOME_FAILED;
+    }
+    char *dest = NULL, *temp = NULL;
+    outcome result = OUTCOME_PENDING;
+    for (int n = 1, steps = 0; result == OUTCOME_PENDING; steps++) {
+        free(dest);
+        if (n > MAX_SUFFIX || steps > 2 * MAX_SUFFIX) {
+            dest = NULL;
+            failf(s->error, "too many names taken in %s", folder->path);
+            result = OUTCOME_FAILED;
+        } else if (!(dest = candidate_path(folder->path, base_name(path), n))) {
+            failf(s->error, "out of memory");
+            result = OUTCOME_FAILED;
+        } else {
+            switch (examine_name(s, &src, dest)) {
+            case NAME_TAKEN: n++; break;
+            case NAME_SAME: result = settle_already_sorted(s, &src, dest); break;
+            case NAME_FREE: result = claim_name(s, &src, folder, dest, &temp); break;
+            default: result = OUTCOME_FAILED; break;
+            }
+        }
+    }
+    if (temp) {
+        unlink(temp);
+        free(temp);
+    }
+    free(src.absolute);
+    if (result == OUTCOME_FAILED) free(dest);
+    else *dest_out = dest;
+    return result;
+}
+
+static void record_failure(sorter *s, const char *path, const char *message) {
+    progress_clear(&s->progress);
+    if (strncmp(message, path, strlen(path)) == 0) fprintf(stderr, "emote: %s\n", message);
+    else fprintf(stderr, "emote: %s: %s\n", path, message);
+    s->failed++;
+    sort_record r = {path, NULL, NULL, "failed", message, 0};
+    manifest_add(&s->manifest, &r);
+}
+
+static void sort_classified(sorter *s, const result *res) {
+    int top = top_label(res->probs, s->classes);
+    double confidence = res->probs[top];
+    int k = confidence < s->opt->min_confidence ? s->classes : top;
+    char *dest = NULL;
+    outcome o = file_image(s, res->path, k, &dest);
+    if (o == OUTCOME_FAILED) {
+        record_failure(s, res->path, s->error);
+        return;
+    }
+    if (o == OUTCOME_FILED) s->filed[k]++;
+    else s->already++;
+    if (s->opt->dry_run) printf("%s\t%s\n", res->path, o == OUTCOME_FILED ? dest : "(already sorted)");
+    const char *action = o == OUTCOME_FILED ? mode_actions[s->opt->mode] : "already-sorted";
+    sort_record r = {res->path, dest, emote_model_label(s->model, top), action, NULL, confidence};
+    manifest_add(&s->manifest, &r);
+    free(dest);
+}
+
+static bool sort_result(void *user, const result *r) {
+    sorter *s = user;
+    if (lies_inside_into(s, r->path)) s->skipped++;
+    else if (r->error) record_failure(s, r->path, r->error);
+    else sort_classified(s, r);
+    progress_tick(&s->progress);
+    return !(s->opt->dry_run && ferror(stdout));
+}
+
+static void print_summary(const sorter *s) {
+    const char *images = s->failed == 1 ? "image" : "images";
+    if (s->opt->engine.quiet) {
+        if (s->failed) fprintf(stderr, "emote: %ld %s failed\n", s->failed, images);
+        return;
+    }
+    long total = 0;
+    for (int k = 0; k <= s->classes; k++) total += s->filed[k];
+    fprintf(stderr, "%s %ld image%s into %s", s->opt->dry_run ? "would sort" : "sorted", total, total == 1 ? "" : "s",
+            s->opt->into);
+    const char *sep = ": ";
+    for (int k = 0; k <= s->classes; k++) {
+        if (!s->filed[k]) continue;
+        fprintf(stderr, "%s%s %ld", sep, folder_name(s, k), s->filed[k]);
+        sep = ", ";
+    }
+    if (s->already) fprintf(stderr, "; %ld already sorted", s->already);
+    if (s->skipped) fprintf(stderr, "; %ld inside %s skipped", s->skipped, s->opt->into);
+    if (s->failed) fprintf(stderr, "; %ld failed", s->failed);
+    if (s->stale_removed) fprintf(stderr, "; %ld stale temporary files removed", s->stale_removed);
+    fputc('\n', stderr);
+}
+
+static void sorter_free(sorter *s) {
+    for (int k = 0; s->folders && k <= s->classes; k++) free(s->folders[k].path);
+    free(s->folders);
+    free(s->filed);
+    free(s->real_into);
+    free(s->cached_dir);
+    plan_free(&s->plan);
+    manifest_discard(&s->manifest);
+}
+
+/* Prepares DIR (created unless dry run), the label folders and the manifest. */
+static bool sorter_init(sorter *s, const sort_options *o, const emote_model *model) {
+    memset(s, 0, sizeof *s);
+    s->opt = o;
+    s->model = model;
+    s->classes = emote_model_num_classes(model);
+    s->umask_bits = umask(0);
+    umask(s->umask_bits);
+    s->folders = calloc_array((size_t)s->classes + 1, sizeof *s->folders);
+    s->filed = calloc_array((size_t)s->classes + 1, sizeof *s->filed);
+    bool ok = s->folders && s->filed;
+    for (int k = 0; ok && k <= s->classes; k++) ok = (s->folders[k].path = join_path(o->into, folder_name(s, k))) != NULL;
+    if (!ok) failf(s->error, "out of memory");
+    if (ok && !o->dry_run) ok = make_directories(o->into, s->error);
+    if (ok && !(s->real_into = realpath(o->into, NULL)) && !(o->dry_run && errno == ENOENT))
+        ok = failf(s->error, "cannot resolve %s: %s", o->into, strerror(errno));
+    if (ok && o->manifest_path) ok = manifest_open(&s->manifest, o->manifest_path, s->umask_bits, s->error);
+    if (!ok) fprintf(stderr, "emote: %s\n", s->error);
+    return ok;
+}
+
+static void progress_start(progress_bar *p, const sort_options *o, char **paths, int num_paths) {
+    p->forced = o->progress == 1;
+    p->on = p->forced || (o->progress < 0 && !o->engine.quiet && isatty(STDERR_FILENO));
+    p->total = p->on ? count_inputs(paths, num_paths, &o->engine) : -1;
+    p->start = now_seconds();
+    p->last_draw = -1;
+}
+
+static int run_sort(const sort_options *o, char **paths, int num_paths) {
+    engine e;
+    if (!engine_open(&e, &o->engine)) return EXIT_FATAL;
+    if (!labels_are_folder_names(e.model)) {
+        engine_close(&e);
+        return EXIT_FATAL;
+    }
+    sorter s;
+    int status = EXIT_FATAL;
+    if (sorter_init(&s, o, e.model)) {
+        progress_start(&s.progress, o, paths, num_paths);
+        input_source *src = input_source_new(paths, num_paths, &o->engine);
+        run_counts counts = src ? classify_inputs(&e, src, sort_result, &s) : (run_counts){0, 0};
+        input_source_free(src);
+        progress_clear(&s.progress);
+        if (o->dry_run && (fflush(stdout) != 0 || ferror(stdout))) {
+            fprintf(stderr, "emote: cannot write the plan to stdout\n");
+        } else if (counts.done == 0) {
+            fprintf(stderr, "emote: no images found in the inputs given\n");
+        } else if (o->manifest_path && !manifest_commit(&s.manifest, o->force, s.error)) {
+            fprintf(stderr, "emote: %s\n", s.error);
+        } else {
+            print_summary(&s);
+            status = s.failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+        }
+    }
+    sorter_free(&s);
+    engine_close(&e);
+    return status;
+}
+
+/* ---- command line --------------------------------------------------------------- */
+
+static bool set_mode(sort_options *o, sort_mode mode) {
+    if (o->mode_given && o->mode != mode) {
+        fprintf(stderr, "emote: %s and %s cannot be combined\n", mode_flags[o->mode], mode_flags[mode]);
+        return false;
+    }
+    o->mode = mode;
+    o->mode_given = true;
+    return true;
+}
+
+static bool parse_mode_flag(sort_options *o, const char *a, bool *ok) {
+    for (int m = MODE_COPY; m <= MODE_MOVE; m++) {
+        if (strcmp(a, mode_flags[m]) == 0) {
+            *ok = set_mode(o, (sort_mode)m);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool require_value(const char *option, const char *value, const char *what) {
+    if (value && *value) return true;
+    fprintf(stderr, "emote: %s needs %s\n", option, what);
+    return false;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_arguments(int argc, char **argv, sort_options *o, char **paths, int *num_paths) {
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
+            paths[(*num_paths)++] = argv[i];
+            continue;
+        }
+        int handled = parse_engine_option(&o->engine, argc, argv, &i);
+        if (handled < 0) return EXIT_USAGE;
+        if (handled || parse_mode_flag(o, a, &ok)) {
+            if (!ok) return EXIT_USAGE;
+        } else if (!strcmp(a, "--")) {
+            options_done = true;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(usage, ENGINE_OPTIONS_HELP);
+            return EXIT_ALL_OK;
+        } else if (!strcmp(a, "--into")) {
+            if (!require_value(a, value, "a folder")) return EXIT_USAGE;
+            o->into = argv[++i];
+        } else if (!strcmp(a, "--manifest")) {
+            if (!require_value(a, value, "a file name")) return EXIT_USAGE;
+            o->manifest_path = argv[++i];
+        } else if (!strcmp(a, "--min-confidence")) {
+            if (!parse_double_option(a, value, 0, 1, &o->min_confidence)) return EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--dry-run")) {
+            o->dry_run = true;
+        } else if (!strcmp(a, "--force")) {
+            o->force = true;
+        } else if (!strcmp(a, "--progress")) {
+            o->progress = 1;
+        } else if (!strcmp(a, "--no-progress")) {
+            o->progress = 0;
+        } else {
+            fprintf(stderr, "emote: unknown option '%s' (see emote sort --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+static bool check_arguments(const sort_options *o, int num_paths) {
+    struct stat st;
+    if (!o->into) fprintf(stderr, "emote: sort needs --into DIR (see emote sort --help)\n");
+    else if (num_paths == 0) fprintf(stderr, "emote: no inputs (give files, directories or '-'; see emote sort --help)\n");
+    else if (o->engine.stdin_image) fprintf(stderr, "emote: sort files images by name: --stdin-image has none\n");
+    else if (o->dry_run && o->manifest_path) fprintf(stderr, "emote: --dry-run writes nothing; drop --manifest\n");
+    else if (o->manifest_path && !o->force && lstat(o->manifest_path, &st) == 0)
+        fprintf(stderr, "emote: %s exists; not replacing it (use --force)\n", o->manifest_path);
+    else return true;
+    return false;
+}
+
+int cmd_sort(int argc, char **argv) {
+    sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY, .progress = -1};
+    char **paths = calloc((size_t)argc + 1, sizeof *paths);
+    int num_paths = 0;
+    if (!paths) {
+        fprintf(stderr, "emote: out of memory\n");
+        return EXIT_FATAL;
+    }
+    int status = parse_arguments(argc, argv, &o, paths, &num_paths);
+    if (status < 0) status = check_arguments(&o, num_paths) ? run_sort(&o, paths, num_paths) : EXIT_USAGE;
+    free(paths);
+    return status;
+}

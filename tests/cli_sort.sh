@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# emote sort: copy/link/symlink/move into DIR/<label>/, name clashes that never overwrite,
+# idempotent re-runs, atomic writes (a killed run leaves no partial file), --dry-run,
+# --manifest, bad inputs and exit statuses. Uses the small random-weight fixture model.
+source tests/cli_lib.sh
+M="-m $TEST_MODEL"
+
+# make_pngs DIR N [FIRST_SEED [SIZE]]: N random PNGs DIR/m000.png... in one Python process.
+make_pngs() {
+    /usr/bin/python3 - "$1" "$2" "${3:-100}" "${4:-24}" <<'PY'
+import os, sys, numpy as np
+from PIL import Image
+out, n, seed, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+os.makedirs(out, exist_ok=True)
+for i in range(n):
+    pixels = np.random.default_rng(seed + i).integers(0, 256, (size, size), dtype=np.uint8)
+    Image.fromarray(pixels).save(os.path.join(out, "m%03d.png" % i))
+PY
+}
+# content_sums DIR...: sorted checksums of the non-hidden regular files (symlinks followed).
+content_sums() { find -L "$@" -type f ! -name '.*' -exec md5sum {} + | cut -d' ' -f1 | sort; }
+# visible_files DIR: the non-hidden files and symlinks under DIR.
+visible_files() { find "$1" \( -type f -o -type l \) ! -name '.*' | sort; }
+count_files() { visible_files "$1" | wc -l; }
+# path_sums DIR: each file's checksum with its path under DIR.
+path_sums() { (cd "$1" && find . -type f -exec md5sum {} + | sort -k2); }
+export -f content_sums visible_files count_files
+
+IN=$TMP/in
+mkdir -p "$IN/a" "$IN/b"
+make_pngs "$IN" 6
+make_png "$IN/a/x.png" 24 24 1
+make_png "$IN/b/x.png" 24 24 2
+content_sums "$IN" >"$TMP/in.sums"
+path_sums "$IN" >"$TMP/in.paths"
+N_IN=$(wc -l <"$TMP/in.sums")
+
+# ---- copy ----------------------------------------------------------------------------
+run $EMOTE sort $M "$IN" --into "$TMP/sorted"
+expect_status "copy exit 0" 0
+expect "every input is filed exactly once, byte-identical" \
+    bash -c "diff <(content_sums '$TMP/sorted') '$TMP/in.sums' >/dev/null"
+expect "files sit in label folders" bash -c "! visible_files '$TMP/sorted' | grep -vqE '/sorted/c[0-6]/[^/]+\.png$'"
+path_sums "$IN" >"$TMP/in.after"
+expect "originals untouched (same paths, same checksums)" cmp -s "$TMP/in.paths" "$TMP/in.after"
+expect_stderr "summary names the destination" "sorted $N_IN images into $TMP/sorted: "
+expect "no temporary files left" test -z "$(find "$TMP/sorted" -name '.*emote-tmp*')"
+
+run $EMOTE sort $M "$IN" --into "$TMP/sorted"
+expect_status "re-run exit 0" 0
+expect "re-run adds nothing" test "$(count_files "$TMP/sorted")" = "$N_IN"
+expect_stderr "re-run reports already sorted" "sorted 0 images into $TMP/sorted; $N_IN already sorted"
+
+# ---- --min-confidence and name clashes -------------------------------------------------
+run $EMOTE sort $M --min-confidence 1.0 "$IN" --into "$TMP/unc"
+expect_status "--min-confidence 1.0 exit 0" 0
+expect "--min-confidence 1.0 sends everything to _uncertain" \
+    test "$(find "$TMP/unc/_uncertain" -type f | wc -l)" = "$N_IN" -a "$(ls "$TMP/unc")" = _uncertain
+expect "same base name: both survive (x.png, x~2.png)" \
+    bash -c "cmp -s '$TMP/unc/_uncertain/x.png' '$IN/a/x.png' && cmp -s '$TMP/unc/_uncertain/x~2.png' '$IN/b/x.png'"
+
+mkdir -p "$TMP/clash/_uncertain"
+make_png "$TMP/clash/_uncertain/x.png" 24 24 99
+SUM_BEFORE=$(md5sum <"$TMP/clash/_uncertain/x.png")
+run $EMOTE sort $M --min-confidence 1 "$IN/a/x.png" "$IN/b/x.png" --into "$TMP/clash"
+expect "an existing different file is never overwritten" test "$(md5sum <"$TMP/clash/_uncertain/x.png")" = "$SUM_BEFORE"
+expect "clashing inputs take ~2 and ~3" \
+    bash -c "cmp -s '$TMP/clash/_uncertain/x~2.png' '$IN/a/x.png' && cmp -s '$TMP/clash/_uncertain/x~3.png' '$IN/b/x.png'"
+run $EMOTE sort $M --min-confidence 1 "$IN/a/x.png" "$IN/b/x.png" --into "$TMP/clash"
+expect "clashes are idempotent too" bash -c "[ \$(ls '$TMP/clash/_uncertain' | wc -l) = 3 ] && grep -q '2 already sorted' '$TMP/err'"
+
+# ---- --link, --symlink ------------------------------------------------------------------
+run $EMOTE sort $M --link --min-confidence 1 "$IN" --into "$TMP/lnk"
+expect_status "--link exit 0" 0
+expect "--link: same inode as the source" bash -c "[ \$(stat -c %i '$TMP/lnk/_uncertain/x~2.png') = \$(stat -c %i '$IN/b/x.png') ] &&
+    [ \$(stat -c %i '$TMP/lnk/_uncertain/m000.png') = \$(stat -c %i '$IN/m000.png') ]"
+run $EMOTE sort $M --link --min-confidence 1 "$IN" --into "$TMP/lnk"
+expect "--link re-run: already sorted" grep -qF "$N_IN already sorted" "$TMP/err"
+
+(cd "$TMP" && $EMOTE sort $M --symlink --min-confidence 1 in/a in/b --into sym >"$TMP/out" 2>"$TMP/err")
+expect "--symlink: links to the absolute source paths" bash -c "
+    [ \"\$(readlink '$TMP/sym/_uncertain/x.png')\" = '$(realpath "$IN")/a/x.png' ] &&
+    [ \"\$(readlink '$TMP/sym/_uncertain/x~2.png')\" = '$(realpath "$IN")/b/x.png' ]"
+(cd "$TMP" && $EMOTE sort $M --symlink --min-confidence 1 in/a in/b --into sym >"$TMP/out" 2>"$TMP/err")
+expect "--symlink re-run: already sorted" bash -c "grep -q '2 already sorted' '$TMP/err' && [ \$(ls '$TMP/sym/_uncertain' | wc -l) = 2 ]"
+
+# ---- --move -----------------------------------------------------------------------------
+cp -r "$IN" "$TMP/mv-in"
+run $EMOTE sort $M --move "$TMP/mv-in" --into "$TMP/mv-out"
+expect_status "--move exit 0" 0
+expect "--move: originals gone" test -z "$(find "$TMP/mv-in" -type f)"
+expect "--move: every image present" bash -c "diff <(content_sums '$TMP/mv-out') '$TMP/in.sums' >/dev/null"
+
+# Across filesystems (when /dev/shm is another one): copy, sync, then remove the original.
+SHM=$(mktemp -d /dev/shm/emote-test.XXXXXX 2>/dev/null)
+if [ -n "$SHM" ] && [ "$(stat -c %d "$SHM")" != "$(stat -c %d "$TMP")" ]; then
+    cp -r "$IN" "$SHM/in"
+    run $EMOTE sort $M --move "$SHM/in" --into "$TMP/mv-x"
+    expect_status "--move across filesystems exit 0" 0
+    expect "--move across filesystems: originals gone, contents complete" bash -c "[ -z \"\$(find '$SHM/in' -type f)\" ] &&
+        diff <(content_sums '$TMP/mv-x') '$TMP/in.sums' >/dev/null"
+else
+    skip "--move across filesystems" "/dev/shm is not a separate filesystem here"
+fi
+[ -n "$SHM" ] && rm -rf "$SHM"
+
+# ---- DIR inside an input directory, temp files ------------------------------------------
+cp -r "$IN" "$TMP/nest"
+run $EMOTE sort $M "$TMP/nest" --into "$TMP/nest/sorted"
+run $EMOTE sort $M "$TMP/nest" --into "$TMP/nest/sorted"
+expect_status "--into inside the input: re-run exit 0" 0
+expect "--into inside the input: sorted files are not sorted again" \
+    bash -c "[ \$(find '$TMP/nest/sorted' -type f | wc -l) = $N_IN ] && grep -q '$N_IN already sorted; $N_IN inside' '$TMP/err'"
+
+LABEL_DIR=$(dirname "$(visible_files "$TMP/sorted" | head -1)")
+touch "$IN/.m000.png.emote-tmp.AbC123"
+touch -d '1 hour ago' "$LABEL_DIR/.m000.png.emote-tmp.OLD123"
+touch "$LABEL_DIR/.m000.png.emote-tmp.NEW123"
+run $EMOTE sort $M --dry-run "$IN" --into "$TMP/sorted"
+expect "temp files are not inputs" bash -c "! grep -q emote-tmp '$TMP/out' && [ \$(wc -l <'$TMP/out') = $N_IN ]"
+run $EMOTE sort $M "$IN" --into "$TMP/sorted"
+expect "stale temp files are removed, fresh ones kept" \
+    bash -c "[ ! -e '$LABEL_DIR/.m000.png.emote-tmp.OLD123' ] && [ -e '$LABEL_DIR/.m000.png.emote-tmp.NEW123' ]"
+rm -f "$IN/.m000.png.emote-tmp.AbC123"
+
+# ---- interrupted run ----------------------------------------------------------------------
+make_pngs "$TMP/many" 300 1000 64
+$EMOTE sort $M -b 1 -j 1 "$TMP/many" --into "$TMP/killed" >/dev/null 2>&1 &
+PID=$!
+sleep 0.3
+kill -9 "$PID" 2>/dev/null
+wait "$PID" 2>/dev/null
+echo "     (killed with $(count_files "$TMP/killed" 2>/dev/null || echo 0) of 300 filed)"
+expect "after kill -9: every visible file is complete" bash -c "
+    for f in \$(find '$TMP/killed' -type f ! -name '.*' 2>/dev/null); do cmp -s \"\$f\" '$TMP/many/'\$(basename \"\$f\") || exit 1; done"
+run $EMOTE sort $M "$TMP/many" --into "$TMP/killed"
+expect_status "re-run after kill exit 0" 0
+expect "re-run after kill: every input present exactly once" bash -c "
+    diff <(content_sums '$TMP/killed') <(content_sums '$TMP/many') >/dev/null"
+
+# Two runs at once, same names, different images: a name taken meanwhile is never replaced.
+make_pngs "$TMP/many2" 300 5000 64
+$EMOTE sort $M -b 1 -j 1 --min-confidence 1 "$TMP/many" --into "$TMP/race" >/dev/null 2>"$TMP/race1.err" &
+PID=$!
+$EMOTE sort $M -b 1 -j 1 --min-confidence 1 "$TMP/many2" --into "$TMP/race" >/dev/null 2>"$TMP/race2.err"
+wait "$PID"
+expect "concurrent runs into one DIR lose nothing" bash -c "
+    diff <(content_sums '$TMP/race') <(content_sums '$TMP/many' '$TMP/many2' | sort) >/dev/null"
+
+# ---- --dry-run -------------------------------------------------------------------------------
+run $EMOTE sort $M --dry-run --min-confidence 1 "$IN" --into "$TMP/dry"
+expect_status "--dry-run exit 0" 0
+expect "--dry-run writes nothing" test ! -e "$TMP/dry"
+expect "--dry-run plans one line per input, clashes included" bash -c "[ \$(wc -l <'$TMP/out') = $N_IN ] &&
+    grep -qxF '$IN/a/x.png	$TMP/dry/_uncertain/x.png' '$TMP/out' && grep -qxF '$IN/b/x.png	$TMP/dry/_uncertain/x~2.png' '$TMP/out'"
+run $EMOTE sort $M --dry-run "$IN/m001.png" --into "$TMP/sorted"
+expect "--dry-run shows already sorted images" grep -qxF "$IN/m001.png	(already sorted)" "$TMP/out"
+
+# ---- --manifest -----------------------------------------------------------------------------
+run $EMOTE sort $M --manifest "$TMP/m.csv" "$IN" --into "$TMP/man"
+expect_status "--manifest csv exit 0" 0
+expect "manifest csv: every source, its destination, label and action" /usr/bin/python3 -c "
+import csv, filecmp, os
+rows = list(csv.DictReader(open('$TMP/m.csv')))
+assert list(rows[0]) == ['source', 'destination', 'label', 'confidence', 'action'], rows[0]
+assert len(rows) == $N_IN and len({r['source'] for r in rows}) == $N_IN
+for r in rows:
+    assert r['action'] == 'copied' and filecmp.cmp(r['source'], r['destination'], shallow=False), r
+    assert r['destination'].startswith('$TMP/man/' + r['label'] + '/') and 0 < float(r['confidence']) <= 1, r"
+expect "manifest leaves no temp file" test -z "$(find "$TMP" -maxdepth 1 -name '.m.csv*')"
+cp "$TMP/m.csv" "$TMP/m.saved"
+run $EMOTE sort $M --manifest "$TMP/m.csv" "$IN" --into "$TMP/man"
+expect_status "existing manifest: exit 2" 2
+expect "existing manifest is left alone" cmp -s "$TMP/m.csv" "$TMP/m.saved"
+run $EMOTE sort $M --force --manifest "$TMP/m.csv" "$IN" --into "$TMP/man"
+expect "--force replaces the manifest (already-sorted rows)" bash -c "[ \$(grep -c ',already-sorted$' '$TMP/m.csv') = $N_IN ]"
+
+echo "not an image" >"$TMP/junk.png"
+run $EMOTE sort $M --manifest "$TMP/m.jsonl" "$TMP/junk.png" "$IN/m002.png" --into "$TMP/bad"
+expect_status "a bad input: exit 1" 1
+expect_stderr "the bad input is listed" "emote: $TMP/junk.png: "
+expect_stderr "the summary counts it" "; 1 failed"
+expect "the other inputs are sorted" test "$(count_files "$TMP/bad")" = 1
+expect "manifest jsonl: a failed row and a copied row" /usr/bin/python3 -c "
+import json
+rows = [json.loads(l) for l in open('$TMP/m.jsonl')]
+assert rows[0]['action'] == 'failed' and rows[0]['destination'] is None and 'error' in rows[0], rows[0]
+assert rows[1]['action'] == 'copied' and rows[1]['source'] == '$IN/m002.png', rows[1]
+assert rows[1]['destination'].endswith('/m002.png') and rows[1]['label'].startswith('c'), rows[1]"
+
+# ---- stdin, quiet, progress -------------------------------------------------------------------
+printf '%s\n' "$IN/m003.png" "$IN/m004.png" | $EMOTE sort $M -q - --into "$TMP/stdin" >"$TMP/out" 2>"$TMP/err"
+expect "paths from stdin are sorted" test "$(count_files "$TMP/stdin")" = 2
+expect "-q: no summary" test ! -s "$TMP/err"
+run $EMOTE sort $M --progress -b 1 "$IN" --into "$TMP/prog"
+expect "--progress draws a bar with counts, rate and ETA" bash -c "tr '\r' '\n' <'$TMP/err' | grep -qE '^\[[=> ]+\] [0-9]+/$N_IN images +[0-9]+ img/s +ETA [0-9]+:[0-9]{2}'"
+run $EMOTE sort $M -b 1 "$IN" --into "$TMP/prog2"
+expect "no progress bar off a terminal" bash -c "! grep -q 'img/s' '$TMP/err'"
+
+# ---- usage errors --------------------------------------------------------------------------
+run $EMOTE sort $M --bogus "$IN" --into "$TMP/u"
+expect_status "unknown flag: exit 2" 2
+run $EMOTE sort $M "$IN"
+expect_status "missing --into: exit 2" 2
+expect_stderr "missing --into is explained" "--into"
+run $EMOTE sort $M --min-confidence 1.5 "$IN" --into "$TMP/u"
+expect_status "bad --min-confidence: exit 2" 2
+run $EMOTE sort $M --link --move "$IN" --into "$TMP/u"
+expect_status "two modes: exit 2" 2
+expect "usage errors write nothing" test ! -e "$TMP/u"
+echo file >"$TMP/notadir"
+run $EMOTE sort $M "$IN" --into "$TMP/notadir/sub"
+expect_status "DIR cannot be created: exit 3" 3
+run $EMOTE sort --help
+expect "--help shows options and exit statuses" bash -c "grep -q -- '--min-confidence' '$TMP/out' && grep -q 'Exit status' '$TMP/out'"
+
+finish
