@@ -67,7 +67,7 @@ check: deps-test
 	tests/run_all.sh
 
 bench: deps-tools all
-	$(PYTHON) tools/bench.py
+	$(PYTHON) tools/bench.py --model $(MODEL) $(BENCH_ARGS)
 
 # Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
 model: deps-tools
@@ -84,8 +84,8 @@ install: all
 	install -m 755 emote $(DESTDIR)$(PREFIX)/bin/emote
 	install -m 644 libemote.a $(DESTDIR)$(PREFIX)/lib/libemote.a
 	install -m 644 include/emote.h $(DESTDIR)$(PREFIX)/include/emote.h
-	install -m 644 emote.1 $(DESTDIR)$(PREFIX)/share/man/man1/emote.1
-	sed -e 's|@PREFIX@|$(PREFIX)|' emote.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/emote.pc
+	install -m 644 src/cli/emote.1 $(DESTDIR)$(PREFIX)/share/man/man1/emote.1
+	sed -e 's|@PREFIX@|$(PREFIX)|' src/emote.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/emote.pc
 
 clean:
 	rm -rf build emote libemote.a

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # emote classify / eval from the command line: formats, input walking, stdin, sharding,
 # bad inputs and exit statuses. Uses a small random-weight fixture model (labels c0..c6).
-source tests/cli_lib.sh
+source tests/testlib.sh
 M="-m $TEST_MODEL"
 
 mkdir -p "$TMP/faces/sub" "$TMP/bad"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The built-in default model: runs from any directory, answers the shipped samples, and
 # (when ../shared/data is there) meets its accuracy bar on FER2013 val.
-source tests/cli_lib.sh
+source tests/testlib.sh
 VAL=$ROOT/../shared/data/fer2013/val
 
 run $EMOTE -f tsv "$ROOT/models/samples/astronaut-collins.png"

@@ -2,7 +2,7 @@
 # emote sort: copy/link/symlink/move into DIR/<label>/, name clashes that never overwrite,
 # idempotent re-runs, atomic writes (a killed run leaves no partial file), --dry-run,
 # --manifest, bad inputs and exit statuses. Uses the small random-weight fixture model.
-source tests/cli_lib.sh
+source tests/testlib.sh
 M="-m $TEST_MODEL"
 
 # make_pngs DIR N [FIRST_SEED [SIZE]]: N random PNGs DIR/m000.png... in one Python process.

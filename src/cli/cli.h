@@ -58,6 +58,8 @@ bool input_source_next(input_source *src, input_item *item);
 void input_source_free(input_source *src);
 
 bool has_image_extension(const char *path);
+/* "dir/name" (no doubled slash), malloc'd; NULL when out of memory. */
+char *join_path(const char *dir, const char *name);
 
 /* ---- classification ------------------------------------------------------------ */
 

@@ -75,7 +75,7 @@ static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static char *join_path(const char *dir, const char *name) {
+char *join_path(const char *dir, const char *name) {
     size_t dl = strlen(dir), nl = strlen(name);
     bool slash = dl > 0 && dir[dl - 1] != '/';
     char *p = malloc(dl + slash + nl + 1);

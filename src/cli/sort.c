@@ -115,13 +115,6 @@ static char *parent_dir(const char *path) {
     return dir;
 }
 
-static char *join_path(const char *dir, const char *name) {
-    char *path;
-    size_t len = strlen(dir);
-    bool slash = len > 0 && dir[len - 1] != '/';
-    return asprintf(&path, "%s%s%s", dir, slash ? "/" : "", name) < 0 ? NULL : path;
-}
-
 /* The path of the directory entry itself (its folder resolved, the entry not followed). */
 static char *absolute_entry_path(const char *path) {
     char *dir = parent_dir(path);
