@@ -14,14 +14,15 @@ DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libstb-dev
 DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux
 DEB_TOOLS   := $(DEB_TEST) python3-torch nodejs npm
 
-LIB_SRC := $(filter-out src/no_builtin_model.c,$(wildcard src/*.c src/layers/*.c))
+LIB_SRC := $(wildcard src/*.c src/layers/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-# The built-in model is linked into the binary (src/builtin_model.S) when the file exists.
-BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o,$(BUILD)/no_builtin_model.o)
+# The built-in model is linked into the binary (src/builtin_model.S) when the file exists;
+# otherwise libemote.a's src/no_builtin_model.c says there is none.
+BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o)
 
 .PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean
 
@@ -33,10 +34,11 @@ libemote.a: $(BUILD)/libemote.a
 	cp $< $@
 
 $(BUILD)/libemote.a: $(LIB_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 $(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/layers/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) src/no_builtin_model.c $(LDLIBS)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
 $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
 $(BUILD)/test_unit: $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
@@ -48,9 +50,6 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/layers/*.h src/cli/*.h test
 $(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
 	@mkdir -p $(@D)
 	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<
-$(BUILD)/no_builtin_model.o: src/no_builtin_model.c
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
 
 # Install whichever of those Debian packages are missing (as root, or through sudo).
 deps-build deps-test deps-tools: deps-%:

@@ -324,11 +324,12 @@ static uint64_t conv_macs(const conv_layer *c) {
     return (uint64_t)shape_size(c->out) * (uint64_t)c->cin * (uint64_t)(c->kh * c->kw);
 }
 
+/* Multiply-adds of convs and linear layers, as tools/emote_model.py count_flops counts them. */
 static uint64_t op_macs(const graph_op *op) {
     switch (op->kind) {
     case OP_CONV2D: return conv_macs(&op->u.conv);
     case OP_SQUEEZE_EXCITE:
-        return (uint64_t)op->u.se.fc1.in * op->u.se.fc1.out * 2u + shape_size(op->in);
+        return (uint64_t)op->u.se.fc1.in * op->u.se.fc1.out * 2u;
     case OP_RESIDUAL: {
         uint64_t m = op->u.residual.shortcut ? conv_macs(op->u.residual.shortcut) : 0;
         for (int i = 0; i < op->u.residual.num_body; i++) m += conv_macs(&op->u.residual.body[i]);

@@ -74,10 +74,8 @@ static int label_folders(const eval_state *s, char ***out) {
     struct dirent *e;
     while (folders && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        size_t need = strlen(s->root) + strlen(e->d_name) + 2;
-        char *path = malloc(need);
+        char *path = join_path(s->root, e->d_name);
         if (!path) break;
-        snprintf(path, need, "%s/%s", s->root, e->d_name);
         struct stat st;
         bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
         int label = -1;

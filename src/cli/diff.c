@@ -1,0 +1,636 @@
+/* emote diff OLD NEW: compares two `emote classify -f jsonl` prediction files, record by
+ * path: changed top labels, the largest probability change, paths present in only one
+ * file and inputs that fail in only one. Over its limits it exits 4, a CI gate. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "util.h"
+
+static const char usage[] =
+    "usage: emote diff [options] OLD NEW\n"
+    "\n"
+    "Compares two prediction files written by 'emote classify -f jsonl' (either may be '-'\n"
+    "for stdin). Records are matched by path; it reports inputs whose top label changed,\n"
+    "the largest absolute probability change over all matched records and labels, paths\n"
+    "found in only one file, inputs that failed in only one file, and (as warnings) paths\n"
+    "repeated within a file, of which the first record is compared. A label missing from\n"
+    "one record of a pair counts as probability 0 there.\n"
+    "\n"
+    "  -f, --format F       text | json (default text)\n"
+    "      --max-changed N  allow up to N changed top labels (default 0)\n"
+    "      --tolerance T    allow probability changes up to T (0..1; default: any)\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "The two files must hold the same set of paths, each failing in both or in neither:\n"
+    "a path in only one file, or an error record facing a prediction, fails the check.\n"
+    "\n"
+    "Exit status: 0 within the limits; 2 usage error; 3 a file is unreadable or has a\n"
+    "malformed line (the message names file and line); 4 over a limit, or the sets of\n"
+    "paths or failures differ.\n"
+    "\n"
+    "Examples:\n"
+    "  emote -f jsonl -m old.safetensors faces/ > old.jsonl\n"
+    "  emote -f jsonl -m new.safetensors faces/ > new.jsonl\n"
+    "  emote diff old.jsonl new.jsonl\n"
+    "  emote diff --max-changed 5 --tolerance 0.05 -f json old.jsonl new.jsonl\n";
+
+/* ---- string -> int hash table; keys are owned by the caller ------------------ */
+
+typedef struct {
+    const char **keys;
+    int *values;
+    size_t capacity, count; /* capacity: 0 or a power of two, kept at most half full */
+} string_table;
+
+static uint64_t hash_string(const char *s) {
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static size_t table_slot(const string_table *t, const char *key) {
+    size_t mask = t->capacity - 1, i = (size_t)hash_string(key) & mask;
+    while (t->keys[i] && strcmp(t->keys[i], key) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+static void table_free(string_table *t) {
+    free(t->keys);
+    free(t->values);
+    memset(t, 0, sizeof *t);
+}
+
+/* The value stored for key, or -1. */
+static int table_find(const string_table *t, const char *key) {
+    if (t->capacity == 0) return -1;
+    size_t i = table_slot(t, key);
+    return t->keys[i] ? t->values[i] : -1;
+}
+
+static bool table_grow(string_table *t) {
+    size_t capacity = t->capacity ? t->capacity * 2 : 64;
+    string_table bigger = {calloc_array(capacity, sizeof(char *)), calloc_array(capacity, sizeof(int)), capacity,
+                           t->count};
+    if (!bigger.keys || !bigger.values || capacity < t->capacity) {
+        table_free(&bigger);
+        return false;
+    }
+    for (size_t i = 0; i < t->capacity; i++) {
+        if (!t->keys[i]) continue;
+        size_t j = table_slot(&bigger, t->keys[i]);
+        bigger.keys[j] = t->keys[i];
+        bigger.values[j] = t->values[i];
+    }
+    table_free(t);
+    *t = bigger;
+    return true;
+}
+
+/* Stores key -> value unless key is already there; returns the value stored for key,
+ * or -1 when out of memory. */
+static int table_add(string_table *t, const char *key, int value) {
+    if ((t->count + 1) * 2 > t->capacity && !table_grow(t)) return -1;
+    size_t i = table_slot(t, key);
+    if (!t->keys[i]) {
+        t->keys[i] = key;
+        t->values[i] = value;
+        t->count++;
+    }
+    return t->values[i];
+}
+
+/* ---- growable arrays ----------------------------------------------------------- */
+
+/* items (count used of *capacity, each `size` bytes) with room for one more: the same
+ * array or a bigger one; NULL when out of memory, items untouched. */
+static void *reserve_one(void *items, int count, int *capacity, size_t size) {
+    if (count < *capacity) return items;
+    if (*capacity > INT_MAX / 2) return NULL;
+    int bigger = *capacity ? *capacity * 2 : 16;
+    size_t bytes;
+    void *p = size_mul((size_t)bigger, size, &bytes) ? realloc(items, bytes) : NULL;
+    if (p) *capacity = bigger;
+    return p;
+}
+
+/* ---- labels, shared by both files so that records compare by label id ------------ */
+
+typedef struct {
+    char **names;
+    int count, capacity;
+    string_table ids;
+} label_set;
+
+/* The id of label `name`, added when new; -1 when out of memory. */
+static int label_id(label_set *l, const char *name) {
+    int id = table_find(&l->ids, name);
+    if (id >= 0) return id;
+    char *copy = str_dup(name);
+    char **names = reserve_one(l->names, l->count, &l->capacity, sizeof(char *));
+    if (names) l->names = names;
+    if (!copy || !names || table_add(&l->ids, copy, l->count) < 0) {
+        free(copy);
+        return -1;
+    }
+    names[l->count] = copy;
+    return l->count++;
+}
+
+static void label_set_free(label_set *l) {
+    for (int i = 0; i < l->count; i++) free(l->names[i]);
+    free(l->names);
+    table_free(&l->ids);
+}
+
+/* ---- prediction files -------------------------------------------------------------- */
+
+typedef struct {
+    int label;
+    double prob;
+} label_prob;
+
+typedef struct {
+    char *path;
+    char *error; /* non-NULL: the input failed; label and probs are unset */
+    int label;   /* top label */
+    double confidence;
+    label_prob *probs;
+    int num_probs;
+    long line;
+    int first; /* index of the first record with this path (itself unless a duplicate) */
+} record;
+
+typedef struct {
+    const char *name; /* for messages: the path given, or "<stdin>" */
+    record *records;
+    int count, capacity;
+    string_table by_path; /* path -> index of its first record */
+} prediction_file;
+
+static void record_free(record *r) {
+    free(r->path);
+    free(r->error);
+    free(r->probs);
+}
+
+static void prediction_file_free(prediction_file *f) {
+    for (int i = 0; i < f->count; i++) record_free(&f->records[i]);
+    free(f->records);
+    table_free(&f->by_path);
+}
+
+static const char *parse_probs(const cJSON *probs, label_set *labels, record *r) {
+    int n = cJSON_GetArraySize(probs);
+    r->probs = calloc_array((size_t)(n > 0 ? n : 1), sizeof(label_prob));
+    if (!r->probs) return "out of memory";
+    const cJSON *p;
+    cJSON_ArrayForEach(p, probs) {
+        if (!cJSON_IsNumber(p)) return "\"probs\" holds a value that is not a number";
+        int id = label_id(labels, p->string);
+        if (id < 0) return "out of memory";
+        r->probs[r->num_probs++] = (label_prob){id, p->valuedouble};
+    }
+    return NULL;
+}
+
+static const char *parse_prediction(const cJSON *json, label_set *labels, record *r) {
+    const cJSON *label = cJSON_GetObjectItemCaseSensitive(json, "label");
+    const cJSON *confidence = cJSON_GetObjectItemCaseSensitive(json, "confidence");
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(json, "probs");
+    if (!cJSON_IsString(label)) return "no \"label\" string (nor an \"error\")";
+    if (!cJSON_IsNumber(confidence)) return "no \"confidence\" number";
+    if (!cJSON_IsObject(probs)) return "no \"probs\" object";
+    r->label = label_id(labels, label->valuestring);
+    if (r->label < 0) return "out of memory";
+    r->confidence = confidence->valuedouble;
+    return parse_probs(probs, labels, r);
+}
+
+/* Fills r from one line; returns what is wrong with the line, or NULL. */
+static const char *parse_record(const char *line, label_set *labels, record *r) {
+    cJSON *json = cJSON_ParseWithOpts(line, NULL, true);
+    const char *problem = NULL;
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(json, "path");
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
+    if (!json) problem = "not valid JSON";
+    else if (!cJSON_IsObject(json)) problem = "not a JSON object";
+    else if (!cJSON_IsString(path)) problem = "no \"path\" string";
+    else if (!(r->path = str_dup(path->valuestring))) problem = "out of memory";
+    else if (error && !cJSON_IsString(error)) problem = "\"error\" is not a string";
+    else if (error && !(r->error = str_dup(error->valuestring))) problem = "out of memory";
+    else if (!error) problem = parse_prediction(json, labels, r);
+    cJSON_Delete(json);
+    return problem;
+}
+
+static bool is_blank(const char *s) {
+    return s[strspn(s, " \t\r\n")] == '\0';
+}
+
+/* Parses one non-blank line into the next record and indexes its path. */
+static bool add_line(prediction_file *f, label_set *labels, const char *line, size_t length, long number) {
+    record *records = reserve_one(f->records, f->count, &f->capacity, sizeof(record));
+    if (!records) {
+        fprintf(stderr, "emote: %s: out of memory at line %ld\n", f->name, number);
+        return false;
+    }
+    f->records = records;
+    record *r = &records[f->count];
+    memset(r, 0, sizeof *r);
+    r->line = number;
+    const char *problem = strlen(line) != length ? "contains a NUL byte" : parse_record(line, labels, r);
+    if (!problem && (r->first = table_add(&f->by_path, r->path, f->count)) < 0) problem = "out of memory";
+    if (problem) {
+        fprintf(stderr, "emote: %s:%ld: not a prediction record: %s\n", f->name, number, problem);
+        record_free(r);
+        return false;
+    }
+    f->count++;
+    return true;
+}
+
+/* Reads every record of the file; prints the error and returns false on failure. */
+static bool load_predictions(prediction_file *f, const char *path, label_set *labels) {
+    bool from_stdin = strcmp(path, "-") == 0;
+    f->name = from_stdin ? "<stdin>" : path;
+    FILE *in = from_stdin ? stdin : fopen(path, "r");
+    if (!in) {
+        fprintf(stderr, "emote: %s: cannot open: %s\n", path, strerror(errno));
+        return false;
+    }
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t length;
+    long number = 0;
+    bool ok = true;
+    errno = 0;
+    while (ok && (length = getline(&line, &size, in)) >= 0) {
+        number++;
+        if (!is_blank(line)) ok = add_line(f, labels, line, (size_t)length, number);
+    }
+    if (ok && ferror(in)) {
+        fprintf(stderr, "emote: %s: cannot read: %s\n", f->name, strerror(errno ? errno : EIO));
+        ok = false;
+    }
+    free(line);
+    if (!from_stdin) fclose(in);
+    return ok;
+}
+
+/* ---- comparison ---------------------------------------------------------------------- */
+
+typedef struct {
+    int old_index, new_index; /* -1 for the side a path is missing from */
+} record_pair;
+
+typedef struct {
+    record_pair *items;
+    int count, capacity;
+} pair_list;
+
+typedef struct {
+    pair_list changed, only_old, only_new, failed_old_only, failed_new_only;
+    int compared, both_failed;
+    double max_change;
+    int max_change_old, max_change_label; /* where max_change happened; -1 while it is 0 */
+    bool out_of_memory;
+} diff_result;
+
+static void pair_list_add(pair_list *l, int old_index, int new_index, bool *out_of_memory) {
+    record_pair *items = reserve_one(l->items, l->count, &l->capacity, sizeof(record_pair));
+    if (!items) {
+        *out_of_memory = true;
+        return;
+    }
+    l->items = items;
+    items[l->count++] = (record_pair){old_index, new_index};
+}
+
+static void diff_result_free(diff_result *d) {
+    pair_list *lists[] = {&d->changed, &d->only_old, &d->only_new, &d->failed_old_only, &d->failed_new_only};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) free(lists[i]->items);
+}
+
+/* Per-label probabilities of the pair being compared, indexed by label id, zero between uses. */
+typedef struct {
+    double *old_probs, *new_probs;
+} prob_scratch;
+
+static void track_max_change(diff_result *d, const prob_scratch *s, const record *r, int old_index) {
+    for (int k = 0; k < r->num_probs; k++) {
+        int label = r->probs[k].label;
+        double change = fabs(s->old_probs[label] - s->new_probs[label]);
+        if (change > d->max_change) {
+            d->max_change = change;
+            d->max_change_old = old_index;
+            d->max_change_label = label;
+        }
+    }
+}
+
+static void spread_probs(double *by_label, const record *r) {
+    for (int k = 0; k < r->num_probs; k++) by_label[r->probs[k].label] = r->probs[k].prob;
+}
+
+static void clear_probs(prob_scratch *s, const record *r) {
+    for (int k = 0; k < r->num_probs; k++) s->old_probs[r->probs[k].label] = s->new_probs[r->probs[k].label] = 0;
+}
+
+/* Labels present in only one of the two records count as probability 0 in the other. */
+static void compare_probs(diff_result *d, prob_scratch *s, const record *o, const record *n, int old_index) {
+    spread_probs(s->old_probs, o);
+    spread_probs(s->new_probs, n);
+    track_max_change(d, s, o, old_index);
+    track_max_change(d, s, n, old_index);
+    clear_probs(s, o);
+    clear_probs(s, n);
+}
+
+static void compare_pair(diff_result *d, prob_scratch *s, const record *o, const record *n, int oi, int ni) {
+    if (o->error && n->error) d->both_failed++;
+    else if (o->error) pair_list_add(&d->failed_old_only, oi, ni, &d->out_of_memory);
+    else if (n->error) pair_list_add(&d->failed_new_only, oi, ni, &d->out_of_memory);
+    else {
+        d->compared++;
+        if (o->label != n->label) pair_list_add(&d->changed, oi, ni, &d->out_of_memory);
+        compare_probs(d, s, o, n, oi);
+    }
+}
+
+/* Matches the first record of every path in OLD with NEW's, in OLD's order. */
+static bool diff_files(const prediction_file *old, const prediction_file *new, int num_labels, diff_result *d) {
+    memset(d, 0, sizeof *d);
+    d->max_change_old = d->max_change_label = -1;
+    prob_scratch s = {calloc_array((size_t)num_labels + 1, sizeof(double)),
+                      calloc_array((size_t)num_labels + 1, sizeof(double))};
+    d->out_of_memory = !s.old_probs || !s.new_probs;
+    for (int oi = 0; oi < old->count && !d->out_of_memory; oi++) {
+        const record *o = &old->records[oi];
+        if (o->first != oi) continue;
+        int ni = table_find(&new->by_path, o->path);
+        if (ni < 0) pair_list_add(&d->only_old, oi, -1, &d->out_of_memory);
+        else compare_pair(d, &s, o, &new->records[ni], oi, ni);
+    }
+    for (int ni = 0; ni < new->count && !d->out_of_memory; ni++) {
+        const record *n = &new->records[ni];
+        if (n->first == ni && table_find(&old->by_path, n->path) < 0)
+            pair_list_add(&d->only_new, -1, ni, &d->out_of_memory);
+    }
+    free(s.old_probs);
+    free(s.new_probs);
+    if (d->out_of_memory) fprintf(stderr, "emote: out of memory comparing %s and %s\n", old->name, new->name);
+    return !d->out_of_memory;
+}
+
+/* ---- reports ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const prediction_file *old, *new;
+    const label_set *labels;
+    const diff_result *result;
+    int max_changed;
+    double tolerance; /* < 0: no limit */
+} diff_report;
+
+static const record *old_record(const diff_report *r, record_pair p) { return &r->old->records[p.old_index]; }
+static const record *new_record(const diff_report *r, record_pair p) { return &r->new->records[p.new_index]; }
+
+static void print_text(const diff_report *r) {
+    const diff_result *d = r->result;
+    const char *const *names = (const char *const *)r->labels->names;
+    for (int i = 0; i < d->changed.count; i++) {
+        const record *o = old_record(r, d->changed.items[i]), *n = new_record(r, d->changed.items[i]);
+        printf("changed             %s  %s %.4f -> %s %.4f\n", o->path, names[o->label], o->confidence,
+               names[n->label], n->confidence);
+    }
+    for (int i = 0; i < d->only_old.count; i++)
+        printf("only in OLD         %s\n", old_record(r, d->only_old.items[i])->path);
+    for (int i = 0; i < d->only_new.count; i++)
+        printf("only in NEW         %s\n", new_record(r, d->only_new.items[i])->path);
+    for (int i = 0; i < d->failed_old_only.count; i++) {
+        const record *o = old_record(r, d->failed_old_only.items[i]);
+        printf("failed in OLD only  %s  (%s)\n", o->path, o->error);
+    }
+    for (int i = 0; i < d->failed_new_only.count; i++) {
+        const record *n = new_record(r, d->failed_new_only.items[i]);
+        printf("failed in NEW only  %s  (%s)\n", n->path, n->error);
+    }
+    printf("%d of %d labels changed; max probability change %.3g", d->changed.count, d->compared, d->max_change);
+    if (d->max_change_old >= 0)
+        printf(" (%s, %s)", r->old->records[d->max_change_old].path, names[d->max_change_label]);
+    printf("; %d only in OLD, %d only in NEW", d->only_old.count, d->only_new.count);
+    if (d->failed_old_only.count || d->failed_new_only.count)
+        printf("; %d failed in OLD only, %d failed in NEW only", d->failed_old_only.count, d->failed_new_only.count);
+    putchar('\n');
+}
+
+static void json_write_prediction(const diff_report *r, const record *rec) {
+    printf("{\"label\":");
+    json_write_string(stdout, r->labels->names[rec->label]);
+    printf(",\"confidence\":%.17g}", rec->confidence);
+}
+
+static void json_write_paths(const char *key, const diff_report *r, const pair_list *l, bool old_side) {
+    printf(",\"%s\":[", key);
+    for (int i = 0; i < l->count; i++) {
+        if (i) putchar(',');
+        json_write_string(stdout, (old_side ? old_record(r, l->items[i]) : new_record(r, l->items[i]))->path);
+    }
+    putchar(']');
+}
+
+static void json_write_failures(const char *key, const diff_report *r, const pair_list *l, bool old_side) {
+    printf(",\"%s\":[", key);
+    for (int i = 0; i < l->count; i++) {
+        const record *rec = old_side ? old_record(r, l->items[i]) : new_record(r, l->items[i]);
+        printf("%s{\"path\":", i ? "," : "");
+        json_write_string(stdout, rec->path);
+        printf(",\"error\":");
+        json_write_string(stdout, rec->error);
+        putchar('}');
+    }
+    putchar(']');
+}
+
+static void json_write_duplicates(const char *key, const prediction_file *f) {
+    printf(",\"%s\":[", key);
+    bool first = true;
+    for (int i = 0; i < f->count; i++) {
+        if (f->records[i].first == i) continue;
+        if (!first) putchar(',');
+        json_write_string(stdout, f->records[i].path);
+        first = false;
+    }
+    putchar(']');
+}
+
+static void print_json(const diff_report *r, bool within_limits) {
+    const diff_result *d = r->result;
+    printf("{\"old\":");
+    json_write_string(stdout, r->old->name);
+    printf(",\"new\":");
+    json_write_string(stdout, r->new->name);
+    printf(",\"compared\":%d,\"changed_count\":%d,\"changed\":[", d->compared, d->changed.count);
+    for (int i = 0; i < d->changed.count; i++) {
+        printf("%s{\"path\":", i ? "," : "");
+        json_write_string(stdout, old_record(r, d->changed.items[i])->path);
+        printf(",\"old\":");
+        json_write_prediction(r, old_record(r, d->changed.items[i]));
+        printf(",\"new\":");
+        json_write_prediction(r, new_record(r, d->changed.items[i]));
+        putchar('}');
+    }
+    printf("],\"max_prob_change\":{\"value\":%.17g,\"path\":", d->max_change);
+    if (d->max_change_old < 0) {
+        printf("null,\"label\":null}");
+    } else {
+        json_write_string(stdout, r->old->records[d->max_change_old].path);
+        printf(",\"label\":");
+        json_write_string(stdout, r->labels->names[d->max_change_label]);
+        putchar('}');
+    }
+    json_write_paths("only_in_old", r, &d->only_old, true);
+    json_write_paths("only_in_new", r, &d->only_new, false);
+    json_write_failures("failed_in_old_only", r, &d->failed_old_only, true);
+    json_write_failures("failed_in_new_only", r, &d->failed_new_only, false);
+    printf(",\"both_failed\":%d", d->both_failed);
+    json_write_duplicates("duplicates_in_old", r->old);
+    json_write_duplicates("duplicates_in_new", r->new);
+    printf(",\"limits\":{\"max_changed\":%d,\"tolerance\":", r->max_changed);
+    if (r->tolerance < 0) printf("null");
+    else printf("%.17g", r->tolerance);
+    printf("},\"within_limits\":%s}\n", within_limits ? "true" : "false");
+}
+
+static void warn_duplicates(const prediction_file *f) {
+    for (int i = 0; i < f->count; i++) {
+        const record *r = &f->records[i];
+        if (r->first == i) continue;
+        fprintf(stderr, "emote: warning: %s:%ld: path '%s' repeats line %ld; the first record is compared\n",
+                f->name, r->line, r->path, f->records[r->first].line);
+    }
+}
+
+/* Says why a limit is broken on `why` (when not NULL); returns false. */
+__attribute__((format(printf, 2, 3))) static bool limit_broken(FILE *why, const char *fmt, ...) {
+    if (why) {
+        va_list args;
+        va_start(args, fmt);
+        fputs("emote: ", why);
+        vfprintf(why, fmt, args);
+        fputc('\n', why);
+        va_end(args);
+    }
+    return false;
+}
+
+/* True when the comparison is within its limits; otherwise says why on `why` (NULL: silent). */
+static bool check_limits(const diff_report *r, FILE *why) {
+    const diff_result *d = r->result;
+    bool ok = true;
+    if (d->changed.count > r->max_changed)
+        ok = limit_broken(why, "%d top label%s changed, more than --max-changed %d", d->changed.count,
+                          d->changed.count == 1 ? "" : "s", r->max_changed);
+    if (r->tolerance >= 0 && d->max_change > r->tolerance)
+        ok = limit_broken(why, "a probability changed by %.6g, more than --tolerance %g", d->max_change,
+                          r->tolerance);
+    if (d->only_old.count || d->only_new.count)
+        ok = limit_broken(why, "the files hold different paths: %d only in %s, %d only in %s", d->only_old.count,
+                          r->old->name, d->only_new.count, r->new->name);
+    if (d->failed_old_only.count || d->failed_new_only.count)
+        ok = limit_broken(why, "inputs failed in one file only: %d in %s, %d in %s", d->failed_old_only.count,
+                          r->old->name, d->failed_new_only.count, r->new->name);
+    return ok;
+}
+
+/* ---- command line -------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *paths[2];
+    int num_paths;
+    output_format format;
+    int max_changed;
+    double tolerance;
+} diff_options;
+
+/* Returns -1 to go on, else the exit status (help or a usage error). */
+static int parse_options(int argc, char **argv, diff_options *o) {
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
+            if (o->num_paths == 2) {
+                fprintf(stderr, "emote: diff takes two files (extra '%s')\n", a);
+                return EXIT_USAGE;
+            }
+            o->paths[o->num_paths++] = a;
+        } else if (!strcmp(a, "--")) {
+            options_done = true;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return EXIT_ALL_OK;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--format")) {
+            if (!parse_format(value, &o->format) || (o->format != FORMAT_TABLE && o->format != FORMAT_JSON)) {
+                fprintf(stderr, "emote: diff --format needs text or json\n");
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--max-changed")) {
+            if (!parse_int_option(a, value, 0, INT_MAX, &o->max_changed)) return EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--tolerance")) {
+            if (!parse_double_option(a, value, 0, 1, &o->tolerance)) return EXIT_USAGE;
+            i++;
+        } else {
+            fprintf(stderr, "emote: unknown option '%s' (see emote diff --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (o->num_paths != 2) {
+        fprintf(stderr, "emote: diff needs two prediction files, OLD and NEW (see emote diff --help)\n");
+        return EXIT_USAGE;
+    }
+    if (!strcmp(o->paths[0], "-") && !strcmp(o->paths[1], "-")) {
+        fprintf(stderr, "emote: only one of OLD and NEW can be '-' (stdin)\n");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+int cmd_diff(int argc, char **argv) {
+    diff_options o = {{NULL, NULL}, 0, FORMAT_TABLE, 0, -1};
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0) return status;
+    label_set labels = {0};
+    prediction_file old = {0}, new = {0};
+    diff_result result = {0};
+    status = EXIT_FATAL;
+    if (load_predictions(&old, o.paths[0], &labels) && load_predictions(&new, o.paths[1], &labels) &&
+        diff_files(&old, &new, labels.count, &result)) {
+        diff_report report = {&old, &new, &labels, &result, o.max_changed, o.tolerance};
+        warn_duplicates(&old);
+        warn_duplicates(&new);
+        bool within = check_limits(&report, NULL);
+        if (o.format == FORMAT_JSON) print_json(&report, within);
+        else print_text(&report);
+        check_limits(&report, stderr);
+        status = within ? EXIT_ALL_OK : EXIT_CHECK_FAILED;
+        if (fflush(stdout) || ferror(stdout)) {
+            fprintf(stderr, "emote: cannot write the report: %s\n", strerror(errno));
+            status = EXIT_FATAL;
+        }
+    }
+    diff_result_free(&result);
+    prediction_file_free(&old);
+    prediction_file_free(&new);
+    label_set_free(&labels);
+    return status;
+}
