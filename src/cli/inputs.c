@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "string_table.h"
 #include "util.h"
 
 #define MAX_DEPTH 128
@@ -187,15 +188,9 @@ static bool next_candidate(input_source *src, input_item *item) {
     return true;
 }
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 bool input_source_next(input_source *src, input_item *item) {
     while (next_candidate(src, item)) {
-        if (src->shard_count == 0 || fnv1a(item->path) % (uint64_t)src->shard_count == (uint64_t)(src->shard_index - 1))
+        if (src->shard_count == 0 || hash_string(item->path) % (uint64_t)src->shard_count == (uint64_t)(src->shard_index - 1))
             return true;
     }
     return false;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "string_table.h"
 #include "util.h"
 
 static const char usage[] =
@@ -303,71 +304,46 @@ static char *copy_to_temp(const source_file *src, const char *folder, mode_t uma
 /* ---- dry-run plan: destinations claimed earlier in this run ---------------------- */
 
 typedef struct {
-    char **keys, **values; /* destination -> absolute source path */
-    size_t capacity, count;
+    char **destinations, **sources; /* owned; claim i: destinations[i] <- sources[i] */
+    size_t count, capacity;
+    string_table index;             /* destination -> claim */
 } plan_map;
 
-static uint64_t hash_string(const char *s) {
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+/* The source that claimed dest earlier in this run, or NULL. */
+static const char *plan_find(const plan_map *m, const char *dest) {
+    int i = table_find(&m->index, dest);
+    return i < 0 ? NULL : m->sources[i];
 }
 
-static size_t plan_slot(const plan_map *m, const char *key) {
-    size_t mask = m->capacity - 1, i = (size_t)hash_string(key) & mask;
-    while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & mask;
-    return i;
-}
-
-static const char *plan_find(const plan_map *m, const char *key) {
-    if (m->capacity == 0) return NULL;
-    size_t i = plan_slot(m, key);
-    return m->keys[i] ? m->values[i] : NULL;
-}
-
-static bool plan_grow(plan_map *m) {
-    plan_map bigger = {NULL, NULL, m->capacity ? m->capacity * 2 : 256, m->count};
-    bigger.keys = calloc_array(bigger.capacity, sizeof(char *));
-    bigger.values = calloc_array(bigger.capacity, sizeof(char *));
-    if (!bigger.keys || !bigger.values) {
-        free(bigger.keys);
-        free(bigger.values);
+static bool plan_add(plan_map *m, const char *dest, const char *source) {
+    if (m->count == m->capacity) {
+        size_t capacity = m->capacity ? m->capacity * 2 : 256;
+        char **d = realloc(m->destinations, capacity * sizeof *d);
+        if (d) m->destinations = d;
+        char **s = d ? realloc(m->sources, capacity * sizeof *s) : NULL;
+        if (s) m->sources = s;
+        if (!d || !s || capacity > INT_MAX) return false;
+        m->capacity = capacity;
+    }
+    char *d = str_dup(dest), *s = str_dup(source);
+    if (!d || !s || table_add(&m->index, d, (int)m->count) < 0) {
+        free(d);
+        free(s);
         return false;
     }
-    for (size_t i = 0; i < m->capacity; i++) {
-        if (!m->keys[i]) continue;
-        size_t j = plan_slot(&bigger, m->keys[i]);
-        bigger.keys[j] = m->keys[i];
-        bigger.values[j] = m->values[i];
-    }
-    free(m->keys);
-    free(m->values);
-    *m = bigger;
-    return true;
-}
-
-static bool plan_add(plan_map *m, const char *key, const char *value) {
-    if ((m->count + 1) * 2 > m->capacity && !plan_grow(m)) return false;
-    char *k = str_dup(key), *v = str_dup(value);
-    if (!k || !v) {
-        free(k);
-        free(v);
-        return false;
-    }
-    size_t i = plan_slot(m, key);
-    m->keys[i] = k;
-    m->values[i] = v;
-    m->count++;
+    m->destinations[m->count] = d;
+    m->sources[m->count++] = s;
     return true;
 }
 
 static void plan_free(plan_map *m) {
-    for (size_t i = 0; i < m->capacity; i++) {
-        free(m->keys[i]);
-        free(m->values[i]);
+    for (size_t i = 0; i < m->count; i++) {
+        free(m->destinations[i]);
+        free(m->sources[i]);
     }
-    free(m->keys);
-    free(m->values);
+    free(m->destinations);
+    free(m->sources);
+    table_free(&m->index);
 }
 
 /* ---- manifest ------------------------------------------------------------------- */
