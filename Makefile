@@ -11,7 +11,7 @@ MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
 # for the tools (training, fixtures, benchmarks).
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libstb-dev
-DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux
+DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch nodejs npm
 
 LIB_SRC := $(wildcard src/*.c src/layers/*.c)
