@@ -9,10 +9,12 @@ CFLAGS      ?= -O2 -g
 LDLIBS      := -lopenblas -lcjson -lstb -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
-# for the tools (training, fixtures, benchmarks).
+# for the tools (training, fixtures, benchmarks). The ONNX Runtime benchmark also needs node
+# and npm; machines that ship them outside Debian's packages conflict with Debian's npm, so
+# they are not listed here and `make bench` skips ONNX Runtime where they are missing.
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libstb-dev
 DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux pkg-config
-DEB_TOOLS   := $(DEB_TEST) python3-torch nodejs npm
+DEB_TOOLS   := $(DEB_TEST) python3-torch
 
 LIB_SRC := $(wildcard src/*.c src/layers/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
