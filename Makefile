@@ -5,7 +5,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 BUILD       ?= build/release
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -I/usr/include/stb
-CFLAGS      ?= -O2 -g
+CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
 LDLIBS      := -lopenblas -lcjson -lstb -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);

@@ -1,6 +1,5 @@
 /* conv2d as im2col + SGEMM (darknet style); 1x1 stride-1 unpadded convs use the input as is. */
 #include <cblas.h>
-#include <string.h>
 
 #include "layers.h"
 
@@ -35,17 +34,18 @@ static void im2col(const conv_layer *c, const float *in, float *col, int n) {
                     for (int oy = 0; oy < oh; oy++, col += ow) {
                         int iy = oy * s - p + ky;
                         if (iy < 0 || iy >= ih) {
-                            memset(col, 0, sizeof(float) * ow);
+                            for (int ox = 0; ox < ow; ox++) col[ox] = 0.0f;
                             continue;
                         }
+                        /* Rows are short: plain loops beat memcpy/memset calls. */
                         const float *row = plane + (size_t)iy * iw - p + kx;
-                        memset(col, 0, sizeof(float) * ox0);
+                        for (int ox = 0; ox < ox0; ox++) col[ox] = 0.0f;
                         if (s == 1) {
-                            memcpy(col + ox0, row + ox0, sizeof(float) * (ox1 - ox0));
+                            for (int ox = ox0; ox < ox1; ox++) col[ox] = row[ox];
                         } else {
                             for (int ox = ox0; ox < ox1; ox++) col[ox] = row[ox * s];
                         }
-                        memset(col + ox1, 0, sizeof(float) * (ow - ox1));
+                        for (int ox = ox1; ox < ow; ox++) col[ox] = 0.0f;
                     }
                 }
             }
@@ -72,7 +72,10 @@ void conv_forward(const conv_layer *c, const float *in, float *out, int n, float
         float *row = out + (size_t)o * cols;
         const float bias = c->bias[o];
         if (c->relu) {
-            for (int i = 0; i < cols; i++) row[i] = row[i] + bias > 0.0f ? row[i] + bias : 0.0f;
+            for (int i = 0; i < cols; i++) {
+                float v = row[i] + bias;
+                row[i] = v > 0.0f ? v : 0.0f;
+            }
         } else {
             for (int i = 0; i < cols; i++) row[i] += bias;
         }

@@ -17,8 +17,7 @@ void dense_forward(const dense_layer *d, const float *in, float *out, int n) {
 }
 
 void relu_forward(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (!(x[i] > 0.0f)) x[i] = 0.0f;
+    for (size_t i = 0; i < count; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void softmax_forward(const float *logits, float *probs, int classes, int n) {
