@@ -2,10 +2,13 @@
 """Tables for a model card, printed as Markdown.
 
     /usr/bin/python3 tools/model_card.py models/emote-fer2013.safetensors [--eval EVAL.json]
+                                         [--log runs/default/log.jsonl [--curve CURVE.svg]]
 
 Prints the architecture (per-layer output shape, parameters and FLOPs, counted by
-forward hooks on the PyTorch model rebuilt from the file's config) and, given the JSON
-of `emote eval -f json`, the per-class table and the confusion matrix.
+forward hooks on the PyTorch model rebuilt from the file's config); given the JSON
+of `emote eval -f json`, the per-class table and the confusion matrix; given the
+training log of tools/train.py, the learning curve as a table, and with --curve as an
+SVG chart (train and val accuracy per epoch).
 """
 import argparse
 import json
@@ -47,16 +50,78 @@ def eval_tables(result):
         print(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
 
 
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def log_table(records, every=5):
+    best = max(records, key=lambda r: r["val_acc"])
+    print("| epoch | learning rate | train loss | train acc | val acc | val acc, TTA | seconds |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in records:
+        if (r["epoch"] + 1) % every and r is not best and r is not records[-1]:
+            continue
+        mark = " (best)" if r is best else ""
+        print(f"| {r['epoch'] + 1}{mark} | {r['lr']:.4f} | {r['train_loss']:.3f} | {r['train_acc']:.3f} | "
+              f"{r['val_acc']:.4f} | {r['val_acc_tta']:.4f} | {r['seconds']:.0f} |")
+    total = sum(r["seconds"] for r in records)
+    print(f"\n{len(records)} epochs, {total / 60:.0f} minutes of training and validation in all.")
+
+
+def log_curve_svg(records, path):
+    """Train and val accuracy per epoch as a small SVG line chart."""
+    w, h, left, right, top, bottom = 640, 360, 56, 16, 24, 44
+    epochs = len(records)
+    lo = 0.2
+    hi = max(0.8, max(max(r["train_acc"], r["val_acc"]) for r in records))
+
+    def xy(i, v):
+        x = left + (w - left - right) * (i / max(1, epochs - 1))
+        y = top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
+        return f"{x:.1f},{y:.1f}"
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>']
+    for k in range(int(lo * 10), int(hi * 10) + 1):
+        v = k / 10
+        y = xy(0, v).split(",")[1]
+        out.append(f'<line x1="{left}" x2="{w - right}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
+    for i in range(0, epochs, 10):
+        x = xy(i, lo).split(",")[0]
+        out.append(f'<text x="{x}" y="{h - bottom + 16}" text-anchor="middle">{i + 1}</text>')
+    out.append(f'<text x="{(w + left) / 2}" y="{h - 8}" text-anchor="middle">epoch</text>')
+    for key, colour, name, row in (("train_acc", "#888", "train accuracy (augmented)", 0),
+                                   ("val_acc", "#c0392b", "val accuracy", 1)):
+        points = " ".join(xy(i, r[key]) for i, r in enumerate(records))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<text x="{left + 10}" y="{top + 14 + 16 * row}" fill="{colour}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--eval", help="JSON written by `emote eval -f json`")
+    p.add_argument("--log", help="log.jsonl written by tools/train.py")
+    p.add_argument("--curve", help="with --log: write the learning curve to this SVG file")
     args = p.parse_args()
+    if args.curve and not args.log:
+        p.error("--curve needs --log")
     _, meta = read_safetensors(args.model)
     architecture_table(json.loads(meta["config"]))
     if args.eval:
         with open(args.eval) as f:
             eval_tables(json.load(f))
+    if args.log:
+        records = read_log(args.log)
+        print()
+        log_table(records)
+        if args.curve:
+            log_curve_svg(records, args.curve)
 
 
 if __name__ == "__main__":
