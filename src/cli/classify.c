@@ -35,7 +35,8 @@ typedef struct {
     output_format format;
     int top;
     bool header;
-    int *order; /* label indices by falling probability */
+    int *order;     /* label indices by falling probability */
+    int path_width; /* table: the widest path so far (up to 60), so that columns line up */
 } writer;
 
 static void sort_labels(const float *probs, int classes, int *order) {
@@ -114,12 +115,15 @@ static void write_jsonl(const writer *w, const result *r) {
     fputs("}\n", stdout);
 }
 
-static void write_table(const writer *w, const result *r) {
+static void write_table(writer *w, const result *r) {
+    int length = (int)strlen(r->path);
+    if (length > w->path_width && length <= 60) w->path_width = length;
     if (r->error) {
-        printf("%-32s  ERROR  %s\n", r->path, r->error);
+        printf("%-*s  ERROR  %s\n", w->path_width, r->path, r->error);
         return;
     }
-    printf("%-32s  %-10s %5.1f%%", r->path, emote_model_label(w->model, w->order[0]), 100.0 * r->probs[w->order[0]]);
+    printf("%-*s  %-10s %5.1f%%", w->path_width, r->path, emote_model_label(w->model, w->order[0]),
+           100.0 * r->probs[w->order[0]]);
     for (int k = 1; k < w->top; k++)
         printf("   %s %.1f%%", emote_model_label(w->model, w->order[k]), 100.0 * r->probs[w->order[k]]);
     putchar('\n');
@@ -140,7 +144,7 @@ static bool write_record(void *user, const result *r) {
 
 int cmd_classify(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
-    writer w = {NULL, FORMAT_AUTO, -1, true, NULL};
+    writer w = {NULL, FORMAT_AUTO, -1, true, NULL, 20};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     bool options_done = false;
