@@ -147,8 +147,21 @@ int cmd_eval(int argc, char **argv) {
     output_format format = FORMAT_TABLE;
     double min_accuracy = -1, min_macro_f1 = -1;
     const char *dir = NULL, *plot_path = NULL;
+    bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!options_done && !strcmp(a, "--")) {
+            options_done = true;
+            continue;
+        }
+        if (options_done || a[0] != '-' || !a[1]) {
+            if (dir) {
+                fprintf(stderr, "emote: eval takes one directory (got '%s' and '%s')\n", dir, a);
+                return EXIT_USAGE;
+            }
+            dir = a;
+            continue;
+        }
         int handled = parse_engine_option(&o, argc, argv, &i);
         if (handled < 0) return EXIT_USAGE;
         if (handled) continue;
@@ -175,14 +188,9 @@ int cmd_eval(int argc, char **argv) {
             }
             plot_path = value;
             i++;
-        } else if (a[0] == '-' && a[1]) {
+        } else {
             fprintf(stderr, "emote: unknown option '%s' (see emote eval --help)\n", a);
             return EXIT_USAGE;
-        } else if (dir) {
-            fprintf(stderr, "emote: eval takes one directory (got '%s' and '%s')\n", dir, a);
-            return EXIT_USAGE;
-        } else {
-            dir = a;
         }
     }
     if (!dir) {

@@ -1,4 +1,5 @@
 /* emote: command dispatch. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -15,11 +16,56 @@ static const char usage[] =
     "  diff OLD NEW            compare two jsonl prediction files\n"
     "  info [MODEL]            labels, input, parameters, FLOPs and provenance of a model\n"
     "\n"
-    "'emote COMMAND --help' shows each command's options and examples.\n"
+    "'emote COMMAND --help' shows each command's options and examples. An option's value\n"
+    "may follow as the next word, attached to a short option (-j2) or after '=' (--threads=2).\n"
     "\n"
     "Exit status: 0 success; 1 some inputs failed (the rest were processed); 2 usage error;\n"
     "3 fatal error (unusable model, unwritable output, no inputs); 4 a check failed\n"
     "(eval --min-accuracy/--min-macro-f1, diff limits).\n";
+
+/* Options of any command that take a value. */
+static bool takes_value(const char *name, size_t length) {
+    static const char *const names[] = {"-m", "--model", "-b", "--batch", "-j", "--threads", "--shard", "-f",
+                                        "--format", "-k", "--top", "--into", "--min-confidence", "--manifest",
+                                        "--min-accuracy", "--min-macro-f1", "--plot", "--max-changed",
+                                        "--tolerance"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == length && !strncmp(names[i], name, length)) return true;
+    return false;
+}
+
+/* Rewrites "-j2" as "-j" "2" and "--threads=2" as "--threads" "2" (options that take a
+ * value only; everything after "--" is left alone), so commands see one spelling. */
+static char **split_option_values(int argc, char **argv, int *new_argc) {
+    char **out = calloc((size_t)argc * 2 + 1, sizeof *out);
+    if (!out) return NULL;
+    int n = 0;
+    bool options_done = false;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (i == 0 || options_done || a[0] != '-' || a[1] == '\0') {
+            out[n++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) options_done = true;
+        char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        if (eq && takes_value(a, (size_t)(eq - a))) {
+            *eq = '\0'; /* argv strings are ours to modify */
+            out[n++] = a;
+            out[n++] = eq + 1;
+        } else if (a[1] != '-' && a[2] != '\0' && takes_value(a, 2)) {
+            static char short_names[128][3];
+            char *name = short_names[(unsigned char)a[1] & 127];
+            name[0] = '-', name[1] = a[1], name[2] = '\0';
+            out[n++] = name;
+            out[n++] = a + 2;
+        } else {
+            out[n++] = a;
+        }
+    }
+    *new_argc = n;
+    return out;
+}
 
 int main(int argc, char **argv) {
     static const struct {
@@ -28,6 +74,8 @@ int main(int argc, char **argv) {
     } commands[] = {{"classify", cmd_classify}, {"eval", cmd_eval}, {"sort", cmd_sort}, {"diff", cmd_diff},
                     {"info", cmd_info}};
     choose_blas_kernel(argv);
+    char **split = split_option_values(argc, argv, &argc);
+    if (split) argv = split; /* freed at exit */
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;
