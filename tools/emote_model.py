@@ -3,7 +3,7 @@
 ResEmoteNet style: stem convs -> squeeze-excitation -> residual blocks -> global
 average pool -> linear head. Every width and depth comes from a config dict, and
 `graph_of(model)` describes the network as the op list stored in the model file's
-metadata (see DESIGN.md and src/graph.c for the op vocabulary).
+metadata (see DESIGN.md and src/graph.h for the op vocabulary).
 """
 import torch
 import torch.nn as nn

@@ -41,6 +41,19 @@ def training_command(args):
     return " ".join(shlex.quote(w) for w in words)
 
 
+def training_commands(ck):
+    """The command lines of every stage that made this checkpoint, first stage first: a
+    checkpoint trained with --init names the one it started from."""
+    args = ck.get("args", {})
+    earlier = []
+    if args.get("init"):
+        if not os.path.exists(args["init"]):
+            sys.exit(f"export: {args['init']} (the checkpoint this one started from) is missing; "
+                     "its training command is part of the provenance")
+        earlier = training_commands(torch.load(args["init"], map_location="cpu"))
+    return earlier + [training_command(args)]
+
+
 def git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=TOOLS, capture_output=True, text=True, check=True)
@@ -69,7 +82,7 @@ def metadata_for(model, ck, extra_metrics):
         "config": json.dumps(c),
         "provenance": json.dumps({
             "data": DATA,
-            "training_command": training_command(ck.get("args", {})),
+            "training_command": " && ".join(training_commands(ck)),
             "commit": git_commit(),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "epoch": ck.get("epoch")}),

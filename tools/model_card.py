@@ -2,12 +2,13 @@
 """Tables for a model card, printed as Markdown.
 
     /usr/bin/python3 tools/model_card.py models/emote-fer2013.safetensors [--eval EVAL.json]
-                                         [--log runs/default/log.jsonl [--curve CURVE.svg]]
+                                         [--log runs/default/log.jsonl [--log STAGE2/log.jsonl ...]
+                                          [--curve CURVE.svg]]
 
 Prints the architecture (per-layer output shape, parameters and FLOPs, counted by
 forward hooks on the PyTorch model rebuilt from the file's config); given the JSON
 of `emote eval -f json`, the per-class table and the confusion matrix; given the
-training log of tools/train.py, the learning curve as a table, and with --curve as an
+training logs of tools/train.py (one per stage, in order), the learning curve as a table, and with --curve as an
 SVG chart (train and val accuracy per epoch).
 """
 import argparse
@@ -50,20 +51,29 @@ def eval_tables(result):
         print(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
 
 
-def read_log(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_logs(paths):
+    """Every stage's records in order, numbered on from one stage to the next."""
+    records = []
+    for stage, path in enumerate(paths, 1):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    r.update(stage=stage, global_epoch=len(records))
+                    records.append(r)
+    return records
 
 
 def log_table(records, every=5):
     best = max(records, key=lambda r: r["val_acc"])
-    print("| epoch | learning rate | train loss | train acc | val acc | val acc, TTA | seconds |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in records:
-        if (r["epoch"] + 1) % every and r is not best and r is not records[-1]:
+    print("| stage | epoch | learning rate | train loss | train acc | val acc | val acc, TTA | seconds |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, r in enumerate(records):
+        last_of_stage = i + 1 == len(records) or records[i + 1]["stage"] != r["stage"]
+        if (r["epoch"] + 1) % every and r is not best and not last_of_stage:
             continue
         mark = " (best)" if r is best else ""
-        print(f"| {r['epoch'] + 1}{mark} | {r['lr']:.4f} | {r['train_loss']:.3f} | {r['train_acc']:.3f} | "
+        print(f"| {r['stage']} | {r['epoch'] + 1}{mark} | {r['lr']:.4f} | {r['train_loss']:.3f} | {r['train_acc']:.3f} | "
               f"{r['val_acc']:.4f} | {r['val_acc_tta']:.4f} | {r['seconds']:.0f} |")
     total = sum(r["seconds"] for r in records)
     print(f"\n{len(records)} epochs, {total / 60:.0f} minutes of training and validation in all.")
@@ -88,10 +98,15 @@ def log_curve_svg(records, path):
         y = xy(0, v).split(",")[1]
         out.append(f'<line x1="{left}" x2="{w - right}" y1="{y}" y2="{y}" stroke="#ddd"/>')
         out.append(f'<text x="{left - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
-    for i in range(0, epochs, 10):
+    for i in range(0, epochs, 10 if epochs > 30 else 5):
         x = xy(i, lo).split(",")[0]
         out.append(f'<text x="{x}" y="{h - bottom + 16}" text-anchor="middle">{i + 1}</text>')
     out.append(f'<text x="{(w + left) / 2}" y="{h - 8}" text-anchor="middle">epoch</text>')
+    for i in range(1, epochs):
+        if records[i].get("stage") != records[i - 1].get("stage"):
+            x = xy(i, lo).split(",")[0]
+            out.append(f'<line x1="{x}" x2="{x}" y1="{top}" y2="{h - bottom}" stroke="#999" stroke-dasharray="4 3"/>')
+            out.append(f'<text x="{float(x) + 4:.1f}" y="{h - bottom - 6}" fill="#666">stage {records[i]["stage"]}</text>')
     for key, colour, name, row in (("train_acc", "#888", "train accuracy (augmented)", 0),
                                    ("val_acc", "#c0392b", "val accuracy", 1)):
         points = " ".join(xy(i, r[key]) for i, r in enumerate(records))
@@ -106,7 +121,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--eval", help="JSON written by `emote eval -f json`")
-    p.add_argument("--log", help="log.jsonl written by tools/train.py")
+    p.add_argument("--log", action="append", help="log.jsonl written by tools/train.py (repeat for each stage)")
     p.add_argument("--curve", help="with --log: write the learning curve to this SVG file")
     args = p.parse_args()
     if args.curve and not args.log:
@@ -117,7 +132,7 @@ def main():
         with open(args.eval) as f:
             eval_tables(json.load(f))
     if args.log:
-        records = read_log(args.log)
+        records = read_logs(args.log)
         print()
         log_table(records)
         if args.curve:

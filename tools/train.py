@@ -3,7 +3,9 @@
 
     /usr/bin/python3 tools/train.py --data ../shared/data/fer2013 --out runs/default
 
-Model selection uses the val split only. Every epoch writes `last.pt` (resumable
+The shipped model has two stages (`make model`): 50 epochs from scratch, then
+`--init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2`,
+a warm restart with a fresh optimizer and a shorter cosine cycle. Model selection uses the val split only. Every epoch writes `last.pt` (resumable
 with --resume), `best.pt` (best val accuracy so far) and one JSON line to `log.jsonl`.
 """
 import argparse
@@ -42,6 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--config", default=None, help="JSON model config overriding the defaults")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None,
+                   help="start from this checkpoint's weights (and config) with a fresh optimizer and schedule: "
+                        "a second, low learning-rate stage")
     p.add_argument("--max-train-images", type=int, default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--time-iterations", type=int, default=0, help="time N training steps, print seconds/epoch, exit")
     return p.parse_args(argv)
@@ -123,7 +128,14 @@ def main(argv=None):
     config = dict(DEFAULT_CONFIG)
     if args.config:
         config.update(json.loads(args.config))
+    init = torch.load(args.init, map_location="cpu") if args.init else None
+    if init:
+        config = init["config"]
     model = EmoteNet(config).to(device).to(memory_format=MEMORY_FORMAT)
+    if init:
+        model.load_state_dict(init["model"])
+        print(f"initialised from {args.init} (its epoch {init['epoch']})", flush=True)
+        del init
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)

@@ -36,7 +36,7 @@ typedef struct {
     int top;
     bool header;
     int *order;     /* label indices by falling probability */
-    int path_width; /* table: the widest path so far (up to 60), so that columns line up */
+    int path_width; /* table: the widest path so far (up to 80), so that columns line up */
 } writer;
 
 static void sort_labels(const float *probs, int classes, int *order) {
@@ -117,7 +117,7 @@ static void write_jsonl(const writer *w, const result *r) {
 
 static void write_table(writer *w, const result *r) {
     int length = (int)strlen(r->path);
-    if (length > w->path_width && length <= 60) w->path_width = length;
+    if (length > w->path_width && length <= 80) w->path_width = length;
     if (r->error) {
         printf("%-*s  ERROR  %s\n", w->path_width, r->path, r->error);
         return;
