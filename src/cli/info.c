@@ -83,6 +83,8 @@ static void print_json_tree(const cJSON *object, int indent) {
             print_json_tree(item, indent + 2);
         } else if (cJSON_IsString(item)) {
             printf("  %s\n", item->valuestring);
+        } else if (cJSON_IsNumber(item)) {
+            printf("  %.6g\n", item->valuedouble); /* for people; -f json keeps every digit */
         } else {
             char *text = cJSON_PrintUnformatted(item);
             printf("  %s\n", text ? text : "?");
