@@ -67,15 +67,12 @@ static char **split_option_values(int argc, char **argv, int *new_argc) {
     return out;
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int, char **);
     } commands[] = {{"classify", cmd_classify}, {"eval", cmd_eval}, {"sort", cmd_sort}, {"diff", cmd_diff},
                     {"info", cmd_info}};
-    choose_blas_kernel(argv);
-    char **split = split_option_values(argc, argv, &argc);
-    if (split) argv = split; /* freed at exit */
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;
@@ -87,4 +84,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     return cmd_classify(argc, argv); /* `emote face.png` means `emote classify face.png` */
+}
+
+int main(int argc, char **argv) {
+    choose_blas_kernel(argv);
+    int split_argc;
+    char **split = split_option_values(argc, argv, &split_argc);
+    int status = split ? run_command(split_argc, split) : run_command(argc, argv);
+    free(split);
+    return status;
 }
