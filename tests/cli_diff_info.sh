@@ -79,6 +79,12 @@ expect_status "diff: a missing file -> exit 3" 3
 expect_stderr "diff: names the missing file" "absent.jsonl"
 run $EMOTE diff "$TMP/old.jsonl"
 expect_status "diff: one file -> usage error" 2
+run $EMOTE diff --bogus "$TMP/old.jsonl" "$TMP/old.jsonl"
+expect_status "diff: unknown flag -> usage error" 2
+run $EMOTE diff --tolerance 2 "$TMP/old.jsonl" "$TMP/old.jsonl"
+expect_status "diff: --tolerance 2 -> usage error" 2
+run $EMOTE info --bogus
+expect_status "info: unknown flag -> usage error" 2
 
 run $EMOTE diff -f json "$TMP/old.jsonl" "$TMP/flip.jsonl"
 expect "diff -f json: parses, with the same facts as the text report" $PY -c '
