@@ -8,8 +8,8 @@
 Prints the architecture (per-layer output shape, parameters and FLOPs, counted by
 forward hooks on the PyTorch model rebuilt from the file's config); given the JSON
 of `emote eval -f json`, the per-class table and the confusion matrix; given the
-training logs of tools/train.py (one per stage, in order), the learning curve as a table, and with --curve as an
-SVG chart (train and val accuracy per epoch).
+training logs of tools/train.py (one per stage, in order), the learning curve as a
+table, and with --curve as an SVG chart (train and val accuracy per epoch).
 """
 import argparse
 import json
@@ -52,14 +52,14 @@ def eval_tables(result):
 
 
 def read_logs(paths):
-    """Every stage's records in order, numbered on from one stage to the next."""
+    """Every stage's records in order, each tagged with its stage number (from 1)."""
     records = []
     for stage, path in enumerate(paths, 1):
         with open(path) as f:
             for line in f:
                 if line.strip():
                     r = json.loads(line)
-                    r.update(stage=stage, global_epoch=len(records))
+                    r["stage"] = stage
                     records.append(r)
     return records
 
@@ -86,30 +86,29 @@ def log_curve_svg(records, path):
     lo = 0.2
     hi = max(0.8, max(max(r["train_acc"], r["val_acc"]) for r in records))
 
-    def xy(i, v):
-        x = left + (w - left - right) * (i / max(1, epochs - 1))
-        y = top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
-        return f"{x:.1f},{y:.1f}"
+    def x_of(i):
+        return left + (w - left - right) * (i / max(1, epochs - 1))
+
+    def y_of(v):
+        return top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>']
     for k in range(int(lo * 10), int(hi * 10) + 1):
-        v = k / 10
-        y = xy(0, v).split(",")[1]
-        out.append(f'<line x1="{left}" x2="{w - right}" y1="{y}" y2="{y}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
+        y = y_of(k / 10)
+        out.append(f'<line x1="{left}" x2="{w - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{k / 10:.1f}</text>')
     for i in range(0, epochs, 10 if epochs > 30 else 5):
-        x = xy(i, lo).split(",")[0]
-        out.append(f'<text x="{x}" y="{h - bottom + 16}" text-anchor="middle">{i + 1}</text>')
+        out.append(f'<text x="{x_of(i):.1f}" y="{h - bottom + 16}" text-anchor="middle">{i + 1}</text>')
     out.append(f'<text x="{(w + left) / 2}" y="{h - 8}" text-anchor="middle">epoch</text>')
     for i in range(1, epochs):
-        if records[i].get("stage") != records[i - 1].get("stage"):
-            x = xy(i, lo).split(",")[0]
-            out.append(f'<line x1="{x}" x2="{x}" y1="{top}" y2="{h - bottom}" stroke="#999" stroke-dasharray="4 3"/>')
-            out.append(f'<text x="{float(x) + 4:.1f}" y="{h - bottom - 6}" fill="#666">stage {records[i]["stage"]}</text>')
+        if records[i]["stage"] != records[i - 1]["stage"]:
+            x = x_of(i)
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{h - bottom}" stroke="#999" stroke-dasharray="4 3"/>')
+            out.append(f'<text x="{x + 4:.1f}" y="{h - bottom - 6}" fill="#666">stage {records[i]["stage"]}</text>')
     for key, colour, name, row in (("train_acc", "#888", "train accuracy (augmented)", 0),
                                    ("val_acc", "#c0392b", "val accuracy", 1)):
-        points = " ".join(xy(i, r[key]) for i, r in enumerate(records))
+        points = " ".join(f"{x_of(i):.1f},{y_of(r[key]):.1f}" for i, r in enumerate(records))
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
         out.append(f'<text x="{left + 10}" y="{top + 14 + 16 * row}" fill="{colour}">{name}</text>')
     out.append("</svg>")

@@ -23,15 +23,15 @@ static const char usage[] =
     "3 fatal error (unusable model, unwritable output, no inputs); 4 a check failed\n"
     "(eval --min-accuracy/--min-macro-f1, diff limits).\n";
 
-/* Options of any command that take a value. */
-static bool takes_value(const char *name, size_t length) {
+/* The option of any command named by name[0..length) if it takes a value, else NULL. */
+static const char *option_with_value(const char *name, size_t length) {
     static const char *const names[] = {"-m", "--model", "-b", "--batch", "-j", "--threads", "--shard", "-f",
                                         "--format", "-k", "--top", "--into", "--min-confidence", "--manifest",
                                         "--min-accuracy", "--min-macro-f1", "--plot", "--max-changed",
                                         "--tolerance"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i]) == length && !strncmp(names[i], name, length)) return true;
-    return false;
+        if (strlen(names[i]) == length && !strncmp(names[i], name, length)) return names[i];
+    return NULL;
 }
 
 /* Rewrites "-j2" as "-j" "2" and "--threads=2" as "--threads" "2" (options that take a
@@ -49,15 +49,13 @@ static char **split_option_values(int argc, char **argv, int *new_argc) {
         }
         if (!strcmp(a, "--")) options_done = true;
         char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
-        if (eq && takes_value(a, (size_t)(eq - a))) {
+        const char *short_name = a[1] != '-' && a[2] != '\0' ? option_with_value(a, 2) : NULL;
+        if (eq && option_with_value(a, (size_t)(eq - a))) {
             *eq = '\0'; /* argv strings are ours to modify */
             out[n++] = a;
             out[n++] = eq + 1;
-        } else if (a[1] != '-' && a[2] != '\0' && takes_value(a, 2)) {
-            static char short_names[128][3];
-            char *name = short_names[(unsigned char)a[1] & 127];
-            name[0] = '-', name[1] = a[1], name[2] = '\0';
-            out[n++] = name;
+        } else if (short_name) {
+            out[n++] = (char *)short_name; /* commands only read their arguments */
             out[n++] = a + 2;
         } else {
             out[n++] = a;
