@@ -4,19 +4,19 @@ CC          ?= cc
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BUILD       ?= build/release
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -I/usr/include/stb
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -Isrc/third_party/stb
 CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
-LDLIBS      := -lopenblas -lcjson -lstb -lm -lpthread
+LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
 # for the tools (training, fixtures, benchmarks). The ONNX Runtime benchmark also needs node
 # and npm; machines that ship them outside Debian's packages conflict with Debian's npm, so
 # they are not listed here and `make bench` skips ONNX Runtime where they are missing.
-DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libstb-dev
+DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
 DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch
 
-LIB_SRC := $(wildcard src/*.c src/layers/*.c)
+LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -38,7 +38,7 @@ libemote.a: $(BUILD)/libemote.a
 $(BUILD)/libemote.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
-$(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/layers/*.h include/*.h)
+$(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/*/*.h include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
 $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
@@ -46,7 +46,7 @@ $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 $(BUILD)/test_unit: $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/layers/*.h src/cli/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
 $(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)

@@ -104,11 +104,31 @@ typedef struct {
     unsigned char *pixels;         /* row-major, interleaved, owned */
 } emote_image;
 
-/* Decodes PNG, JPEG, BMP, GIF (first frame), PNM, TGA, PSD, HDR(tone-mapped) via stb_image. */
+/* How to decode. Zeroed (or NULL) = full size, EXIF orientation applied. */
+typedef struct {
+    /* JPEG only: decode at 1/2, 1/4 or 1/8 scale (in the DCT domain, much faster) when
+     * the upright result still has at least min_width x min_height pixels; 0 = full size. */
+    int min_width, min_height;
+    /* Non-zero: keep the pixels as stored, ignoring a JPEG's EXIF orientation. */
+    int ignore_orientation;
+} emote_decode_options;
+
+/* Decodes PNG, JPEG, BMP, GIF (first frame) and binary PNM (P5/P6); the magic bytes
+ * decide, other formats are refused. Truncated files are errors. JPEG goes through
+ * libjpeg-turbo, the rest through stb_image. The result is upright (EXIF orientation). */
 emote_status emote_image_load(const char *path, emote_image *image, emote_error *err);
 emote_status emote_image_decode(const void *data, size_t size, const char *name, emote_image *image,
                                 emote_error *err);
+emote_status emote_image_load_with(const char *path, const emote_decode_options *options, emote_image *image,
+                                   emote_error *err);
+emote_status emote_image_decode_with(const void *data, size_t size, const char *name,
+                                     const emote_decode_options *options, emote_image *image, emote_error *err);
 void emote_image_free(emote_image *image);
+
+/* Resizes to width x height (stb_image_resize2, Mitchell when shrinking, Catmull-Rom when
+ * enlarging, edges clamped), same channels; out->pixels is owned by the caller. */
+emote_status emote_image_resize(const emote_image *image, int width, int height, emote_image *out,
+                                emote_error *err);
 
 /* crop -> channel conversion -> resize -> normalise into out (CHW floats,
  * emote_input_floats(model) of them). See README "Preprocessing". */

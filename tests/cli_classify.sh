@@ -84,7 +84,7 @@ run $EMOTE $M -f jsonl "$TMP/bad" "$TMP/missing.png"
 expect_status "bad inputs: exit 1" 1
 expect "bad inputs: good.png still classified" grep -q 'good.png","label"' "$TMP/out"
 expect "bad inputs: one record per input" test "$(wc -l <"$TMP/out")" = 8
-for case in "empty.png:empty file" "text.png:not a recognised image" "truncated.png:corrupt or truncated" \
+for case in "empty.png:empty file" "text.png:unsupported image format" "truncated.png:corrupt or truncated" \
     "truncated.jpg:corrupt or truncated" "huge.png:30000x30000 pixels is larger than the limit" "dangling.png:cannot open" \
     "missing.png:cannot open"; do
     expect_stderr "bad input ${case%%:*} reported" "${case%%:*}: ${case#*:}"
@@ -164,7 +164,7 @@ expect_status "eval --min-macro-f1 1 fails: exit 4" 4
 echo "junk" >"$TMP/labelled/c0/broken.png"
 run $EMOTE eval $M "$TMP/labelled"
 expect_status "eval with a broken image: exit 1" 1
-expect_stderr "eval names the broken image" "broken.png: not a recognised image"
+expect_stderr "eval names the broken image" "broken.png: unsupported image format"
 run $EMOTE eval $M "$TMP/faces"
 expect_status "eval on a folder without label folders: exit 3" 3
 run $EMOTE eval $M --min-accuracy 2 "$TMP/labelled"

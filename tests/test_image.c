@@ -226,7 +226,7 @@ TEST(image_decodes_from_memory_and_free_is_idempotent) {
     CHECK(emote_image_decode(file, 0, "buf", &image, &err) == EMOTE_ERR_FORMAT && image.pixels == NULL);
     CHECK(strstr(err.message, "buf: ") == err.message);
     CHECK(emote_image_decode("hello", 5, NULL, &image, &err) == EMOTE_ERR_FORMAT);
-    CHECK(strstr(err.message, "<memory>: not a recognised image") == err.message);
+    CHECK(strstr(err.message, "<memory>: unsupported image format") == err.message);
     free(file);
     free(pixels);
     temp_close(&t);
@@ -434,7 +434,7 @@ TEST(image_load_reports_missing_empty_directory_and_text_files) {
     CHECK(load_fails_with(missing, EMOTE_ERR_IO, "No such file"));
     CHECK(load_fails_with(empty, EMOTE_ERR_FORMAT, "empty"));
     CHECK(load_fails_with(dir, EMOTE_ERR_IO, "directory"));
-    CHECK(load_fails_with(text, EMOTE_ERR_FORMAT, "not a recognised image (PNG, JPEG"));
+    CHECK(load_fails_with(text, EMOTE_ERR_FORMAT, "unsupported image format (supported: PNG, JPEG"));
     temp_close(&t);
 }
 
@@ -451,7 +451,7 @@ TEST(image_load_rejects_truncated_png) {
     CHECK(write_bytes(cut, file, size / 2));
     CHECK(write_bytes(cut_header, file, 20));
     CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
-    CHECK(load_fails_with(cut_header, EMOTE_ERR_FORMAT, "corrupt or truncated image: invalid PNG header"));
+    CHECK(load_fails_with(cut_header, EMOTE_ERR_FORMAT, "corrupt or truncated image: PNG header is cut short"));
     CHECK(write_bytes(cut, file, size - 12)); /* only IEND missing */
     CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
     free(file);
@@ -469,9 +469,9 @@ TEST(image_load_rejects_truncated_jpeg) {
     unsigned char *file = read_bytes(whole, &size);
     CHECK(file && size > 1000 && file[size - 2] == 0xFF && file[size - 1] == 0xD9);
     CHECK(write_bytes(cut, file, size * 2 / 3));
-    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image: "));
     CHECK(write_bytes(cut, file, size - 1));
-    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image: "));
 
     /* Trailing bytes after EOI are accepted. */
     unsigned char *padded = malloc(size + 16);
@@ -493,7 +493,7 @@ TEST(image_load_rejects_truncated_jpeg) {
     CHECKF(emote_image_load(cut, &image, &err) == EMOTE_OK, "%s", err.message);
     emote_image_free(&image);
     CHECK(write_bytes(cut, with_thumbnail, (size + sizeof app1) / 2));
-    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "JPEG has no end-of-image marker"));
+    CHECK(load_fails_with(cut, EMOTE_ERR_FORMAT, "corrupt or truncated image: "));
 
     free(with_thumbnail);
     free(padded);

@@ -26,10 +26,11 @@ typedef struct {
     bool quiet;             /* -q: no warnings on stderr (errors still go there) */
     bool nul_separated;     /* -0: paths on stdin end with NUL, not newline */
     bool stdin_image;       /* --stdin-image: stdin holds one image's bytes */
+    bool no_exif;           /* --no-exif: keep JPEGs as stored, ignoring EXIF orientation */
     int shard_index, shard_count; /* --shard K/N (1-based K); count 0 = no sharding */
 } engine_options;
 
-#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, 0, 0}
+#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, false, 0, 0}
 
 /* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
  * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */

@@ -14,6 +14,7 @@ const char ENGINE_OPTIONS_HELP[] =
     "      --tta            average each image with its mirror image\n"
     "  -0, --null           paths read from stdin ('-') end with NUL, not newline\n"
     "      --stdin-image    stdin holds one image's bytes; its record has path '-'\n"
+    "      --no-exif        ignore a JPEG's EXIF orientation (default: turn photos upright)\n"
     "      --shard K/N      only the inputs whose path hashes to share K of N (1 <= K <= N)\n"
     "  -q, --quiet          no warnings on stderr (errors are still printed)\n";
 
@@ -72,6 +73,7 @@ int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
         else if (!strcmp(a, "-0") || !strcmp(a, "--null")) o->nul_separated = true;
         else if (!strcmp(a, "--stdin-image")) o->stdin_image = true;
+        else if (!strcmp(a, "--no-exif")) o->no_exif = true;
         else return 0;
     }
     if (!ok) return -1;
@@ -126,17 +128,26 @@ typedef struct {
     int row; /* row in e->inputs when ok */
 } slot;
 
+/* A JPEG bigger than DECODE_MARGIN times the model's input is decoded at 1/2, 1/4 or 1/8
+ * scale, as long as it stays at least that big: the resize to the input then still has
+ * DECODE_MARGIN source pixels per output pixel (README, "Design notes"). */
+#define DECODE_MARGIN 2
+
 static emote_status load_image(const engine *e, const char *path, emote_image *image, emote_error *err) {
+    const emote_input_spec *in = emote_model_input(e->model);
+    const emote_decode_options decode = {.min_width = DECODE_MARGIN * in->width,
+                                         .min_height = DECODE_MARGIN * in->height,
+                                         .ignore_orientation = e->options->no_exif};
     if (e->options->stdin_image && strcmp(path, "-") == 0) {
         unsigned char *data;
         size_t size;
         emote_status s = read_stream_all(stdin, "<stdin>", EMOTE_MAX_FILE_BYTES, &data, &size, err);
         if (s) return s;
-        s = emote_image_decode(data, size, "<stdin>", image, err);
+        s = emote_image_decode_with(data, size, "<stdin>", &decode, image, err);
         free(data);
         return s;
     }
-    return emote_image_load(path, image, err);
+    return emote_image_load_with(path, &decode, image, err);
 }
 
 static void prepare_slot(engine *e, slot *s, const input_item *item, int *rows) {

@@ -35,7 +35,7 @@ struct input_source {
 };
 
 static const char *const image_extensions[] = {"png", "jpg", "jpeg", "jpe", "bmp", "gif", "pgm", "ppm",
-                                               "pnm", "pbm", "tga", "psd", "hdr"};
+                                               "pnm"};
 
 bool has_image_extension(const char *path) {
     const char *dot = strrchr(path, '.');
