@@ -111,6 +111,9 @@ typedef struct {
     int min_width, min_height;
     /* Non-zero: keep the pixels as stored, ignoring a JPEG's EXIF orientation. */
     int ignore_orientation;
+    /* Refuse images with more pixels than this (checked from the header); 0 or more
+     * than EMOTE_MAX_PIXELS = EMOTE_MAX_PIXELS. */
+    uint32_t max_pixels;
 } emote_decode_options;
 
 /* Decodes PNG, JPEG, BMP, GIF (first frame) and binary PNM (P5/P6); the magic bytes

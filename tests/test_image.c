@@ -516,3 +516,170 @@ TEST(image_load_checks_pixel_limit_before_decoding) {
     CHECK(load_fails_with(at_limit, EMOTE_ERR_FORMAT, "corrupt or truncated image"));
     temp_close(&t);
 }
+
+/* ---- EXIF orientation and scaled JPEG decoding --------------------------------- */
+
+#include "image/image_internal.h"
+
+/* A 3x2 gray image "abc/def" and how each EXIF orientation shows it upright. */
+TEST(exif_orientation_turns_every_case_upright) {
+    static const char *const upright[9] = {NULL,  "abcdef", "cbafed", "fedcba", "defabc",
+                                           "adbecf", "daebfc", "fcebda", "cfbead"};
+    static const int widths[9] = {0, 3, 3, 3, 3, 2, 2, 2, 2};
+    for (int o = 1; o <= 8; o++) {
+        emote_image image = {.width = 3, .height = 2, .channels = 1, .pixels = malloc(6)};
+        memcpy(image.pixels, "abcdef", 6);
+        emote_error err;
+        CHECK(image_apply_orientation(&image, o, "t", &err) == EMOTE_OK);
+        CHECKF(image.width == widths[o] && image.width * image.height == 6, "orientation %d: %dx%d", o, image.width,
+               image.height);
+        CHECKF(memcmp(image.pixels, upright[o], 6) == 0, "orientation %d: %.6s, want %s", o, image.pixels, upright[o]);
+        emote_image_free(&image);
+    }
+}
+
+/* An APP1 Exif segment payload with one IFD0 entry: tag, type, count, value. */
+static size_t exif_payload(unsigned char *p, bool big_endian, unsigned tag, unsigned type, unsigned count,
+                           unsigned value) {
+    memcpy(p, "Exif\0\0", 6);
+    unsigned char *t = p + 6;
+    memcpy(t, big_endian ? "MM\0*" : "II*\0", 4);
+#define PUT16(at, v) (big_endian ? (t[at] = (unsigned char)((v) >> 8), t[(at) + 1] = (unsigned char)(v)) \
+                                 : (t[at] = (unsigned char)(v), t[(at) + 1] = (unsigned char)((v) >> 8)))
+    PUT16(4, 0);
+    PUT16(6, 8); /* IFD0 at offset 8 */
+    PUT16(8, 1); /* one entry */
+    PUT16(10, tag);
+    PUT16(12, type);
+    PUT16(14, big_endian ? 0 : count);
+    PUT16(16, big_endian ? count : 0);
+    PUT16(18, value);
+    PUT16(20, 0);
+#undef PUT16
+    if (big_endian) { /* offsets and counts are 32-bit: high half first */
+        t[4] = t[5] = 0, t[6] = 0, t[7] = 8;
+    } else {
+        t[4] = 8, t[5] = t[6] = t[7] = 0;
+    }
+    return 6 + 22;
+}
+
+TEST(exif_orientation_reads_both_byte_orders_and_ignores_bad_segments) {
+    unsigned char p[64];
+    for (unsigned o = 1; o <= 8; o++) {
+        CHECK(exif_orientation(p, exif_payload(p, false, 0x0112, 3, 1, o)) == (int)o);
+        CHECK(exif_orientation(p, exif_payload(p, true, 0x0112, 3, 1, o)) == (int)o);
+    }
+    CHECK(exif_orientation(p, exif_payload(p, false, 0x0112, 3, 1, 9)) == 1);  /* out of range */
+    CHECK(exif_orientation(p, exif_payload(p, false, 0x0112, 4, 1, 6)) == 1);  /* not a SHORT */
+    CHECK(exif_orientation(p, exif_payload(p, false, 0x0110, 3, 1, 6)) == 1);  /* another tag */
+    size_t n = exif_payload(p, false, 0x0112, 3, 1, 6);
+    for (size_t cut = 0; cut < n; cut++) CHECK(exif_orientation(p, cut) == 1); /* every truncation */
+    p[6 + 4] = 0xff;                                                            /* IFD offset far away */
+    CHECK(exif_orientation(p, n) == 1);
+    CHECK(exif_orientation(NULL, 0) == 1);
+}
+
+/* A JPEG of width x height noise with an APP1 orientation segment spliced after SOI. */
+static unsigned char *jpeg_with_orientation(temp_files *t, int width, int height, int orientation, size_t *size) {
+    const char *path = temp_path(t, "plain.jpg");
+    unsigned char *pixels = noise_pixels(width, height, 3, 99u);
+    bool written = stbi_write_jpg(path, width, height, 3, pixels, 90);
+    free(pixels);
+    size_t plain_size = 0;
+    unsigned char *plain = written ? read_bytes(path, &plain_size) : NULL;
+    if (!plain) return NULL;
+    unsigned char payload[64];
+    size_t payload_size = exif_payload(payload, false, 0x0112, 3, 1, (unsigned)orientation);
+    *size = plain_size + 4 + payload_size;
+    unsigned char *jpeg = malloc(*size);
+    memcpy(jpeg, plain, 2);
+    jpeg[2] = 0xFF, jpeg[3] = 0xE1, jpeg[4] = (unsigned char)((payload_size + 2) >> 8),
+    jpeg[5] = (unsigned char)(payload_size + 2);
+    memcpy(jpeg + 6, payload, payload_size);
+    memcpy(jpeg + 6 + payload_size, plain + 2, plain_size - 2);
+    free(plain);
+    return jpeg;
+}
+
+TEST(jpeg_exif_orientation_applied_unless_ignored) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    size_t size;
+    unsigned char *jpeg = jpeg_with_orientation(&t, 40, 24, 6, &size);
+    CHECK(jpeg != NULL);
+    emote_image image;
+    emote_error err;
+    CHECKF(emote_image_decode(jpeg, size, "six", &image, &err) == EMOTE_OK, "%s", err.message);
+    CHECK(image.width == 24 && image.height == 40);
+    emote_image_free(&image);
+    const emote_decode_options as_stored = {.ignore_orientation = 1};
+    CHECK(emote_image_decode_with(jpeg, size, "six", &as_stored, &image, &err) == EMOTE_OK);
+    CHECK(image.width == 40 && image.height == 24);
+    emote_image_free(&image);
+    free(jpeg);
+    temp_close(&t);
+}
+
+TEST(jpeg_scaled_decoding_keeps_the_requested_minimum) {
+    temp_files t;
+    CHECK(temp_open(&t));
+    size_t size;
+    unsigned char *jpeg = jpeg_with_orientation(&t, 800, 600, 1, &size);
+    CHECK(jpeg != NULL);
+    static const struct {
+        int min_width, min_height, width, height;
+    } cases[] = {{0, 0, 800, 600}, {96, 96, 200, 150}, {48, 48, 100, 75}, {96, 151, 400, 300},
+                 {401, 10, 800, 600}, {1000, 1000, 800, 600}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const emote_decode_options o = {.min_width = cases[i].min_width, .min_height = cases[i].min_height};
+        emote_image image;
+        emote_error err;
+        CHECKF(emote_image_decode_with(jpeg, size, "big", &o, &image, &err) == EMOTE_OK, "%s", err.message);
+        CHECKF(image.width == cases[i].width && image.height == cases[i].height, "min %dx%d: got %dx%d",
+               cases[i].min_width, cases[i].min_height, image.width, image.height);
+        emote_image_free(&image);
+    }
+    free(jpeg);
+    /* Sideways (orientation 8): the minimum applies to the upright image, 600 wide. */
+    jpeg = jpeg_with_orientation(&t, 800, 600, 8, &size);
+    const emote_decode_options o = {.min_width = 151, .min_height = 96};
+    emote_image image;
+    emote_error err;
+    CHECK(emote_image_decode_with(jpeg, size, "side", &o, &image, &err) == EMOTE_OK);
+    CHECKF(image.width == 300 && image.height == 400, "got %dx%d", image.width, image.height);
+    emote_image_free(&image);
+    free(jpeg);
+    temp_close(&t);
+}
+
+TEST(image_refuses_other_formats_by_magic_bytes) {
+    static const struct {
+        const char *bytes, *reason;
+        size_t size;
+    } cases[] = {
+        {"8BPS\0\1\0\0\0\0\0\0\0\3", "unsupported image format PSD", 14},
+        {"#?RADIANCE\n", "unsupported image format HDR", 11},
+        {"\0\0\2\0\0\0\0\0\0\0\0\0\4\0\4\0\x18\0", "unsupported image format (supported: PNG, JPEG, BMP, GIF, PNM)",
+         18},
+        {"P3\n1 1\n255\n0 0 0\n", "unsupported image format PNM (ASCII or bitmap)", 17},
+        {"GIF8", "unsupported image format (supported", 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        emote_image image;
+        emote_error err;
+        CHECK(emote_image_decode(cases[i].bytes, cases[i].size, "x", &image, &err) == EMOTE_ERR_FORMAT);
+        CHECKF(strstr(err.message, cases[i].reason) != NULL, "%s", err.message);
+    }
+}
+
+TEST(image_resize_to_a_given_size) {
+    unsigned char *pixels = noise_pixels(40, 30, 3, 5u);
+    emote_image image = {.width = 40, .height = 30, .channels = 3, .pixels = pixels}, out;
+    emote_error err;
+    CHECK(emote_image_resize(&image, 20, 15, &out, &err) == EMOTE_OK);
+    CHECK(out.width == 20 && out.height == 15 && out.channels == 3 && out.pixels);
+    emote_image_free(&out);
+    CHECK(emote_image_resize(&image, 0, 15, &out, &err) == EMOTE_ERR_ARGUMENT);
+    free(pixels);
+}

@@ -4,6 +4,8 @@
  * the bytes after it is checked here first. */
 #include "image/image_internal.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -92,6 +94,33 @@ static emote_status check_png(const unsigned char *data, size_t size, const char
     }
 }
 
+static bool is_empty_idat(const unsigned char *chunk) {
+    return be32(chunk) == 0 && memcmp(chunk + 4, "IDAT", 4) == 0;
+}
+
+/* Only called on a PNG check_png accepted: every chunk up to IEND is whole. */
+static size_t next_chunk(const unsigned char *data, size_t at) {
+    return memcmp(data + at + 4, "IEND", 4) == 0 ? SIZE_MAX : at + 12 + be32(data + at);
+}
+
+unsigned char *png_drop_empty_idat(const unsigned char *data, size_t size, size_t *out_size) {
+    bool any = false;
+    for (size_t at = 8; at != SIZE_MAX; at = next_chunk(data, at)) any = any || is_empty_idat(data + at);
+    if (!any) return NULL;
+    unsigned char *copy = malloc(size);
+    if (!copy) return NULL;
+    memcpy(copy, data, 8);
+    size_t length = 8;
+    for (size_t at = 8; at != SIZE_MAX; at = next_chunk(data, at)) {
+        if (is_empty_idat(data + at)) continue;
+        size_t chunk = 12 + (size_t)be32(data + at);
+        memcpy(copy + length, data + at, chunk);
+        length += chunk;
+    }
+    *out_size = length;
+    return copy;
+}
+
 /* ---- GIF: blocks up to the end of the first frame's image data --------------- */
 
 /* Skips data sub-blocks (a length byte, then that many bytes) through the empty block. */
@@ -161,8 +190,10 @@ static bool read_bmp_header(const unsigned char *data, size_t size, bmp_header *
 static emote_status check_bmp(const unsigned char *data, size_t size, const char *name, emote_error *err) {
     bmp_header h;
     if (!read_bmp_header(data, size, &h)) return truncated(err, name, "BMP header is cut short");
-    /* RLE and embedded JPEG/PNG bitmaps are not stb's either; stb refuses them. */
-    if (h.compression != 0 && h.compression != 3 && h.compression != 6) return EMOTE_OK;
+    /* stb refuses RLE (1, 2) but decodes any other unknown value as if uncompressed. */
+    if (h.compression != 0 && h.compression != 3)
+        return emote_fail(err, EMOTE_ERR_FORMAT, "%s: unsupported BMP compression %u (only uncompressed BMP)", name,
+                          (unsigned)h.compression);
     if (h.width > 1u << 24 || h.height > 1u << 24) return EMOTE_OK; /* stb refuses sizes this big */
     uint64_t row_bytes = (h.width * h.bits + 31) / 32 * 4;
     uint64_t needed = h.offset + row_bytes * h.height;

@@ -16,8 +16,8 @@
 
 #include "util.h"
 
-static emote_status check_size_limit(const unsigned char *data, size_t size, image_format format, const char *name,
-                                     emote_error *err) {
+static emote_status check_size_limit(const unsigned char *data, size_t size, image_format format,
+                                     uint32_t max_pixels, const char *name, emote_error *err) {
     uint64_t width, height;
     if (!image_header_size(format, data, size, &width, &height))
         return emote_fail(err, EMOTE_ERR_FORMAT, "%s: corrupt or truncated image: %s header is cut short", name,
@@ -25,9 +25,9 @@ static emote_status check_size_limit(const unsigned char *data, size_t size, ima
     if (width == 0 || height == 0)
         return emote_fail(err, EMOTE_ERR_FORMAT, "%s: corrupt image: %llux%llu pixels", name,
                           (unsigned long long)width, (unsigned long long)height);
-    if (width > EMOTE_MAX_PIXELS || height > EMOTE_MAX_PIXELS || width * height > EMOTE_MAX_PIXELS)
+    if (width > max_pixels || height > max_pixels || width * height > max_pixels)
         return emote_fail(err, EMOTE_ERR_LIMIT, "%s: %llux%llu pixels is larger than the limit of %u pixels", name,
-                          (unsigned long long)width, (unsigned long long)height, (unsigned)EMOTE_MAX_PIXELS);
+                          (unsigned long long)width, (unsigned long long)height, (unsigned)max_pixels);
     return EMOTE_OK;
 }
 
@@ -43,6 +43,8 @@ emote_status emote_image_decode_with(const void *data, size_t size, const char *
         return emote_fail(err, EMOTE_ERR_LIMIT, "%s: %zu bytes, larger than the limit of %u bytes", name, size,
                           (unsigned)EMOTE_MAX_FILE_BYTES);
     const unsigned char *bytes = data;
+    const uint32_t max_pixels =
+        options->max_pixels && options->max_pixels < EMOTE_MAX_PIXELS ? options->max_pixels : EMOTE_MAX_PIXELS;
     const image_format format = image_sniff(bytes, size);
     if (format == IMAGE_UNKNOWN) {
         const char *known = image_unsupported_format_name(bytes, size);
@@ -54,15 +56,19 @@ emote_status emote_image_decode_with(const void *data, size_t size, const char *
     }
     if (format == IMAGE_JPEG) {
         int orientation = 1;
-        emote_status s = jpeg_decode(bytes, size, name, options->min_width, options->min_height,
+        emote_status s = jpeg_decode(bytes, size, name, max_pixels, options->min_width, options->min_height,
                                      options->ignore_orientation ? NULL : &orientation, image, err);
         if (s == EMOTE_OK) s = image_apply_orientation(image, orientation, name, err);
         if (s != EMOTE_OK) emote_image_free(image);
         return s;
     }
-    emote_status s = check_size_limit(bytes, size, format, name, err);
+    emote_status s = check_size_limit(bytes, size, format, max_pixels, name, err);
     if (s == EMOTE_OK) s = image_check_container(format, bytes, size, name, err);
-    if (s == EMOTE_OK) s = stb_decode(bytes, size, name, image, err);
+    if (s != EMOTE_OK) return s;
+    size_t cleaned_size = 0;
+    unsigned char *cleaned = format == IMAGE_PNG ? png_drop_empty_idat(bytes, size, &cleaned_size) : NULL;
+    s = cleaned ? stb_decode(cleaned, cleaned_size, name, image, err) : stb_decode(bytes, size, name, image, err);
+    free(cleaned);
     return s;
 }
 

@@ -43,7 +43,7 @@ int exif_orientation(const unsigned char *app1, size_t size) {
         size_t entry = (size_t)ifd + 2 + (size_t)i * 12;
         unsigned tag, type, value;
         uint32_t values;
-        if (!tiff_u16(&t, entry, &tag) || !tiff_u16(&t, entry + 2, &type) || !tiff_u32(&t, entry + 4, &values) ||
+        if (entry > t.size || t.size - entry < 12 || !tiff_u16(&t, entry, &tag) || !tiff_u16(&t, entry + 2, &type) || !tiff_u32(&t, entry + 4, &values) ||
             !tiff_u16(&t, entry + 8, &value))
             return 1;
         if (tag == EXIF_TAG_ORIENTATION)

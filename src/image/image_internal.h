@@ -28,6 +28,11 @@ const char *image_unsupported_format_name(const unsigned char *data, size_t size
 emote_status image_check_container(image_format format, const unsigned char *data, size_t size, const char *name,
                                    emote_error *err);
 
+/* stb_image reads an empty IDAT chunk (legal) with memcpy(NULL, p, 0), undefined
+ * behaviour: for such a PNG, a malloc'd copy without its empty IDAT chunks (same image);
+ * NULL when there is none, or no memory (then stb reads the original). */
+unsigned char *png_drop_empty_idat(const unsigned char *data, size_t size, size_t *out_size);
+
 /* Width and height as the header of a PNG, GIF, BMP or PNM states them (before any
  * decoding, for the pixel limit); false if the header is cut short. */
 bool image_header_size(image_format format, const unsigned char *data, size_t size, uint64_t *width,
@@ -37,10 +42,11 @@ bool image_header_size(image_format format, const unsigned char *data, size_t si
 emote_status stb_decode(const unsigned char *data, size_t size, const char *name, emote_image *image,
                         emote_error *err);
 
-/* JPEG through libjpeg-turbo. Decodes at 1/2, 1/4 or 1/8 scale when the result still
+/* JPEG through libjpeg-turbo; refuses more than max_pixels. Decodes at 1/2, 1/4 or 1/8 scale when the result still
  * has at least min_width x min_height pixels (0 = full size). *orientation gets the EXIF
  * orientation (1..8; 1 when absent or unreadable) unless orientation is NULL. */
-emote_status jpeg_decode(const unsigned char *data, size_t size, const char *name, int min_width, int min_height,
+emote_status jpeg_decode(const unsigned char *data, size_t size, const char *name, uint32_t max_pixels,
+                         int min_width, int min_height,
                          int *orientation, emote_image *image, emote_error *err);
 
 /* The orientation tag (1..8) of an APP1 "Exif" segment's payload; 1 when there is none

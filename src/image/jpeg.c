@@ -86,7 +86,8 @@ static void cmyk_to_rgb(unsigned char *pixels, size_t count) {
     }
 }
 
-emote_status jpeg_decode(const unsigned char *data, size_t size, const char *name, int min_width, int min_height,
+emote_status jpeg_decode(const unsigned char *data, size_t size, const char *name, uint32_t max_pixels,
+                         int min_width, int min_height,
                          int *orientation, emote_image *image, emote_error *err) {
     struct jpeg_decompress_struct cinfo;
     jpeg_guard guard;
@@ -112,9 +113,9 @@ emote_status jpeg_decode(const unsigned char *data, size_t size, const char *nam
     jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&cinfo, TRUE);
 
-    if ((uint64_t)cinfo.image_width * cinfo.image_height > EMOTE_MAX_PIXELS) {
+    if ((uint64_t)cinfo.image_width * cinfo.image_height > max_pixels) {
         emote_status s = emote_fail(err, EMOTE_ERR_LIMIT, "%s: %ux%u pixels is larger than the limit of %u pixels",
-                                    name, cinfo.image_width, cinfo.image_height, (unsigned)EMOTE_MAX_PIXELS);
+                                    name, cinfo.image_width, cinfo.image_height, (unsigned)max_pixels);
         jpeg_destroy_decompress(&cinfo);
         return s;
     }

@@ -11,6 +11,7 @@
 /* stb is compiled as it is; only the decoders we use are called. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #include "stb_image.h"
 #pragma GCC diagnostic pop
 

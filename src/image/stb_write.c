@@ -3,5 +3,6 @@
 /* stb is compiled as it is; only the decoders we use are called. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #include "stb_image_write.h"
 #pragma GCC diagnostic pop
