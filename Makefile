@@ -26,7 +26,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # otherwise libemote.a's src/no_builtin_model.c says there is none.
 BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o)
 
-.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz
+.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode
 
 all: deps-build emote libemote.a
 
@@ -49,11 +49,14 @@ $(BUILD)/test_unit: $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(OBJ_FLAGS) -c -o $@ $<
-# The one sanitizer exclusion: stb_image_resize2 packs its filter coefficients with
-# deliberately unaligned 8-byte copies (STBIR_MOVE_2, fine on x86 and ARMv8); the pinned
-# copy stays unedited, so -fsanitize=alignment is off for this one file.
-STB_RESIZE_FLAGS := -fno-sanitize=alignment
+# Sanitizer exclusions for the pinned stb copies, which stay unedited: stb_image_write's
+# JPEG writer (used by tests) shifts negative ints left (-fsanitize=shift); stb_image_resize2
+# packs its filter coefficients with deliberately unaligned 8-byte copies (STBIR_MOVE_2, fine
+# on x86 and ARMv8), and gcc's object-size check misreads its `(k==0 ? a : b)[n]` table of
+# gather functions, so alignment and object-size checks are off for resize.c only.
+STB_RESIZE_FLAGS := -fno-sanitize=alignment,object-size
 $(BUILD)/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
+$(BUILD)/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
 $(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
 	@mkdir -p $(@D)
 	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<
@@ -85,8 +88,18 @@ deps-build deps-test deps-tools: deps-%:
 check: deps-test
 	tests/run_all.sh
 
-bench: deps-tools all
+bench: deps-tools all bench-decode
 	$(PYTHON) tools/bench.py --model $(MODEL) $(BENCH_ARGS)
+
+# Bytes to model/detector input on one thread (tools/bench_decode.c). With Debian's
+# libstb-dev installed it also times the old path (stb_image 2.27 + stb_image_resize v1).
+BENCH_BEFORE := $(if $(wildcard /usr/include/stb/stb_image_resize.h),-DBENCH_BEFORE -lstb)
+bench-decode: $(BUILD)/libemote.a
+	@mkdir -p build/bench
+	$(PYTHON) tools/make_bench_images.py build/bench
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench/bench_decode tools/bench_decode.c src/no_builtin_model.c \
+	  $(BUILD)/libemote.a $(BENCH_BEFORE) $(LDLIBS)
+	build/bench/bench_decode build/bench/photo-12mp.jpg build/bench/crop-48.png
 
 # Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
 # Two stages: 50 epochs of cosine from lr 0.1, then a warm restart of 16 epochs from lr 0.02.

@@ -131,7 +131,9 @@ typedef struct {
 /* A JPEG bigger than DECODE_MARGIN times the model's input is decoded at 1/2, 1/4 or 1/8
  * scale, as long as it stays at least that big: the resize to the input then still has
  * DECODE_MARGIN source pixels per output pixel (README, "Design notes"). */
-#define DECODE_MARGIN 2
+#ifndef DECODE_MARGIN /* -DDECODE_MARGIN=0 decodes every JPEG at full size (for measurements) */
+#define DECODE_MARGIN 4
+#endif
 
 static emote_status load_image(const engine *e, const char *path, emote_image *image, emote_error *err) {
     const emote_input_spec *in = emote_model_input(e->model);
