@@ -124,4 +124,15 @@ assert len(rows) == 2 and all(r[1] != 'happy' or float(r[2]) < 0.8 for r in rows
 run $EMOTE -f tsv --no-header --stdin-image < "$TMP/exif/o6.jpg"
 expect "--stdin-image applies EXIF too" grep -qP "^-\thappy\t0\.[89]" "$TMP/out"
 
+# ---- the stb copy is the pin, byte for byte; libjpeg and no libstb ----------------------
+PIN=$ROOT/../shared/third_party/stb
+if [ -d "$PIN" ]; then
+    for f in stb_image.h stb_image_resize2.h stb_image_write.h LICENSE; do
+        expect "src/third_party/stb/$f is byte-identical to the pin" cmp -s "$PIN/$f" "$ROOT/src/third_party/stb/$f"
+    done
+else
+    skip "stb pin comparison" "$PIN is absent"
+fi
+expect "emote links libjpeg and no libstb" bash -c "ldd '$EMOTE' | grep -q libjpeg && ! ldd '$EMOTE' | grep -q libstb"
+
 finish

@@ -1,4 +1,4 @@
-"""The C preprocessing (src/image.c, pipeline "emote/1") for the Python tools, via ctypes.
+"""The C preprocessing (src/image/preprocess.c, pipeline "emote/1") for the Python tools, via ctypes.
 
 Training and inference must see the same pixels, so the tools never resize or convert
 images themselves: they call libemote's emote_image_load + emote_preprocess.
