@@ -17,7 +17,7 @@ every weight can be traced back; every `__metadata__` entry (labels, input, prov
 Check: runs the ONNX model with ONNX Runtime (npm onnxruntime-node through
 tools/bench_ort.mjs, installed into build/bench/ort with ONNXRUNTIME_NODE_INSTALL=skip, as
 `make bench` does) and the same inputs through the C engine (libemote through ctypes,
-build/release/libemote.so, built when missing), and prints the largest probability gap.
+build/release/libemote.so, brought up to date by make), and prints the largest probability gap.
 The inputs: the model's parity fixture inputs when MODEL is tests/fixtures/CASE.safetensors
 (CASE.expected.safetensors "input"); the images under --images (default: the samples/
 folder beside MODEL, e.g. models/samples/), preprocessed by the C code; N seeded random
@@ -251,10 +251,9 @@ def ort_probs(onnx_path, inputs):
 # ---- the check -------------------------------------------------------------------------------
 
 def ensure_libemote():
-    """Builds build/release/libemote.so when missing (unless $EMOTE_LIB names another)."""
-    if os.environ.get("EMOTE_LIB") or os.path.exists(LIBEMOTE):
+    """Brings build/release/libemote.so up to date with make (unless $EMOTE_LIB names another)."""
+    if os.environ.get("EMOTE_LIB"):
         return
-    log("building build/release/libemote.so (make)")
     r = subprocess.run(["make", "-s", "-C", ROOT, "build/release/libemote.so"], capture_output=True, text=True)
     if r.returncode != 0:
         raise Unavailable("cannot build libemote.so: " + (r.stderr.strip().splitlines() or ["make failed"])[-1])
