@@ -1,7 +1,7 @@
 /* The progress line on stderr shared by classify, eval and sort.
  *
  * engine_options.progress decides when it shows: PROGRESS_AUTO on a terminal (stderr) and
- * not under -q, from the moment a run passes 2 s; PROGRESS_ALWAYS from the first image,
+ * not under -q, from the moment a run passes 2 s; PROGRESS_ALWAYS without that wait,
  * also off a terminal and under -q; PROGRESS_NEVER not at all. On a terminal one line is
  * redrawn in place (at most 10 times a second) and erased at the end; off a terminal a
  * full line is written every 10 s and once at the end, so that a log file stays readable. */
