@@ -9,11 +9,14 @@ CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
 LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
-# for the tools (training, fixtures, benchmarks). The ONNX Runtime benchmark also needs node
-# and npm; machines that ship them outside Debian's packages conflict with Debian's npm, so
-# they are not listed here and `make bench` skips ONNX Runtime where they are missing.
+# for the tools (training, fixtures, benchmarks). python3-onnx is for tools/export_onnx.py,
+# whose test runs in `make check`. ONNX Runtime (the benchmark's peer and the exporter's
+# check) also needs node and npm; machines that ship them outside Debian's packages
+# conflict with Debian's npm, so they are not listed here: `make bench` skips ONNX Runtime
+# and tests/cli_export_onnx.sh skips its check where they are missing (.ci/run installs
+# Debian's nodejs and npm when a machine has neither).
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
-DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil util-linux pkg-config
+DEB_TEST    := $(DEB_BUILD) valgrind python3-numpy python3-pil python3-onnx util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch
 
 LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c)

@@ -11,7 +11,7 @@ times, one after the other so they share the machine's state:
   PyTorch       the same weights (EmoteNet rebuilt from the model file's config metadata)
                 in eval mode under inference_mode, torch.set_num_threads(threads); both
                 contiguous and channels_last are tried and the faster is reported
-  ONNX Runtime  the same model exported with torch.onnx.export, run by npm onnxruntime-node
+  ONNX Runtime  the same model exported by tools/export_onnx.py, run by npm onnxruntime-node
                 (installed into build/bench/ort with ONNXRUNTIME_NODE_INSTALL=skip) from
                 tools/bench_ort.mjs with intraOpNumThreads = threads, interOpNumThreads = 1
 All three use one method: warm up (>= 2 calls, >= 0.25 s), then call on the same batch until
@@ -35,7 +35,6 @@ Prints machine info and Markdown tables; writes every raw number to --out
 harness that would not build or run), 2 usage.
 """
 import argparse
-import contextlib
 import copy
 import datetime
 import json
@@ -48,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -58,10 +56,10 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 from emote_model import EmoteNet  # noqa: E402
+from export_onnx import ORT_DIR, Unavailable, ensure_ort, export_onnx  # noqa: E402
 from safetensors_io import read_safetensors  # noqa: E402
 
 BENCH_DIR = os.path.join(ROOT, "build", "bench")
-ORT_DIR = os.path.join(BENCH_DIR, "ort")
 LIBEMOTE = os.path.join(ROOT, "build", "release", "libemote.a")
 EMOTE = os.path.join(ROOT, "emote")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "emote-fer2013.safetensors")
@@ -78,10 +76,6 @@ GENERIC_CORES = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
 
 class Failure(Exception):
     """Something the benchmark cannot go on without."""
-
-
-class Unavailable(Exception):
-    """A peer that cannot be had on this machine; reported, not fatal."""
 
 
 def log(msg):
@@ -265,44 +259,6 @@ def conv_gemm_shapes(model, spec):
     for h in handles:
         h.remove()
     return shapes
-
-
-def export_onnx(model, spec, path):
-    x = torch.zeros(2, spec["channels"], spec["height"], spec["width"])
-    with warnings.catch_warnings(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, path, input_names=["input"], output_names=["probs"], opset_version=13,
-                          dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}}, do_constant_folding=True)
-
-
-def ensure_ort():
-    """Installs onnxruntime-node into build/bench/ort if missing; returns its version."""
-    for tool in ("node", "npm"):
-        if not shutil.which(tool):
-            raise Unavailable(f"`{tool}` not found")
-    want = os.path.join(TOOLS, "bench_package.json")
-    have = os.path.join(ORT_DIR, "package.json")
-    pkg = os.path.join(ORT_DIR, "node_modules", "onnxruntime-node", "package.json")
-    with open(want) as f:
-        wanted = f.read()
-    current = open(have).read() if os.path.exists(have) else None
-    if current != wanted or not os.path.exists(pkg):
-        log(f"installing onnxruntime-node into {os.path.relpath(ORT_DIR, ROOT)} (npm, ONNXRUNTIME_NODE_INSTALL=skip)")
-        os.makedirs(ORT_DIR, exist_ok=True)
-        with open(have, "w") as f:
-            f.write(wanted)
-        try:
-            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ORT_DIR,
-                               capture_output=True, text=True, timeout=600,
-                               env=env_with(ONNXRUNTIME_NODE_INSTALL="skip"))
-        except subprocess.TimeoutExpired:
-            raise Unavailable("npm install onnxruntime-node timed out")
-        if r.returncode != 0 or not os.path.exists(pkg):
-            os.remove(have)  # try again next time
-            tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-3:]
-            raise Unavailable("npm install onnxruntime-node failed: " + " | ".join(tail))
-    with open(pkg) as f:
-        return json.load(f)["version"]
 
 
 # ---- timing ---------------------------------------------------------------------------------
@@ -575,9 +531,9 @@ def setup_ort(ctx):
         raise Unavailable("skipped (--no-ort)")
     version = ensure_ort()
     try:
-        export_onnx(ctx.model, ctx.spec, ctx.onnx_path)
+        export_onnx(ctx.args.model, ctx.onnx_path)
     except Exception as e:  # the exporter raises many kinds
-        raise Unavailable(f"torch.onnx.export failed: {e}")
+        raise Unavailable(f"ONNX export (tools/export_onnx.py) failed: {e}")
     probs_path = os.path.join(BENCH_DIR, "probs_ort.f32")
     try:
         run_json(ctx.ort_cmd + ["check", ctx.onnx_path, ctx.inputs_path, *ctx.chw, str(ctx.count), "1", probs_path])

@@ -36,7 +36,8 @@ class _InputSpec(ctypes.Structure):
 _lib = None
 
 
-def _library():
+def library():
+    """libemote (ctypes.CDLL), loaded once, with the image functions declared."""
     global _lib
     if _lib is None:
         path = os.environ.get("EMOTE_LIB") or DEFAULT_LIB
@@ -68,7 +69,7 @@ def preprocess_file(path, channels, height, width, mean, std):
 
     mean/std: one value or one per channel. Returns float32 [channels, height, width].
     Raises ValueError with the library's message (naming the file) on any failure."""
-    lib = _library()
+    lib = library()
     spec = _InputSpec(channels, height, width, (ctypes.c_float * 3)(*_per_channel(mean, channels, "mean")),
                       (ctypes.c_float * 3)(*_per_channel(std, channels, "std")))
     out = np.empty((channels, height, width), dtype=np.float32)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "progress.h"
 
 static const char usage[] =
     "usage: emote [classify] [options] PATH...\n"
@@ -37,6 +38,7 @@ typedef struct {
     bool header;
     int *order;     /* label indices by falling probability */
     int path_width; /* table: the widest path so far (up to 80), so that columns line up */
+    progress_bar progress;
 } writer;
 
 static void sort_labels(const float *probs, int classes, int *order) {
@@ -132,19 +134,24 @@ static void write_table(writer *w, const result *r) {
 static bool write_record(void *user, const result *r) {
     writer *w = user;
     if (r->probs) sort_labels(r->probs, emote_model_num_classes(w->model), w->order);
+    progress_before_stdout(&w->progress);
     switch (w->format) {
     case FORMAT_JSONL: write_jsonl(w, r); break;
     case FORMAT_TABLE: write_table(w, r); break;
     default: write_delimited(w, r); break;
     }
-    if (r->error) fprintf(stderr, "emote: %s\n", r->error);
+    if (r->error) {
+        progress_clear(&w->progress);
+        fprintf(stderr, "emote: %s\n", r->error);
+    }
     fflush(stdout);
+    progress_tick(&w->progress);
     return !ferror(stdout);
 }
 
 int cmd_classify(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
-    writer w = {NULL, FORMAT_AUTO, -1, true, NULL, 20};
+    writer w = {.format = FORMAT_AUTO, .top = -1, .header = true, .path_width = 20};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     bool options_done = false;
@@ -194,7 +201,9 @@ int cmd_classify(int argc, char **argv) {
     w.order = calloc((size_t)classes, sizeof(int));
     input_source *src = input_source_new(paths, num_paths, &o);
     if (w.header && (w.format == FORMAT_TSV || w.format == FORMAT_CSV)) write_header(&w);
+    progress_start(&w.progress, &o, paths, num_paths);
     run_counts counts = classify_inputs(&e, src, write_record, &w);
+    progress_finish(&w.progress);
     input_source_free(src);
     free(w.order);
     engine_close(&e);

@@ -18,6 +18,9 @@ enum {
 
 /* ---- options shared by the commands that classify ----------------------- */
 
+/* --progress / --no-progress; see progress.h. */
+typedef enum { PROGRESS_AUTO = -1, PROGRESS_NEVER = 0, PROGRESS_ALWAYS = 1 } progress_mode;
+
 typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
     int batch;              /* -b */
@@ -28,9 +31,10 @@ typedef struct {
     bool stdin_image;       /* --stdin-image: stdin holds one image's bytes */
     bool no_exif;           /* --no-exif: keep JPEGs as stored, ignoring EXIF orientation */
     int shard_index, shard_count; /* --shard K/N (1-based K); count 0 = no sharding */
+    progress_mode progress;       /* --progress, --no-progress */
 } engine_options;
 
-#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, false, 0, 0}
+#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, false, 0, 0, PROGRESS_AUTO}
 
 /* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
  * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */

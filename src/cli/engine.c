@@ -16,7 +16,10 @@ const char ENGINE_OPTIONS_HELP[] =
     "      --stdin-image    stdin holds one image's bytes; its record has path '-'\n"
     "      --no-exif        ignore a JPEG's EXIF orientation (default: turn photos upright)\n"
     "      --shard K/N      only the inputs whose path hashes to share K of N (1 <= K <= N)\n"
-    "  -q, --quiet          no warnings on stderr (errors are still printed)\n";
+    "  -q, --quiet          no warnings on stderr (errors are still printed)\n"
+    "      --progress       show progress on stderr even off a terminal or with -q\n"
+    "      --no-progress    never show it (default: on a terminal, unless -q, once a run\n"
+    "                       passes 2 s: done/total, images/s and ETA)\n";
 
 bool parse_int_option(const char *opt, const char *value, int min, int max, int *out) {
     char *end;
@@ -74,6 +77,8 @@ int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "-0") || !strcmp(a, "--null")) o->nul_separated = true;
         else if (!strcmp(a, "--stdin-image")) o->stdin_image = true;
         else if (!strcmp(a, "--no-exif")) o->no_exif = true;
+        else if (!strcmp(a, "--progress")) o->progress = PROGRESS_ALWAYS;
+        else if (!strcmp(a, "--no-progress")) o->progress = PROGRESS_NEVER;
         else return 0;
     }
     if (!ok) return -1;

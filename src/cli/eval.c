@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "metrics.h"
 #include "plot.h"
+#include "progress.h"
 #include "util.h"
 
 static const char usage[] =
@@ -37,6 +38,7 @@ typedef struct {
     size_t root_len;
     confusion_matrix confusion;
     bool quiet;
+    progress_bar progress;
 } eval_state;
 
 /* The label folder of a path under root: the first component after "root/". */
@@ -54,11 +56,13 @@ static int true_label_of(const eval_state *s, const char *path) {
 static bool record_result(void *user, const result *r) {
     eval_state *s = user;
     if (r->error) {
+        progress_clear(&s->progress);
         fprintf(stderr, "emote: %s\n", r->error);
-        return true;
+    } else {
+        int truth = true_label_of(s, r->path);
+        if (truth >= 0) confusion_add(&s->confusion, truth, top_label(r->probs, s->confusion.classes));
     }
-    int truth = true_label_of(s, r->path);
-    if (truth >= 0) confusion_add(&s->confusion, truth, top_label(r->probs, s->confusion.classes));
+    progress_tick(&s->progress);
     return true;
 }
 
@@ -200,13 +204,15 @@ int cmd_eval(int argc, char **argv) {
     o.stdin_image = false;
     engine e;
     if (!engine_open(&e, &o)) return EXIT_FATAL;
-    eval_state s = {e.model, dir, strlen(dir), {0, NULL, 0}, o.quiet};
+    eval_state s = {.model = e.model, .root = dir, .root_len = strlen(dir), .quiet = o.quiet};
     char **folders = NULL;
     int count = label_folders(&s, &folders);
     int status = EXIT_FATAL;
     if (count >= 0 && confusion_init(&s.confusion, emote_model_num_classes(e.model))) {
         input_source *src = input_source_new(folders, count, &o);
+        progress_start(&s.progress, &o, folders, count);
         run_counts counts = classify_inputs(&e, src, record_result, &s);
+        progress_finish(&s.progress);
         input_source_free(src);
         metrics_summary m;
         if (s.confusion.total == 0) {

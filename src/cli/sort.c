@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "string_table.h"
 #include "util.h"
 
@@ -39,8 +40,6 @@ static const char usage[] =
     "      --dry-run           print '<source><TAB><destination>' per image; write nothing\n"
     "      --manifest FILE     record what went where: CSV, or JSON lines if FILE ends in .jsonl\n"
     "      --force             replace an existing manifest FILE\n"
-    "      --progress          always show a progress bar on stderr\n"
-    "      --no-progress       never show it (default: on a terminal, once a run passes 2 s)\n"
     "%s"
     "  -h, --help              this help\n"
     "\n"
@@ -74,7 +73,6 @@ static const char usage[] =
 #define STALE_TEMP_SECONDS (15 * 60)
 #define MAX_SUFFIX 100000
 #define ERROR_SIZE (2 * PATH_MAX + 256)
-#define PROGRESS_BAR_WIDTH 30
 
 typedef enum { MODE_COPY, MODE_LINK, MODE_SYMLINK, MODE_MOVE } sort_mode;
 static const char *const mode_flags[] = {"--copy", "--link", "--symlink", "--move"};
@@ -86,7 +84,6 @@ typedef struct {
     sort_mode mode;
     bool mode_given, dry_run, force;
     double min_confidence;
-    int progress; /* -1 auto, 0 off, 1 forced on */
 } sort_options;
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -444,76 +441,6 @@ static void manifest_discard(manifest *m) {
     m->temp_path = NULL;
 }
 
-/* ---- progress bar --------------------------------------------------------------- */
-
-typedef struct {
-    bool on, forced;
-    long total; /* -1: unknown (paths from stdin) */
-    long done;
-    double start, last_draw;
-    int width; /* characters on the line now */
-} progress_bar;
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void format_duration(double seconds, char *out, size_t size) {
-    long s = seconds < 0 ? 0 : seconds > 359999 ? 359999 : (long)(seconds + 0.5);
-    if (s >= 3600) snprintf(out, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else snprintf(out, size, "%ld:%02ld", s / 60, s % 60);
-}
-
-static void progress_draw(progress_bar *p, double now) {
-    double elapsed = now - p->start, rate = elapsed > 0 ? (double)p->done / elapsed : 0;
-    char line[256];
-    int len;
-    if (p->total > 0) {
-        long done = p->done < p->total ? p->done : p->total;
-        int filled = (int)(PROGRESS_BAR_WIDTH * done / p->total);
-        char bar[PROGRESS_BAR_WIDTH + 1], eta[32];
-        for (int i = 0; i < PROGRESS_BAR_WIDTH; i++) bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
-        bar[PROGRESS_BAR_WIDTH] = '\0';
-        format_duration(rate > 0 ? (double)(p->total - done) / rate : 0, eta, sizeof eta);
-        len = snprintf(line, sizeof line, "[%s] %ld/%ld images  %.0f img/s  ETA %s", bar, done, p->total, rate, eta);
-    } else {
-        len = snprintf(line, sizeof line, "%ld images  %.0f img/s", p->done, rate);
-    }
-    fprintf(stderr, "\r%s%*s", line, p->width > len ? p->width - len : 0, "");
-    fflush(stderr);
-    p->width = len;
-    p->last_draw = now;
-}
-
-static void progress_tick(progress_bar *p) {
-    p->done++;
-    if (!p->on) return;
-    double now = now_seconds();
-    if ((p->forced || now - p->start >= 2) && now - p->last_draw >= 0.1) progress_draw(p, now);
-}
-
-static void progress_clear(progress_bar *p) {
-    if (p->width == 0) return;
-    fprintf(stderr, "\r%*s\r", p->width, "");
-    fflush(stderr);
-    p->width = 0;
-}
-
-/* Inputs counted ahead for the ETA; -1 when they stream from stdin. */
-static long count_inputs(char **paths, int count, const engine_options *o) {
-    for (int i = 0; i < count; i++)
-        if (strcmp(paths[i], "-") == 0) return -1;
-    input_source *src = input_source_new(paths, count, o);
-    if (!src) return -1;
-    long n = 0;
-    input_item item;
-    while (input_source_next(src, &item)) n++;
-    input_source_free(src);
-    return n;
-}
-
 /* ---- the sorter ------------------------------------------------------------------- */
 
 typedef struct {
@@ -781,7 +708,10 @@ static void sort_classified(sorter *s, const result *res) {
     }
     if (o == OUTCOME_FILED) s->filed[k]++;
     else s->already++;
-    if (s->opt->dry_run) printf("%s\t%s\n", res->path, o == OUTCOME_FILED ? dest : "(already sorted)");
+    if (s->opt->dry_run) {
+        progress_before_stdout(&s->progress);
+        printf("%s\t%s\n", res->path, o == OUTCOME_FILED ? dest : "(already sorted)");
+    }
     const char *action = o == OUTCOME_FILED ? mode_actions[s->opt->mode] : "already-sorted";
     sort_record r = {res->path, dest, emote_model_label(s->model, top), action, NULL, confidence};
     manifest_add(&s->manifest, &r);
@@ -851,14 +781,6 @@ static bool sorter_init(sorter *s, const sort_options *o, const emote_model *mod
     return ok;
 }
 
-static void progress_start(progress_bar *p, const sort_options *o, char **paths, int num_paths) {
-    p->forced = o->progress == 1;
-    p->on = p->forced || (o->progress < 0 && !o->engine.quiet && isatty(STDERR_FILENO));
-    p->total = p->on ? count_inputs(paths, num_paths, &o->engine) : -1;
-    p->start = now_seconds();
-    p->last_draw = -1;
-}
-
 static int run_sort(const sort_options *o, char **paths, int num_paths) {
     engine e;
     if (!engine_open(&e, &o->engine)) return EXIT_FATAL;
@@ -869,11 +791,11 @@ static int run_sort(const sort_options *o, char **paths, int num_paths) {
     sorter s;
     int status = EXIT_FATAL;
     if (sorter_init(&s, o, e.model)) {
-        progress_start(&s.progress, o, paths, num_paths);
+        progress_start(&s.progress, &o->engine, paths, num_paths);
         input_source *src = input_source_new(paths, num_paths, &o->engine);
         run_counts counts = src ? classify_inputs(&e, src, sort_result, &s) : (run_counts){0, 0};
         input_source_free(src);
-        progress_clear(&s.progress);
+        progress_finish(&s.progress);
         if (o->dry_run && (fflush(stdout) != 0 || ferror(stdout))) {
             fprintf(stderr, "emote: cannot write the plan to stdout\n");
         } else if (counts.done == 0) {
@@ -951,10 +873,6 @@ static int parse_arguments(int argc, char **argv, sort_options *o, char **paths,
             o->dry_run = true;
         } else if (!strcmp(a, "--force")) {
             o->force = true;
-        } else if (!strcmp(a, "--progress")) {
-            o->progress = 1;
-        } else if (!strcmp(a, "--no-progress")) {
-            o->progress = 0;
         } else {
             fprintf(stderr, "emote: unknown option '%s' (see emote sort --help)\n", a);
             return EXIT_USAGE;
@@ -976,7 +894,7 @@ static bool check_arguments(const sort_options *o, int num_paths) {
 }
 
 int cmd_sort(int argc, char **argv) {
-    sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY, .progress = -1};
+    sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     if (!paths) {
