@@ -25,11 +25,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-# The built-in model is linked into the binary (src/builtin_model.S) when the file exists;
-# otherwise libemote.a's src/no_builtin_model.c says there is none.
-BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o)
+# Built-in models, NAME=FILE, the default first: those whose file exists are embedded in the
+# binary (src/embed_models.sh); libemote.a's src/no_builtin_model.c has none.
+BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors
+BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(subst =, ,$(m)))),$(m)))
+BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
+BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode
+.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode model-ferplus
 
 all: deps-build emote libemote.a
 
@@ -60,9 +63,10 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 STB_RESIZE_FLAGS := -fno-sanitize=alignment,object-size
 $(BUILD)/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
 $(BUILD)/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
-$(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
+$(BUILD)/builtin_models.o: src/embed_models.sh $(BUILTIN_FILES) Makefile
 	@mkdir -p $(@D)
-	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<
+	sh src/embed_models.sh $(BUILTIN_PRESENT) > $(BUILD)/builtin_models.S
+	$(CC) -c -o $@ $(BUILD)/builtin_models.S
 
 # libFuzzer targets (clang): every tests/fuzz/fuzz_NAME.c becomes build/fuzz/fuzz_NAME, linked
 # with the whole library under ASan+UBSan. Run one with its corpus, e.g.
@@ -110,6 +114,14 @@ model: deps-tools
 	$(PYTHON) tools/train.py --epochs 50 --out runs/default
 	$(PYTHON) tools/train.py --init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2
 	$(PYTHON) tools/export.py --force runs/stage2/best.pt $(MODEL)
+	$(MAKE) all
+
+# The FER+ model (-m ferplus): the default model's weights fine-tuned on the FER+ crowd votes
+# (PLD targets, tools/ferplus.py) with a new 8-class head; `make model` first rebuilds those.
+model-ferplus: deps-tools
+	$(PYTHON) tools/train.py --labels ferplus --init-model $(MODEL) --epochs 20 --lr 0.05 --warmup-epochs 1 \
+	  --out runs/ferplus
+	$(PYTHON) tools/export.py --force runs/ferplus/best.pt models/emote-ferplus.safetensors
 	$(MAKE) all
 
 fixtures: deps-tools

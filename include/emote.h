@@ -51,8 +51,14 @@ typedef struct {
 emote_model *emote_model_open(const char *path, emote_error *err);
 /* Same from memory (copied); `name` is used in messages. */
 emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err);
-/* The model compiled into the binary, or NULL if this build has none. */
+/* The default model compiled into the binary, or NULL if this build has none. */
 emote_model *emote_model_open_builtin(emote_error *err);
+/* A built-in model by name ("fer2013", "ferplus"), or NULL + err. */
+emote_model *emote_model_open_builtin_named(const char *name, emote_error *err);
+/* The name of built-in model `index` (0 = the default), NULL past the last. */
+const char *emote_builtin_model_name(int index);
+/* A built-in model's name, else a model file's path; NULL or "" = the default built-in. */
+emote_model *emote_model_open_any(const char *name_or_path, emote_error *err);
 void emote_model_close(emote_model *model);
 
 const char *emote_model_name(const emote_model *model);     /* path or "built-in" */

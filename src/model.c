@@ -11,6 +11,7 @@
 
 #include "graph.h"
 #include "safetensors.h"
+#include "builtin_models.h"
 #include "util.h"
 
 #define MODEL_MAX_FILE_BYTES ((size_t)2 << 30)
@@ -19,8 +20,6 @@
 #define MODEL_FORMAT "emote-model/1"
 #define PREPROCESS_VERSION "emote/1"
 
-extern const unsigned char emote_builtin_model_data[];
-extern const size_t emote_builtin_model_size;
 
 typedef struct {
     const st_file *file;
@@ -574,12 +573,35 @@ emote_model *emote_model_open(const char *path, emote_error *err) {
     return m;
 }
 
-emote_model *emote_model_open_builtin(emote_error *err) {
-    if (emote_builtin_model_size == 0) {
-        emote_fail(err, EMOTE_ERR_ARGUMENT, "this build of emote has no built-in model: give one with -m FILE");
+const char *emote_builtin_model_name(int index) {
+    for (int i = 0; emote_builtin_models[i].name; i++)
+        if (i == index) return emote_builtin_models[i].name;
+    return NULL;
+}
+
+emote_model *emote_model_open_builtin_named(const char *name, emote_error *err) {
+    const builtin_model *found = NULL;
+    for (const builtin_model *b = emote_builtin_models; b->name && !found; b++)
+        if (!name || strcmp(name, b->name) == 0) found = b;
+    if (!found) {
+        if (!name)
+            emote_fail(err, EMOTE_ERR_ARGUMENT, "this build of emote has no built-in model: give one with -m FILE");
+        else
+            emote_fail(err, EMOTE_ERR_ARGUMENT, "no built-in model named '%s'", name);
         return NULL;
     }
-    return emote_model_open_memory(emote_builtin_model_data, emote_builtin_model_size, "built-in model", err);
+    char label[64];
+    snprintf(label, sizeof label, "built-in %s", found->name);
+    return emote_model_open_memory(found->data, found->size, label, err);
+}
+
+emote_model *emote_model_open_builtin(emote_error *err) { return emote_model_open_builtin_named(NULL, err); }
+
+emote_model *emote_model_open_any(const char *name_or_path, emote_error *err) {
+    if (!name_or_path || !*name_or_path) return emote_model_open_builtin(err);
+    for (int i = 0; emote_builtin_model_name(i); i++)
+        if (strcmp(name_or_path, emote_builtin_model_name(i)) == 0) return emote_model_open_builtin_named(name_or_path, err);
+    return emote_model_open(name_or_path, err);
 }
 
 void emote_model_close(emote_model *m) {

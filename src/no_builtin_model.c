@@ -1,5 +1,4 @@
-/* Linked instead of builtin_model.S when the build has no model file. */
-#include <stddef.h>
+/* Linked instead of the generated built-in model table when the build embeds no model. */
+#include "builtin_models.h"
 
-const unsigned char emote_builtin_model_data[1] = {0};
-const size_t emote_builtin_model_size = 0;
+const builtin_model emote_builtin_models[1] = {{NULL, NULL, 0}};

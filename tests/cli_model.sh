@@ -18,6 +18,29 @@ expect "info reports the built-in model's labels" grep -q '"angry"' "$TMP/out"
 EMOTE_MODEL=$TEST_MODEL run $EMOTE -f tsv "$ROOT/models/samples/astronaut-collins.png"
 expect_stdout "EMOTE_MODEL overrides the built-in model" "	c0	c1"
 
+# ---- built-in models by name ---------------------------------------------------------
+$EMOTE -f jsonl "$ROOT/models/samples" >"$TMP/default.jsonl" 2>/dev/null
+run $EMOTE -m fer2013 -f jsonl "$ROOT/models/samples"
+expect "-m fer2013 is the default model" cmp -s "$TMP/out" "$TMP/default.jsonl"
+EMOTE_MODEL=fer2013 run $EMOTE -f jsonl "$ROOT/models/samples"
+expect "EMOTE_MODEL takes a built-in name" cmp -s "$TMP/out" "$TMP/default.jsonl"
+run $EMOTE info fer2013
+expect_stdout "info names the built-in model" "built-in fer2013"
+(cd "$TMP" && cp "$TEST_MODEL" fer2013 && $EMOTE -m ./fer2013 -f tsv "$ROOT/models/samples/astronaut-collins.png") \
+    >"$TMP/out" 2>"$TMP/err"
+expect_stdout "-m ./NAME reads the file, not the built-in model" "	c0	c1"
+run $EMOTE -m no-such-model "$ROOT/models/samples/astronaut-collins.png"
+expect_status "an unknown name that is no file either: exit 3" 3
+if [ -f "$ROOT/models/emote-ferplus.safetensors" ]; then
+    run $EMOTE -m ferplus -f tsv --no-header "$ROOT/models/samples"
+    expect_status "-m ferplus classifies the samples" 0
+    expect "-m ferplus: every sample smiling is 'happy'" bash -c "[ \$(cut -f2 '$TMP/out' | grep -c '^happy$') = 3 ]"
+    run $EMOTE info -f json ferplus
+    expect "info ferplus lists 8 labels with contempt" grep -q '"contempt"' "$TMP/out"
+else
+    skip "built-in ferplus" "models/emote-ferplus.safetensors is not there"
+fi
+
 if [ ! -d "$VAL" ]; then
     skip "FER2013 val accuracy" "$VAL is absent"
 elif [ "${EMOTE_SUITE:-}" = asan ]; then

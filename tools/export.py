@@ -20,12 +20,17 @@ import torch
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
-from emote_model import FER2013_LABELS, EmoteNet, graph_of  # noqa: E402
+from emote_model import EmoteNet, graph_of  # noqa: E402
 from graph_ref import check_emotenet_graph  # noqa: E402
-from safetensors_io import write_safetensors  # noqa: E402
-from train import INPUT_MEAN, INPUT_STD  # noqa: E402
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
+from train import INPUT_MEAN, INPUT_STD, LABEL_SETS  # noqa: E402
 
-DATA = "FER2013 train (../shared/data/fer2013/train, 28,709 images); model selection on val (3,589)"
+DATA = {
+    "fer2013": "FER2013 train (../shared/data/fer2013/train, 28,709 images); model selection on val (3,589)",
+    "ferplus": "FER2013 train images with FER+ crowd votes (../shared/data/ferplus/fer2013new.csv; PLD targets, "
+               "27,956 images with an emotion majority); model selection on FER+ PublicTest majority labels "
+               "(3,505 of the 3,589 val images)",
+}
 METRIC_KEYS = ("val_acc", "val_acc_tta", "val_mean_class_acc")
 
 
@@ -46,6 +51,11 @@ def training_commands(ck):
     checkpoint trained with --init names the one it started from."""
     args = ck.get("args", {})
     earlier = []
+    if args.get("init_model"):
+        provenance = json.loads(read_safetensors(args["init_model"])[1].get("provenance", "{}"))
+        if not provenance.get("training_command"):
+            sys.exit(f"export: {args['init_model']} (the model this one started from) records no training command")
+        earlier = [provenance["training_command"]]
     if args.get("init"):
         if not os.path.exists(args["init"]):
             sys.exit(f"export: {args['init']} (the checkpoint this one started from) is missing; "
@@ -62,10 +72,14 @@ def git_commit():
         return "unknown"
 
 
-def val_metrics(record, extra):
+def labels_of(ck):
+    return LABEL_SETS[ck.get("args", {}).get("labels", "fer2013")]
+
+
+def val_metrics(record, extra, labels):
     metrics = {k: record[k] for k in METRIC_KEYS if k in record}
     if "val_recall" in record:
-        metrics["val_recall"] = dict(zip(FER2013_LABELS, record["val_recall"]))
+        metrics["val_recall"] = dict(zip(labels, record["val_recall"]))
     metrics.update(extra)
     return metrics
 
@@ -74,19 +88,19 @@ def metadata_for(model, ck, extra_metrics):
     c = model.config
     return {
         "format": "emote-model/1",
-        "labels": json.dumps(FER2013_LABELS),
+        "labels": json.dumps(labels_of(ck)),
         "input": json.dumps({"channels": c["in_channels"], "height": c["input_size"], "width": c["input_size"],
                              "mean": [INPUT_MEAN] * c["in_channels"], "std": [INPUT_STD] * c["in_channels"],
                              "preprocess": "emote/1"}),
         "graph": json.dumps(graph_of(model)),
         "config": json.dumps(c),
         "provenance": json.dumps({
-            "data": DATA,
+            "data": DATA[ck.get("args", {}).get("labels", "fer2013")],
             "training_command": " && ".join(training_commands(ck)),
             "commit": git_commit(),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "epoch": ck.get("epoch")}),
-        "metrics": json.dumps(val_metrics(ck.get("metrics", {}), extra_metrics)),
+        "metrics": json.dumps(val_metrics(ck.get("metrics", {}), extra_metrics, labels_of(ck))),
     }
 
 
@@ -112,8 +126,8 @@ def main(argv=None):
     model = EmoteNet(ck["config"])
     model.load_state_dict(ck["model"])
     model.eval()
-    if model.config["num_classes"] != len(FER2013_LABELS):
-        sys.exit(f"export: model has {model.config['num_classes']} classes, labels list has {len(FER2013_LABELS)}")
+    if model.config["num_classes"] != len(labels_of(ck)):
+        sys.exit(f"export: model has {model.config['num_classes']} classes, labels list has {len(labels_of(ck))}")
     c = model.config
     check_emotenet_graph(model, torch.randn(4, c["in_channels"], c["input_size"], c["input_size"],
                                             generator=torch.Generator().manual_seed(0)))

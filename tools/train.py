@@ -1,7 +1,14 @@
 #!/usr/bin/python3
-"""Train an EmoteNet on FER2013 (CPU by default, CUDA when available).
+"""Train an EmoteNet on FER2013 or FER+ labels (CPU by default, CUDA when available).
 
     /usr/bin/python3 tools/train.py --data ../shared/data/fer2013 --out runs/default
+    /usr/bin/python3 tools/train.py --labels ferplus --init-model models/emote-fer2013.safetensors \
+        --epochs 16 --lr 0.02 --out runs/ferplus
+
+With --labels ferplus the same images are trained on the FER+ crowd votes (tools/ferplus.py):
+cross-entropy against the normalised votes (PLD), images without an emotion majority left
+out, accuracy and selection on the majority label of the val split (FER+ PublicTest).
+--init-model starts from a model file's weights, every tensor but a head of another size.
 
 The shipped model has two stages (`make model`): 50 epochs from scratch, then
 `--init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2`,
@@ -23,6 +30,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emote_model import DEFAULT_CONFIG, FER2013_LABELS, EmoteNet  # noqa: E402
 from fer_data import load_split  # noqa: E402
+from ferplus import DEFAULT_CSV, FERPLUS_LABELS, load_ferplus  # noqa: E402
+from safetensors_io import read_safetensors  # noqa: E402
+
+LABEL_SETS = {"fer2013": FER2013_LABELS, "ferplus": FERPLUS_LABELS}
 
 INPUT_MEAN, INPUT_STD = 0.5, 0.25   # applied to pixel/255; stored in the model file
 MEMORY_FORMAT = torch.channels_last  # measured ~20 % faster than NCHW for training on CPU
@@ -32,6 +43,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/fer2013", help="folder with train/ and val/ ImageFolder trees")
     p.add_argument("--out", default="runs/default", help="checkpoint and log folder")
+    p.add_argument("--labels", choices=sorted(LABEL_SETS), default="fer2013",
+                   help="fer2013: one label per image (folder names); ferplus: FER+ crowd votes (PLD targets)")
+    p.add_argument("--ferplus-csv", default=DEFAULT_CSV, help="FER+ votes (fer2013new.csv), for --labels ferplus")
+    p.add_argument("--init-model", default=None,
+                   help="start from this model file's weights (every tensor whose shape fits; a new head otherwise)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, Nesterov)")
@@ -87,7 +103,7 @@ def to_input(pixels_u8):
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, device, batch=512):
+def evaluate(model, images, labels, device, num_classes, batch=512):
     model.eval()
     logits, logits_tta = [], []
     for i in range(0, len(images), batch):
@@ -97,7 +113,7 @@ def evaluate(model, images, labels, device, batch=512):
         logits_tta.append(((out.softmax(1) + model(x.flip(3)).softmax(1)) / 2).cpu())
     pred = torch.cat(logits).argmax(1).numpy()
     pred_tta = torch.cat(logits_tta).argmax(1).numpy()
-    k = len(FER2013_LABELS)
+    k = num_classes
     recall = [float((pred[labels == c] == c).mean()) for c in range(k)]
     return {"val_acc": float((pred == labels).mean()), "val_acc_tta": float((pred_tta == labels).mean()),
             "val_mean_class_acc": float(np.mean(recall)), "val_recall": recall}
@@ -119,15 +135,25 @@ def main(argv=None):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    train_x, train_y = load_split(os.path.join(args.data, "train"), FER2013_LABELS)
-    val_x, val_y = load_split(os.path.join(args.data, "val"), FER2013_LABELS)
+    labels = LABEL_SETS[args.labels]
+    if args.labels == "ferplus":
+        train_x, train_t, train_y, _ = load_ferplus(os.path.join(args.data, "train"), args.ferplus_csv)
+        val_x, _, val_y, _ = load_ferplus(os.path.join(args.data, "val"), args.ferplus_csv)
+    else:
+        train_x, train_y = load_split(os.path.join(args.data, "train"), labels)
+        val_x, val_y = load_split(os.path.join(args.data, "val"), labels)
+        train_t = None
     if args.max_train_images:
         train_x, train_y = train_x[:args.max_train_images], train_y[:args.max_train_images]
+        train_t = train_t[:args.max_train_images] if train_t is not None else None
     print(f"train {len(train_x)} images, val {len(val_x)} images, device {device}", flush=True)
 
     config = dict(DEFAULT_CONFIG)
+    if args.init_model:
+        config = json.loads(read_safetensors(args.init_model)[1]["config"])
     if args.config:
         config.update(json.loads(args.config))
+    config["num_classes"] = len(labels)
     init = torch.load(args.init, map_location="cpu") if args.init else None
     if init:
         config = init["config"]
@@ -136,12 +162,19 @@ def main(argv=None):
         model.load_state_dict(init["model"])
         print(f"initialised from {args.init} (its epoch {init['epoch']})", flush=True)
         del init
+    if args.init_model:
+        tensors = read_safetensors(args.init_model)[0]
+        state = model.state_dict()
+        fits = {k: torch.from_numpy(v.copy()) for k, v in tensors.items() if k in state and state[k].shape == v.shape}
+        model.load_state_dict(fits, strict=False)
+        print(f"initialised {len(fits)} of {len(state)} tensors from {args.init_model}; new: "
+              f"{sorted(set(state) - set(fits))}", flush=True)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, momentum=0.9, nesterov=True)
-    counts = np.bincount(train_y, minlength=len(FER2013_LABELS)).astype(np.float64)
+    counts = np.bincount(train_y, minlength=len(labels)).astype(np.float64)
     class_weight = torch.tensor((counts.max() / np.maximum(counts, 1)) ** args.class_weight_power, dtype=torch.float32)
     class_weight = (class_weight / (class_weight * torch.tensor(counts / counts.sum(), dtype=torch.float32)).sum()).to(device)
 
@@ -171,7 +204,10 @@ def main(argv=None):
             x = augment(to_input(train_x[idx]), gen).to(device).contiguous(memory_format=MEMORY_FORMAT)
             y = torch.from_numpy(train_y[idx]).long().to(device)
             out = model(x)
-            loss = F.cross_entropy(out, y, weight=class_weight, label_smoothing=args.label_smoothing)
+            if train_t is not None:  # PLD: cross-entropy against the vote distribution
+                loss = -(torch.from_numpy(train_t[idx]).to(device) * F.log_softmax(out, 1)).sum(1).mean()
+            else:
+                loss = F.cross_entropy(out, y, weight=class_weight, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,7 +218,7 @@ def main(argv=None):
                 per_step = (time.time() - t0) / args.time_iterations
                 print(f"{per_step:.3f} s/step, {per_step * steps_per_epoch:.0f} s/epoch", flush=True)
                 return
-        metrics = evaluate(model, val_x, val_y, device)
+        metrics = evaluate(model, val_x, val_y, device, len(labels))
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0, **metrics}
         if metrics["val_acc"] > best["val_acc"]:

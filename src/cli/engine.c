@@ -8,7 +8,8 @@
 #include "util.h"
 
 const char ENGINE_OPTIONS_HELP[] =
-    "  -m, --model FILE     model file (default: $EMOTE_MODEL, else the built-in model)\n"
+    "  -m, --model MODEL    a built-in model (fer2013, ferplus) or a model file\n"
+    "                       (default: $EMOTE_MODEL, else fer2013)\n"
     "  -b, --batch N        images per forward pass (default 32)\n"
     "  -j, --threads N      worker threads (default 0 = one per CPU)\n"
     "      --tta            average each image with its mirror image\n"
@@ -91,7 +92,7 @@ bool engine_open(engine *e, const engine_options *o) {
     e->options = o;
     emote_error err;
     const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    e->model = path && *path ? emote_model_open(path, &err) : emote_model_open_builtin(&err);
+    e->model = emote_model_open_any(path, &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;
