@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,6 +80,16 @@ void *calloc_array(size_t count, size_t size) {
     size_t bytes;
     if (!size_mul(count, size, &bytes)) return NULL;
     return calloc(bytes ? bytes : 1, 1);
+}
+
+void *array_reserve_one(void *items, int count, int *capacity, size_t size) {
+    if (count < *capacity) return items;
+    if (*capacity > INT_MAX / 2) return NULL;
+    int bigger = *capacity ? *capacity * 2 : 16;
+    size_t bytes;
+    void *p = size_mul((size_t)bigger, size, &bytes) ? realloc(items, bytes) : NULL;
+    if (p) *capacity = bigger;
+    return p;
 }
 
 char *str_dup(const char *s) {

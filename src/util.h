@@ -52,6 +52,10 @@ emote_status read_stream_all(FILE *stream, const char *name, size_t max_bytes, u
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
+/* items (count used of *capacity, each `size` bytes) with room for one more: the same
+ * array or a bigger one; NULL when out of memory, items untouched. */
+void *array_reserve_one(void *items, int count, int *capacity, size_t size);
+
 /* strdup that returns NULL on allocation failure (kept here for -std=c11). */
 char *str_dup(const char *s);
 
