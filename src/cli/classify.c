@@ -93,8 +93,8 @@ static void write_delimited(const writer *w, const result *r) {
 
 static void write_jsonl(const writer *w, const result *r) {
     int classes = emote_model_num_classes(w->model);
-    fputs("{\"path\":", stdout);
-    json_write_string(stdout, r->path);
+    fputc('{', stdout);
+    json_write_path(stdout, "path", r->path);
     if (r->error) {
         fputs(",\"error\":", stdout);
         json_write_string(stdout, r->error);
@@ -118,11 +118,15 @@ static void write_jsonl(const writer *w, const result *r) {
 static void write_table(writer *w, const result *r) {
     int length = (int)strlen(r->path);
     if (length > w->path_width && length <= 80) w->path_width = length;
+    text_write_escaped(stdout, r->path);
+    printf("%*s", length < w->path_width ? w->path_width - length : 0, "");
     if (r->error) {
-        printf("%-*s  ERROR  %s\n", w->path_width, r->path, r->error);
+        fputs("  ERROR  ", stdout);
+        text_write_escaped(stdout, r->error);
+        putchar('\n');
         return;
     }
-    printf("%-*s  %-10s %5.1f%%", w->path_width, r->path, emote_model_label(w->model, w->order[0]),
+    printf("  %-10s %5.1f%%", emote_model_label(w->model, w->order[0]),
            100.0 * r->probs[w->order[0]]);
     for (int k = 1; k < w->top; k++)
         printf("   %s %.1f%%", emote_model_label(w->model, w->order[k]), 100.0 * r->probs[w->order[k]]);
@@ -137,7 +141,7 @@ static bool write_record(void *user, const result *r) {
     case FORMAT_TABLE: write_table(w, r); break;
     default: write_delimited(w, r); break;
     }
-    if (r->error) fprintf(stderr, "emote: %s\n", r->error);
+    if (r->error) print_error(r->error);
     fflush(stdout);
     return !ferror(stdout);
 }

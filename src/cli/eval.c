@@ -54,7 +54,7 @@ static int true_label_of(const eval_state *s, const char *path) {
 static bool record_result(void *user, const result *r) {
     eval_state *s = user;
     if (r->error) {
-        fprintf(stderr, "emote: %s\n", r->error);
+        print_error(r->error);
         return true;
     }
     int truth = true_label_of(s, r->path);

@@ -390,8 +390,8 @@ static void json_write_string_or_null(FILE *f, const char *s) {
 static void manifest_add(manifest *m, const sort_record *r) {
     if (!m->f) return;
     if (m->jsonl) {
-        fputs("{\"source\":", m->f);
-        json_write_string(m->f, r->source);
+        fputc('{', m->f);
+        json_write_path(m->f, "source", r->source);
         fputs(",\"destination\":", m->f);
         json_write_string_or_null(m->f, r->destination);
         fputs(",\"label\":", m->f);
