@@ -22,11 +22,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+VERSION     := 0.1.0
+COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
 # The built-in model is linked into the binary (src/builtin_model.S) when the file exists;
 # otherwise libemote.a's src/no_builtin_model.c says there is none.
 BUILTIN_OBJ := $(if $(wildcard $(MODEL)),$(BUILD)/builtin_model.o)
 
-.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode
+.PHONY: .FORCE all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode
 
 all: deps-build emote libemote.a
 
@@ -57,6 +60,10 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 STB_RESIZE_FLAGS := -fno-sanitize=alignment,object-size
 $(BUILD)/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
 $(BUILD)/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
+# --version names the commit: version.o is rebuilt every time.
+$(BUILD)/src/cli/version.o: CFLAGS_BASE += -DEMOTE_VERSION='"$(VERSION)"' -DEMOTE_COMMIT='"$(COMMIT)"'
+$(BUILD)/src/cli/version.o: .FORCE
+.FORCE:
 $(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
 	@mkdir -p $(@D)
 	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<

@@ -124,5 +124,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_sort(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_version(void);
 
 #endif
