@@ -68,18 +68,35 @@ $(BUILD)/builtin_model.o: src/builtin_model.S $(MODEL)
 	@mkdir -p $(@D)
 	$(CC) -c -DEMOTE_MODEL_FILE='"$(MODEL)"' -o $@ $<
 
-# libFuzzer targets (clang): every tests/fuzz/fuzz_NAME.c becomes build/fuzz/fuzz_NAME, linked
-# with the whole library under ASan+UBSan. Run one with its corpus, e.g.
+# libFuzzer targets, one per reader: tests/fuzz/fuzz_<reader>.c -> build/fuzz/fuzz_<reader>,
+# built with clang, ASan and UBSan over the library. FUZZ_SECONDS=N also runs each for N
+# seconds on its corpus (tests/fuzz/corpus/<reader>, committed seeds and finds). One by hand:
 #   build/fuzz/fuzz_image -max_len=65536 tests/fuzz/corpus/image
-FUZZ_CC     ?= clang
-FUZZ_FLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-fuzz: $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/resize.o: src/image/resize.c $(wildcard include/*.h src/*.h src/*/*.h)
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_SECONDS ?=
+FUZZ_ARGS    ?= -rss_limit_mb=2048 -timeout=10
+
+build/fuzz/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CFLAGS_BASE) $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS)) $(STB_RESIZE_FLAGS) -c -o $@ $<
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/resize.o $(LIB_SRC) $(wildcard include/*.h src/*.h src/*/*.h)
+	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(OBJ_FLAGS) -c -o $@ $<
+build/fuzz/obj/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CFLAGS_BASE) $(FUZZ_FLAGS) -o $@ $< build/fuzz/resize.o $(filter-out src/image/resize.c,$(LIB_SRC)) $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+ifneq ($(FUZZ_SECONDS),)
+	@for t in $(FUZZ_BIN); do \
+	  name=$${t#build/fuzz/fuzz_}; mkdir -p tests/fuzz/corpus/$$name build/fuzz/new/$$name; \
+	  echo "== $$t: $(FUZZ_SECONDS) s"; \
+	  $$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/new/$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+endif
 
 # Install whichever of those Debian packages are missing (as root, or through sudo).
 deps-build deps-test deps-tools: deps-%:
