@@ -1,9 +1,12 @@
 /* emote --version: what this binary is made of, for bug reports. */
-#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <cblas.h>
+#include <jpeglib.h>
+
 #include "cli.h"
+#include "util.h"
 
 #ifndef EMOTE_VERSION
 #define EMOTE_VERSION "0.1.0"
@@ -11,10 +14,9 @@
 #ifndef EMOTE_COMMIT
 #define EMOTE_COMMIT "unknown"
 #endif
-/* The image decoders linked in (kept up to date with src/image). */
-#ifndef EMOTE_IMAGE_DECODERS
-#define EMOTE_IMAGE_DECODERS "stb_image (PNG, JPEG, BMP, GIF, PNM, TGA, PSD, HDR), Debian libstb"
-#endif
+/* The image decoders linked in (kept up to date with src/image and src/third_party/stb). */
+#define EMOTE_IMAGE_DECODERS                                                                   \
+    "libjpeg-turbo " STRINGIFY(LIBJPEG_TURBO_VERSION) " (JPEG), stb_image v2.30 (PNG, BMP, GIF, PNM)"
 
 int cmd_version(void) {
     printf("emote %s (commit %s)\n", EMOTE_VERSION, EMOTE_COMMIT);
