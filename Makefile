@@ -4,7 +4,7 @@ CC          ?= cc
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BUILD       ?= build/release
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -Isrc/third_party/stb
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -isystem src/third_party/stb
 CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
 LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors

@@ -140,7 +140,7 @@ long="$TMP/long/$(printf 'a%.0s' {1..200})/$(printf 'b%.0s' {1..200})"
 mkdir -p "$long" && echo "not an image" >"$long/$(printf 'c%.0s' {1..150}).png"
 guarded $EMOTE -m "$TEST_MODEL" "$long"/c*.png
 expect_status "long path: exit 1" 1
-expect_stderr "long path: the reason is kept" ": not a recognised image"
+expect_stderr "long path: the reason is kept" ": unsupported image format"
 
 # ---- --version ----
 guarded $EMOTE --version
