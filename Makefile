@@ -84,6 +84,7 @@ build/fuzz/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(OBJ_FLAGS) -c -o $@ $<
 build/fuzz/obj/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
+build/fuzz/obj/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
