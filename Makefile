@@ -4,7 +4,7 @@ CC          ?= cc
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BUILD       ?= build/release
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -Isrc/third_party/stb
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -isystem src/third_party/stb
 CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
 LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
 MODEL       ?= models/emote-fer2013.safetensors
@@ -25,6 +25,9 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+VERSION     := 0.1.0
+COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
 # Built-in models, NAME=FILE, the default first: those whose file exists are embedded in the
 # binary (src/embed_models.sh); libemote.a's src/no_builtin_model.c has none.
 BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors
@@ -32,7 +35,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode model-ferplus
+.PHONY: .FORCE all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode model-ferplus
 
 all: deps-build emote libemote.a
 
@@ -63,23 +66,45 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 STB_RESIZE_FLAGS := -fno-sanitize=alignment,object-size
 $(BUILD)/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
 $(BUILD)/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
+# --version names the commit: version.o is rebuilt every time.
+$(BUILD)/src/cli/version.o: CFLAGS_BASE += -DEMOTE_VERSION='"$(VERSION)"' -DEMOTE_COMMIT='"$(COMMIT)"'
+$(BUILD)/src/cli/version.o: .FORCE
+.FORCE:
 $(BUILD)/builtin_models.o: src/embed_models.sh $(BUILTIN_FILES) Makefile
 	@mkdir -p $(@D)
 	sh src/embed_models.sh $(BUILTIN_PRESENT) > $(BUILD)/builtin_models.S
 	$(CC) -c -o $@ $(BUILD)/builtin_models.S
 
-# libFuzzer targets (clang): every tests/fuzz/fuzz_NAME.c becomes build/fuzz/fuzz_NAME, linked
-# with the whole library under ASan+UBSan. Run one with its corpus, e.g.
+# libFuzzer targets, one per reader: tests/fuzz/fuzz_<reader>.c -> build/fuzz/fuzz_<reader>,
+# built with clang, ASan and UBSan over the library. FUZZ_SECONDS=N also runs each for N
+# seconds on its corpus (tests/fuzz/corpus/<reader>, committed seeds and finds). One by hand:
 #   build/fuzz/fuzz_image -max_len=65536 tests/fuzz/corpus/image
-FUZZ_CC     ?= clang
-FUZZ_FLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-fuzz: $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/resize.o: src/image/resize.c $(wildcard include/*.h src/*.h src/*/*.h)
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_SECONDS ?=
+FUZZ_ARGS    ?= -rss_limit_mb=2048 -timeout=10
+
+build/fuzz/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CFLAGS_BASE) $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS)) $(STB_RESIZE_FLAGS) -c -o $@ $<
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/resize.o $(LIB_SRC) $(wildcard include/*.h src/*.h src/*/*.h)
+	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(OBJ_FLAGS) -c -o $@ $<
+build/fuzz/obj/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
+build/fuzz/obj/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CFLAGS_BASE) $(FUZZ_FLAGS) -o $@ $< build/fuzz/resize.o $(filter-out src/image/resize.c,$(LIB_SRC)) $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+ifneq ($(FUZZ_SECONDS),)
+	@for t in $(FUZZ_BIN); do \
+	  name=$${t#build/fuzz/fuzz_}; mkdir -p tests/fuzz/corpus/$$name build/fuzz/new/$$name; \
+	  echo "== $$t: $(FUZZ_SECONDS) s"; \
+	  $$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/new/$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+endif
 
 # Install whichever of those Debian packages are missing (as root, or through sudo).
 deps-build deps-test deps-tools: deps-%:

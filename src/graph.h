@@ -34,8 +34,8 @@ typedef struct {
     int cin, cout, kh, kw, stride, padding;
     bool relu;
     shape3 in, out;
-    float *weight; /* [cout][cin*kh*kw], BatchNorm folded in */
-    float *bias;   /* [cout], BatchNorm folded in */
+    float *weight; /* [cout][cin*kh*kw], BatchNorm folded in; owned by the model's weights */
+    float *bias;   /* [cout], BatchNorm folded in; owned by the model's weights */
 } conv_layer;
 
 typedef struct {
@@ -45,7 +45,7 @@ typedef struct {
 
 typedef struct {
     int in, out;
-    float *weight; /* [out][in] */
+    float *weight; /* [out][in]; owned by the model's weights */
     float *bias;   /* [out], or NULL */
 } dense_layer;
 
@@ -83,6 +83,10 @@ struct emote_model {
     uint64_t params, macs;
     char **metadata_keys, **metadata_values;
     int num_metadata;
+    /* Every weight buffer, owned here: layers point into them, and a tensor that several
+     * ops name without changing it (no BatchNorm folded in) is loaded once and shared. */
+    float **weights;
+    int num_weights, weights_capacity;
 };
 
 const char *op_kind_name(op_kind kind);

@@ -12,9 +12,18 @@
 #include "graph.h"
 #include "safetensors.h"
 #include "builtin_models.h"
+#include "string_table.h"
+#include "utf8.h"
 #include "util.h"
 
 #define MODEL_MAX_FILE_BYTES ((size_t)2 << 30)
+/* The weights a model loads (after sharing, with BatchNorm folded) may take at most twice
+ * its file size plus this much: a file cannot make the loader copy a tensor without end. */
+#define MODEL_WEIGHT_SLACK_BYTES ((size_t)64 << 20)
+/* Input normalisation: std at least this, |mean| at most MAX_INPUT_MEAN (as floats). */
+#define MIN_INPUT_STD 1e-6
+#define MAX_INPUT_STD 1e6
+#define MAX_INPUT_MEAN 1e6
 #define MAX_DIMENSION 4096
 #define MAX_OPS 1024
 #define MODEL_FORMAT "emote-model/1"
@@ -27,6 +36,9 @@ typedef struct {
     char where[64];    /* "graph op 3 (residual)" for messages */
     emote_error *err;
     uint64_t params;
+    emote_model *model;    /* owns every weight buffer */
+    string_table shared;   /* tensor name -> index in model->weights, for unchanged tensors */
+    size_t floats_left;    /* weight budget */
 } loader;
 
 __attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, const char *fmt, ...) {
@@ -49,10 +61,11 @@ const char *op_kind_name(op_kind kind) {
 
 static emote_status json_int(loader *ld, const cJSON *obj, const char *key, int min, int max, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < min ||
-        v->valueint > max)
+    /* Range-checked as a double before any conversion (NaN fails every comparison). */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max) ||
+        v->valuedouble != floor(v->valuedouble))
         return load_fail(ld, "'%s' must be an integer in [%d, %d]", key, min, max);
-    *out = v->valueint;
+    *out = (int)v->valuedouble;
     return EMOTE_OK;
 }
 
@@ -84,9 +97,30 @@ static void format_shape(char *buf, size_t cap, const size_t *dims, size_t ndim)
     if (used < cap) snprintf(buf + used, cap - used, "]");
 }
 
-/* Copies tensor `tname` into a new float array after checking its shape and values. */
-static emote_status load_tensor(loader *ld, const char *tname, const size_t *dims, size_t ndim, float **out) {
+/* A new zeroed weight buffer of count floats, owned by the model and charged to the budget. */
+static emote_status new_weights(loader *ld, size_t count, float **out) {
+    emote_model *m = ld->model;
+    if (count > ld->floats_left)
+        return emote_fail(ld->err, EMOTE_ERR_LIMIT,
+                          "%s: the weights take more than the limit of twice the file's size plus %zu MiB "
+                          "(a large tensor named by many ops with batchnorm?)", ld->name, MODEL_WEIGHT_SLACK_BYTES >> 20);
+    float **weights = array_reserve_one(m->weights, m->num_weights, &m->weights_capacity, sizeof(float *));
+    float *data = weights ? calloc_array(count, sizeof(float)) : NULL;
+    if (weights) m->weights = weights;
+    if (!data) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    ld->floats_left -= count;
+    m->weights[m->num_weights++] = data;
+    *out = data;
+    return EMOTE_OK;
+}
+
+/* Tensor `tname` as floats after checking its shape and values. `shared`: the caller does
+ * not change it, so every such reference gets the same buffer, loaded once; otherwise
+ * the caller gets its own copy (to fold BatchNorm into). *loaded: it was read now. */
+static emote_status load_tensor(loader *ld, const char *tname, const size_t *dims, size_t ndim, bool shared,
+                                float **out, bool *loaded) {
     *out = NULL;
+    if (loaded) *loaded = false;
     const st_tensor *t = st_find(ld->file, tname);
     if (!t) return load_fail(ld, "tensor '%s' is missing from the file", tname);
     bool same = t->ndim == ndim;
@@ -97,39 +131,46 @@ static emote_status load_tensor(loader *ld, const char *tname, const size_t *dim
         format_shape(got, sizeof got, t->shape, t->ndim);
         return load_fail(ld, "tensor '%s' has shape %s, expected %s", tname, got, want);
     }
-    float *data = alloc_array(t->numel, sizeof(float));
-    if (!data) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
-    st_read_floats(t, data);
-    for (size_t i = 0; i < t->numel; i++) {
-        if (!isfinite(data[i])) {
-            double bad = data[i];
-            free(data);
-            return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, bad, i);
-        }
+    int index = shared ? table_find(&ld->shared, t->name) : -1;
+    if (index >= 0) {
+        *out = ld->model->weights[index];
+        return EMOTE_OK;
     }
+    float *data;
+    emote_status s = new_weights(ld, t->numel, &data);
+    if (s) return s;
+    st_read_floats(t, data);
+    for (size_t i = 0; i < t->numel; i++)
+        if (!isfinite(data[i]))
+            return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, (double)data[i], i);
+    if (shared && table_add(&ld->shared, t->name, ld->model->num_weights - 1) < 0)
+        return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    if (loaded) *loaded = true;
     *out = data;
     return EMOTE_OK;
 }
 
-static emote_status load_vector(loader *ld, const char *tname, int length, float **out) {
+static emote_status load_vector(loader *ld, const char *tname, int length, bool shared, float **out, bool *loaded) {
     size_t dims[1] = {(size_t)length};
-    return load_tensor(ld, tname, dims, 1, out);
+    return load_tensor(ld, tname, dims, 1, shared, out, loaded);
 }
 
 /* ---- layers -------------------------------------------------------------- */
 
-/* BatchNorm(eval) after conv: y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta. */
+/* BatchNorm(eval) after conv: y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta.
+ * c->weight and c->bias must be the conv's own copies. */
 static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
     const char *names[4];
     static const char *const keys[4] = {"weight", "bias", "mean", "var"};
     float *v[4] = {NULL, NULL, NULL, NULL};
+    bool loaded[4] = {false, false, false, false};
     emote_status s = EMOTE_OK;
     const cJSON *eps_item = cJSON_GetObjectItemCaseSensitive(bn, "eps");
     if (!cJSON_IsNumber(eps_item) || !(eps_item->valuedouble >= 0) || !isfinite(eps_item->valuedouble))
         return load_fail(ld, "batchnorm 'eps' must be a non-negative number");
     for (int i = 0; i < 4 && s == EMOTE_OK; i++) {
         s = json_tensor_ref(ld, bn, keys[i], false, &names[i]);
-        if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, &v[i]);
+        if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, true, &v[i], &loaded[i]);
     }
     size_t k = (size_t)c->cin * (size_t)c->kh * (size_t)c->kw;
     for (int o = 0; s == EMOTE_OK && o < c->cout; o++) {
@@ -142,15 +183,22 @@ static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
         for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(c->weight[o * k + i] * scale);
         c->bias[o] = (float)(((double)c->bias[o] - v[2][o]) * scale + v[1][o]);
     }
-    if (s == EMOTE_OK) ld->params += 2u * (uint64_t)c->cout; /* gamma, beta (running stats are buffers) */
-    for (int i = 0; i < 4; i++) free(v[i]);
+    if (s == EMOTE_OK) /* gamma, beta (running stats are buffers) */
+        ld->params += (uint64_t)c->cout * ((uint64_t)loaded[0] + (uint64_t)loaded[1]);
     return s;
 }
 
-static void free_conv(conv_layer *c) {
-    free(c->weight);
-    free(c->bias);
-    c->weight = c->bias = NULL;
+/* Folding changes a conv's weights and bias: it works on copies of its own. */
+static emote_status conv_tensors(loader *ld, const char *wname, const char *bname, bool own, conv_layer *c) {
+    size_t dims[4] = {(size_t)c->cout, (size_t)c->cin, (size_t)c->kh, (size_t)c->kw};
+    bool loaded;
+    emote_status s = load_tensor(ld, wname, dims, 4, !own, &c->weight, &loaded);
+    if (s) return s;
+    if (loaded) ld->params += shape_size((shape3){c->cout, c->cin, c->kh * c->kw});
+    if (!bname) return new_weights(ld, (size_t)c->cout, &c->bias);
+    if ((s = load_vector(ld, bname, c->cout, !own, &c->bias, &loaded))) return s;
+    if (loaded) ld->params += (uint64_t)c->cout;
+    return EMOTE_OK;
 }
 
 static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_layer *c) {
@@ -170,35 +218,17 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     c->cin = in.c;
     c->kh = (int)w->shape[2];
     c->kw = (int)w->shape[3];
-    size_t dims[4] = {(size_t)c->cout, (size_t)c->cin, (size_t)c->kh, (size_t)c->kw};
-    if ((s = load_tensor(ld, wname, dims, 4, &c->weight))) return s;
-    ld->params += shape_size((shape3){c->cout, c->cin, c->kh * c->kw});
-    if (bname) {
-        if ((s = load_vector(ld, bname, c->cout, &c->bias))) goto fail;
-        ld->params += (uint64_t)c->cout;
-    } else if (!(c->bias = calloc_array((size_t)c->cout, sizeof(float)))) {
-        s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
-        goto fail;
-    }
     const cJSON *bn = cJSON_GetObjectItemCaseSensitive(op, "batchnorm");
-    if (cJSON_IsObject(bn)) {
-        if ((s = fold_batchnorm(ld, bn, c))) goto fail;
-    } else if (bn && !cJSON_IsNull(bn)) {
-        s = load_fail(ld, "'batchnorm' must be an object or null");
-        goto fail;
-    }
+    if (bn && !cJSON_IsNull(bn) && !cJSON_IsObject(bn)) return load_fail(ld, "'batchnorm' must be an object or null");
+    if ((s = conv_tensors(ld, wname, bname, cJSON_IsObject(bn), c))) return s;
+    if (cJSON_IsObject(bn) && (s = fold_batchnorm(ld, bn, c))) return s;
     c->in = in;
+    if (in.h + 2 * c->padding < c->kh || in.w + 2 * c->padding < c->kw)
+        return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
     int oh = (in.h + 2 * c->padding - c->kh) / c->stride + 1;
     int ow = (in.w + 2 * c->padding - c->kw) / c->stride + 1;
-    if (in.h + 2 * c->padding < c->kh || in.w + 2 * c->padding < c->kw) {
-        s = load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
-        goto fail;
-    }
     c->out = (shape3){c->cout, oh, ow};
     return EMOTE_OK;
-fail:
-    free_conv(c);
-    return s;
 }
 
 static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_features, dense_layer *d) {
@@ -214,24 +244,15 @@ static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_f
     d->in = in;
     d->out = (int)w->shape[0];
     size_t dims[2] = {(size_t)d->out, (size_t)d->in};
-    if ((s = load_tensor(ld, wname, dims, 2, &d->weight))) return s;
-    ld->params += (uint64_t)d->out * (uint64_t)d->in;
+    bool loaded;
+    if ((s = load_tensor(ld, wname, dims, 2, true, &d->weight, &loaded))) return s;
+    if (loaded) ld->params += (uint64_t)d->out * (uint64_t)d->in;
     if (bname) {
-        if ((s = load_vector(ld, bname, d->out, &d->bias))) {
-            free(d->weight);
-            d->weight = NULL;
-            return s;
-        }
-        ld->params += (uint64_t)d->out;
+        if ((s = load_vector(ld, bname, d->out, true, &d->bias, &loaded))) return s;
+        if (loaded) ld->params += (uint64_t)d->out;
     }
     *out_features = d->out;
     return EMOTE_OK;
-}
-
-static void free_dense(dense_layer *d) {
-    free(d->weight);
-    free(d->bias);
-    d->weight = d->bias = NULL;
 }
 
 static emote_status parse_squeeze_excite(loader *ld, const cJSON *op, shape3 in, squeeze_excite_layer *se) {
@@ -240,23 +261,14 @@ static emote_status parse_squeeze_excite(loader *ld, const cJSON *op, shape3 in,
     if (!cJSON_IsObject(fc1) || !cJSON_IsObject(fc2)) return load_fail(ld, "'fc1' and 'fc2' must be objects");
     int hidden, back;
     emote_status s = parse_dense(ld, fc1, in.c, &hidden, &se->fc1);
-    if (s) return s;
-    if ((s = parse_dense(ld, fc2, hidden, &back, &se->fc2))) {
-        free_dense(&se->fc1);
-        return s;
-    }
-    if (back != in.c) {
-        free_dense(&se->fc1);
-        free_dense(&se->fc2);
-        return load_fail(ld, "fc2 gives %d channel scales for %d channels", back, in.c);
-    }
+    if (s || (s = parse_dense(ld, fc2, hidden, &back, &se->fc2))) return s;
+    if (back != in.c) return load_fail(ld, "fc2 gives %d channel scales for %d channels", back, in.c);
     return EMOTE_OK;
 }
 
+/* Layers own no weights (the model does): only a residual's arrays are freed. */
 static void free_residual(residual_layer *r) {
-    for (int i = 0; i < r->num_body; i++) free_conv(&r->body[i]);
     free(r->body);
-    if (r->shortcut) free_conv(r->shortcut);
     free(r->shortcut);
     memset(r, 0, sizeof *r);
 }
@@ -307,16 +319,7 @@ fail:
 }
 
 static void free_op(graph_op *op) {
-    switch (op->kind) {
-    case OP_CONV2D: free_conv(&op->u.conv); break;
-    case OP_SQUEEZE_EXCITE:
-        free_dense(&op->u.se.fc1);
-        free_dense(&op->u.se.fc2);
-        break;
-    case OP_RESIDUAL: free_residual(&op->u.residual); break;
-    case OP_LINEAR: free_dense(&op->u.linear); break;
-    default: break;
-    }
+    if (op->kind == OP_RESIDUAL) free_residual(&op->u.residual);
 }
 
 static uint64_t conv_macs(const conv_layer *c) {
@@ -421,6 +424,20 @@ static emote_status metadata_json(loader *ld, const char *key, int cjson_type, c
     return EMOTE_OK;
 }
 
+/* What makes a label unusable (it becomes a folder name, a csv/tsv header and JSON text
+ * written without escaping), or NULL. */
+static const char *label_problem(const cJSON *item) {
+    if (!cJSON_IsString(item) || !item->valuestring[0]) return "must be a non-empty string";
+    if (strpbrk(item->valuestring, "/,\"\\")) return "contains '/', a comma, a quote or a backslash";
+    const unsigned char *p = (const unsigned char *)item->valuestring;
+    uint32_t cp;
+    for (size_t n; *p; p += n) {
+        if (!(n = utf8_sequence(p, &cp))) return "is not valid UTF-8";
+        if (is_control_code_point(cp)) return "contains a control character";
+    }
+    return NULL;
+}
+
 static emote_status load_labels(loader *ld, emote_model *m) {
     cJSON *labels;
     emote_status s = metadata_json(ld, "labels", cJSON_Array, &labels);
@@ -436,9 +453,9 @@ static emote_status load_labels(loader *ld, emote_model *m) {
     }
     const cJSON *item;
     cJSON_ArrayForEach(item, labels) {
-        if (!cJSON_IsString(item) || !item->valuestring[0] || strpbrk(item->valuestring, "/\t\n\r,\"\\")) {
-            s = load_fail(ld, "label %d must be a non-empty name without '/', tabs, newlines, commas, quotes or backslashes",
-                          m->num_classes);
+        const char *problem = label_problem(item);
+        if (problem) {
+            s = load_fail(ld, "label %d %s", m->num_classes, problem);
             break;
         }
         if (!(m->labels[m->num_classes++] = str_dup(item->valuestring))) {
@@ -450,16 +467,24 @@ static emote_status load_labels(loader *ld, emote_model *m) {
     return s;
 }
 
+/* Per-channel mean or std, checked as the floats they become: finite, |mean| <= MAX_INPUT_MEAN,
+ * std in [MIN_INPUT_STD, MAX_INPUT_STD]. */
 static emote_status load_channel_values(loader *ld, const cJSON *input, const char *key, int channels, float *out,
-                                        bool positive) {
+                                        bool is_std) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(input, key);
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != channels)
         return load_fail(ld, "input \"%s\" must list one number per channel (%d)", key, channels);
-    for (int i = 0; i < channels; i++) {
-        const cJSON *v = cJSON_GetArrayItem(arr, i);
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || (positive && !(v->valuedouble > 0)))
-            return load_fail(ld, "input \"%s\"[%d] must be a finite%s number", key, i, positive ? " positive" : "");
-        out[i] = (float)v->valuedouble;
+    double min = is_std ? MIN_INPUT_STD : -MAX_INPUT_MEAN, max = is_std ? MAX_INPUT_STD : MAX_INPUT_MEAN;
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (!(d >= min && d <= max)) /* before the conversion to float: it cannot overflow */
+            return load_fail(ld, "input \"%s\"[%d] must be a number in [%g, %g]", key, i, min, max);
+        out[i] = (float)d;
+        if (!(out[i] >= min)) /* a double just above the minimum may round below it */
+            return load_fail(ld, "input \"%s\"[%d] must be a number in [%g, %g]", key, i, min, max);
+        i++;
     }
     return EMOTE_OK;
 }
@@ -542,7 +567,8 @@ emote_model *emote_model_open_memory(const void *data, size_t size, const char *
     st_file file;
     if (st_parse(data, size, name, &file, err)) return NULL;
     emote_model *m = calloc(1, sizeof *m);
-    loader ld = {.file = &file, .name = name, .err = err};
+    size_t budget = size / 2 < (SIZE_MAX - MODEL_WEIGHT_SLACK_BYTES) / 4 ? 2 * size + MODEL_WEIGHT_SLACK_BYTES : SIZE_MAX;
+    loader ld = {.file = &file, .name = name, .err = err, .model = m, .floats_left = budget / sizeof(float)};
     emote_status s = EMOTE_OK;
     if (!m || !(m->name = str_dup(name))) {
         s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
@@ -555,6 +581,7 @@ emote_model *emote_model_open_memory(const void *data, size_t size, const char *
     if (!s) s = load_labels(&ld, m);
     if (!s) s = load_input_spec(&ld, &m->input);
     if (!s) s = load_graph(&ld, m);
+    table_free(&ld.shared);
     st_free(&file);
     if (s) {
         emote_model_close(m);
@@ -608,6 +635,8 @@ void emote_model_close(emote_model *m) {
     if (!m) return;
     for (int i = 0; i < m->num_ops; i++) free_op(&m->ops[i]);
     free(m->ops);
+    for (int i = 0; i < m->num_weights; i++) free(m->weights[i]);
+    free(m->weights);
     for (int i = 0; i < m->num_classes; i++) free(m->labels[i]);
     free(m->labels);
     for (int i = 0; i < m->num_metadata; i++) {

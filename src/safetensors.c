@@ -89,6 +89,11 @@ emote_status st_parse(const unsigned char *data, size_t size, const char *name, 
     const unsigned char *tensor_data = data + 8 + header_len;
     size_t data_size = size - 8 - (size_t)header_len;
     size_t n = (size_t)cJSON_GetArraySize(file->header);
+    if (n > ST_MAX_TENSORS + 1) { /* + __metadata__ */
+        st_free(file);
+        return emote_fail(err, EMOTE_ERR_LIMIT, "%s: %zu header entries, more than the limit of %d tensors", name, n,
+                          ST_MAX_TENSORS);
+    }
     file->tensors = calloc_array(n ? n : 1, sizeof(st_tensor));
     if (!file->tensors) {
         st_free(file);
@@ -104,17 +109,27 @@ emote_status st_parse(const unsigned char *data, size_t size, const char *name, 
             file->metadata = entry;
             continue;
         }
-        emote_status s = parse_tensor(entry, data_size, tensor_data, name, &file->tensors[file->count], err);
+        st_tensor *t = &file->tensors[file->count];
+        emote_status s = parse_tensor(entry, data_size, tensor_data, name, t, err);
         if (s != EMOTE_OK) {
             st_free(file);
             return s;
         }
         file->count++;
+        int index = table_add(&file->by_name, t->name, (int)(file->count - 1));
+        if (index < 0 || index != (int)(file->count - 1)) {
+            s = index < 0 ? emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name)
+                          : emote_fail(err, EMOTE_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", name,
+                                       t->name);
+            st_free(file);
+            return s;
+        }
     }
     return EMOTE_OK;
 }
 
 void st_free(st_file *file) {
+    table_free(&file->by_name);
     for (size_t i = 0; i < file->count; i++) free(file->tensors[i].name);
     free(file->tensors);
     cJSON_Delete(file->header);
@@ -122,9 +137,8 @@ void st_free(st_file *file) {
 }
 
 const st_tensor *st_find(const st_file *file, const char *name) {
-    for (size_t i = 0; i < file->count; i++)
-        if (strcmp(file->tensors[i].name, name) == 0) return &file->tensors[i];
-    return NULL;
+    int i = table_find(&file->by_name, name);
+    return i < 0 ? NULL : &file->tensors[i];
 }
 
 const char *st_metadata(const st_file *file, const char *key) {

@@ -8,9 +8,11 @@
 #include <cjson/cJSON.h>
 
 #include "emote.h"
+#include "string_table.h"
 
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER_BYTES (64u * 1024u * 1024u)
+#define ST_MAX_TENSORS 1000000
 
 typedef struct {
     char *name;
@@ -23,6 +25,7 @@ typedef struct {
 typedef struct {
     st_tensor *tensors;
     size_t count;
+    string_table by_name;  /* tensor name -> index in tensors */
     cJSON *header;         /* the parsed JSON header; owns the metadata strings */
     const cJSON *metadata; /* "__metadata__" object inside header, or NULL */
 } st_file;
@@ -33,6 +36,7 @@ emote_status st_parse(const unsigned char *data, size_t size, const char *name, 
                       emote_error *err);
 void st_free(st_file *file);
 
+/* The tensor called name (a hash lookup), or NULL. */
 const st_tensor *st_find(const st_file *file, const char *name);
 /* A string value from __metadata__, or NULL. */
 const char *st_metadata(const st_file *file, const char *key);

@@ -95,8 +95,8 @@ static void write_delimited(const writer *w, const result *r) {
 
 static void write_jsonl(const writer *w, const result *r) {
     int classes = emote_model_num_classes(w->model);
-    fputs("{\"path\":", stdout);
-    json_write_string(stdout, r->path);
+    fputc('{', stdout);
+    json_write_path(stdout, "path", r->path);
     if (r->error) {
         fputs(",\"error\":", stdout);
         json_write_string(stdout, r->error);
@@ -120,11 +120,15 @@ static void write_jsonl(const writer *w, const result *r) {
 static void write_table(writer *w, const result *r) {
     int length = (int)strlen(r->path);
     if (length > w->path_width && length <= 80) w->path_width = length;
+    text_write_escaped(stdout, r->path);
+    printf("%*s", length < w->path_width ? w->path_width - length : 0, "");
     if (r->error) {
-        printf("%-*s  ERROR  %s\n", w->path_width, r->path, r->error);
+        fputs("  ERROR  ", stdout);
+        text_write_escaped(stdout, r->error);
+        putchar('\n');
         return;
     }
-    printf("%-*s  %-10s %5.1f%%", w->path_width, r->path, emote_model_label(w->model, w->order[0]),
+    printf("  %-10s %5.1f%%", emote_model_label(w->model, w->order[0]),
            100.0 * r->probs[w->order[0]]);
     for (int k = 1; k < w->top; k++)
         printf("   %s %.1f%%", emote_model_label(w->model, w->order[k]), 100.0 * r->probs[w->order[k]]);
@@ -142,7 +146,7 @@ static bool write_record(void *user, const result *r) {
     }
     if (r->error) {
         progress_clear(&w->progress);
-        fprintf(stderr, "emote: %s\n", r->error);
+        print_error(r->error);
     }
     fflush(stdout);
     progress_tick(&w->progress);

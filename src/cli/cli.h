@@ -103,8 +103,17 @@ int top_label(const float *probs, int classes);
 typedef enum { FORMAT_AUTO, FORMAT_TABLE, FORMAT_TSV, FORMAT_CSV, FORMAT_JSONL, FORMAT_JSON } output_format;
 
 bool parse_format(const char *name, output_format *out);
-/* Writes s as a JSON string literal (with quotes). */
+/* Writes s as a JSON string literal (with quotes), always valid UTF-8: control
+ * characters escaped, each byte that is not part of a UTF-8 character as \ufffd. */
 void json_write_string(FILE *f, const char *s);
+/* Writes "key":"path" and, when path is not valid UTF-8, "key_hex":"<its bytes in hex>"
+ * so that the exact path can be recovered. */
+void json_write_path(FILE *f, const char *key, const char *path);
+/* Writes s for people: control characters as \n, \t, \r or \xHH, and each byte that is
+ * not part of a UTF-8 character as \xHH, so that one record stays one line. */
+void text_write_escaped(FILE *f, const char *s);
+/* "emote: MESSAGE" on stderr, escaped as text_write_escaped does. */
+void print_error(const char *message);
 /* Writes s as a CSV field, quoted when needed. */
 void csv_write_field(FILE *f, const char *s);
 
@@ -119,5 +128,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_sort(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_version(void);
 
 #endif

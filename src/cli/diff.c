@@ -12,7 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
-#include "string_table.h"
+#include "predictions.h"
 #include "util.h"
 
 static const char usage[] =
@@ -23,7 +23,9 @@ static const char usage[] =
     "the largest absolute probability change over all matched records and labels, paths\n"
     "found in only one file, inputs that failed in only one file, and (as warnings) paths\n"
     "repeated within a file, of which the first record is compared. A label missing from\n"
-    "one record of a pair counts as probability 0 there.\n"
+    "one record of a pair counts as probability 0 there. Each line is checked: at most\n"
+    "16 MiB, valid JSON, probabilities numbers in [0, 1] (1e-6 of rounding allowed above 1);\n"
+    "OLD and NEW must be regular files (or '-').\n"
     "\n"
     "  -f, --format F       text | json (default text)\n"
     "      --max-changed N  allow up to N changed top labels (default 0)\n"
@@ -42,184 +44,6 @@ static const char usage[] =
     "  emote -f jsonl -m new.safetensors faces/ > new.jsonl\n"
     "  emote diff old.jsonl new.jsonl\n"
     "  emote diff --max-changed 5 --tolerance 0.05 -f json old.jsonl new.jsonl\n";
-
-/* ---- growable arrays ----------------------------------------------------------- */
-
-/* items (count used of *capacity, each `size` bytes) with room for one more: the same
- * array or a bigger one; NULL when out of memory, items untouched. */
-static void *reserve_one(void *items, int count, int *capacity, size_t size) {
-    if (count < *capacity) return items;
-    if (*capacity > INT_MAX / 2) return NULL;
-    int bigger = *capacity ? *capacity * 2 : 16;
-    size_t bytes;
-    void *p = size_mul((size_t)bigger, size, &bytes) ? realloc(items, bytes) : NULL;
-    if (p) *capacity = bigger;
-    return p;
-}
-
-/* ---- labels, shared by both files so that records compare by label id ------------ */
-
-typedef struct {
-    char **names;
-    int count, capacity;
-    string_table ids;
-} label_set;
-
-/* The id of label `name`, added when new; -1 when out of memory. */
-static int label_id(label_set *l, const char *name) {
-    int id = table_find(&l->ids, name);
-    if (id >= 0) return id;
-    char *copy = str_dup(name);
-    char **names = reserve_one(l->names, l->count, &l->capacity, sizeof(char *));
-    if (names) l->names = names;
-    if (!copy || !names || table_add(&l->ids, copy, l->count) < 0) {
-        free(copy);
-        return -1;
-    }
-    names[l->count] = copy;
-    return l->count++;
-}
-
-static void label_set_free(label_set *l) {
-    for (int i = 0; i < l->count; i++) free(l->names[i]);
-    free(l->names);
-    table_free(&l->ids);
-}
-
-/* ---- prediction files -------------------------------------------------------------- */
-
-typedef struct {
-    int label;
-    double prob;
-} label_prob;
-
-typedef struct {
-    char *path;
-    char *error; /* non-NULL: the input failed; label and probs are unset */
-    int label;   /* top label */
-    double confidence;
-    label_prob *probs;
-    int num_probs;
-    long line;
-    int first; /* index of the first record with this path (itself unless a duplicate) */
-} record;
-
-typedef struct {
-    const char *name; /* for messages: the path given, or "<stdin>" */
-    record *records;
-    int count, capacity;
-    string_table by_path; /* path -> index of its first record */
-} prediction_file;
-
-static void record_free(record *r) {
-    free(r->path);
-    free(r->error);
-    free(r->probs);
-}
-
-static void prediction_file_free(prediction_file *f) {
-    for (int i = 0; i < f->count; i++) record_free(&f->records[i]);
-    free(f->records);
-    table_free(&f->by_path);
-}
-
-static const char *parse_probs(const cJSON *probs, label_set *labels, record *r) {
-    int n = cJSON_GetArraySize(probs);
-    r->probs = calloc_array((size_t)(n > 0 ? n : 1), sizeof(label_prob));
-    if (!r->probs) return "out of memory";
-    const cJSON *p;
-    cJSON_ArrayForEach(p, probs) {
-        if (!cJSON_IsNumber(p)) return "\"probs\" holds a value that is not a number";
-        int id = label_id(labels, p->string);
-        if (id < 0) return "out of memory";
-        r->probs[r->num_probs++] = (label_prob){id, p->valuedouble};
-    }
-    return NULL;
-}
-
-static const char *parse_prediction(const cJSON *json, label_set *labels, record *r) {
-    const cJSON *label = cJSON_GetObjectItemCaseSensitive(json, "label");
-    const cJSON *confidence = cJSON_GetObjectItemCaseSensitive(json, "confidence");
-    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(json, "probs");
-    if (!cJSON_IsString(label)) return "no \"label\" string (nor an \"error\")";
-    if (!cJSON_IsNumber(confidence)) return "no \"confidence\" number";
-    if (!cJSON_IsObject(probs)) return "no \"probs\" object";
-    r->label = label_id(labels, label->valuestring);
-    if (r->label < 0) return "out of memory";
-    r->confidence = confidence->valuedouble;
-    return parse_probs(probs, labels, r);
-}
-
-/* Fills r from one line; returns what is wrong with the line, or NULL. */
-static const char *parse_record(const char *line, label_set *labels, record *r) {
-    cJSON *json = cJSON_ParseWithOpts(line, NULL, true);
-    const char *problem = NULL;
-    const cJSON *path = cJSON_GetObjectItemCaseSensitive(json, "path");
-    const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
-    if (!json) problem = "not valid JSON";
-    else if (!cJSON_IsObject(json)) problem = "not a JSON object";
-    else if (!cJSON_IsString(path)) problem = "no \"path\" string";
-    else if (!(r->path = str_dup(path->valuestring))) problem = "out of memory";
-    else if (error && !cJSON_IsString(error)) problem = "\"error\" is not a string";
-    else if (error && !(r->error = str_dup(error->valuestring))) problem = "out of memory";
-    else if (!error) problem = parse_prediction(json, labels, r);
-    cJSON_Delete(json);
-    return problem;
-}
-
-static bool is_blank(const char *s) {
-    return s[strspn(s, " \t\r\n")] == '\0';
-}
-
-/* Parses one non-blank line into the next record and indexes its path. */
-static bool add_line(prediction_file *f, label_set *labels, const char *line, size_t length, long number) {
-    record *records = reserve_one(f->records, f->count, &f->capacity, sizeof(record));
-    if (!records) {
-        fprintf(stderr, "emote: %s: out of memory at line %ld\n", f->name, number);
-        return false;
-    }
-    f->records = records;
-    record *r = &records[f->count];
-    memset(r, 0, sizeof *r);
-    r->line = number;
-    const char *problem = strlen(line) != length ? "contains a NUL byte" : parse_record(line, labels, r);
-    if (!problem && (r->first = table_add(&f->by_path, r->path, f->count)) < 0) problem = "out of memory";
-    if (problem) {
-        fprintf(stderr, "emote: %s:%ld: not a prediction record: %s\n", f->name, number, problem);
-        record_free(r);
-        return false;
-    }
-    f->count++;
-    return true;
-}
-
-/* Reads every record of the file; prints the error and returns false on failure. */
-static bool load_predictions(prediction_file *f, const char *path, label_set *labels) {
-    bool from_stdin = strcmp(path, "-") == 0;
-    f->name = from_stdin ? "<stdin>" : path;
-    FILE *in = from_stdin ? stdin : fopen(path, "r");
-    if (!in) {
-        fprintf(stderr, "emote: %s: cannot open: %s\n", path, strerror(errno));
-        return false;
-    }
-    char *line = NULL;
-    size_t size = 0;
-    ssize_t length;
-    long number = 0;
-    bool ok = true;
-    errno = 0;
-    while (ok && (length = getline(&line, &size, in)) >= 0) {
-        number++;
-        if (!is_blank(line)) ok = add_line(f, labels, line, (size_t)length, number);
-    }
-    if (ok && ferror(in)) {
-        fprintf(stderr, "emote: %s: cannot read: %s\n", f->name, strerror(errno ? errno : EIO));
-        ok = false;
-    }
-    free(line);
-    if (!from_stdin) fclose(in);
-    return ok;
-}
 
 /* ---- comparison ---------------------------------------------------------------------- */
 
@@ -241,7 +65,7 @@ typedef struct {
 } diff_result;
 
 static void pair_list_add(pair_list *l, int old_index, int new_index, bool *out_of_memory) {
-    record_pair *items = reserve_one(l->items, l->count, &l->capacity, sizeof(record_pair));
+    record_pair *items = array_reserve_one(l->items, l->count, &l->capacity, sizeof(record_pair));
     if (!items) {
         *out_of_memory = true;
         return;
@@ -260,7 +84,7 @@ typedef struct {
     double *old_probs, *new_probs;
 } prob_scratch;
 
-static void track_max_change(diff_result *d, const prob_scratch *s, const record *r, int old_index) {
+static void track_max_change(diff_result *d, const prob_scratch *s, const prediction *r, int old_index) {
     for (int k = 0; k < r->num_probs; k++) {
         int label = r->probs[k].label;
         double change = fabs(s->old_probs[label] - s->new_probs[label]);
@@ -272,16 +96,16 @@ static void track_max_change(diff_result *d, const prob_scratch *s, const record
     }
 }
 
-static void spread_probs(double *by_label, const record *r) {
+static void spread_probs(double *by_label, const prediction *r) {
     for (int k = 0; k < r->num_probs; k++) by_label[r->probs[k].label] = r->probs[k].prob;
 }
 
-static void clear_probs(prob_scratch *s, const record *r) {
+static void clear_probs(prob_scratch *s, const prediction *r) {
     for (int k = 0; k < r->num_probs; k++) s->old_probs[r->probs[k].label] = s->new_probs[r->probs[k].label] = 0;
 }
 
 /* Labels present in only one of the two records count as probability 0 in the other. */
-static void compare_probs(diff_result *d, prob_scratch *s, const record *o, const record *n, int old_index) {
+static void compare_probs(diff_result *d, prob_scratch *s, const prediction *o, const prediction *n, int old_index) {
     spread_probs(s->old_probs, o);
     spread_probs(s->new_probs, n);
     track_max_change(d, s, o, old_index);
@@ -290,7 +114,7 @@ static void compare_probs(diff_result *d, prob_scratch *s, const record *o, cons
     clear_probs(s, n);
 }
 
-static void compare_pair(diff_result *d, prob_scratch *s, const record *o, const record *n, int oi, int ni) {
+static void compare_pair(diff_result *d, prob_scratch *s, const prediction *o, const prediction *n, int oi, int ni) {
     if (o->error && n->error) d->both_failed++;
     else if (o->error) pair_list_add(&d->failed_old_only, oi, ni, &d->out_of_memory);
     else if (n->error) pair_list_add(&d->failed_new_only, oi, ni, &d->out_of_memory);
@@ -309,14 +133,14 @@ static bool diff_files(const prediction_file *old, const prediction_file *new, i
                       calloc_array((size_t)num_labels + 1, sizeof(double))};
     d->out_of_memory = !s.old_probs || !s.new_probs;
     for (int oi = 0; oi < old->count && !d->out_of_memory; oi++) {
-        const record *o = &old->records[oi];
+        const prediction *o = &old->records[oi];
         if (o->first != oi) continue;
         int ni = table_find(&new->by_path, o->path);
         if (ni < 0) pair_list_add(&d->only_old, oi, -1, &d->out_of_memory);
         else compare_pair(d, &s, o, &new->records[ni], oi, ni);
     }
     for (int ni = 0; ni < new->count && !d->out_of_memory; ni++) {
-        const record *n = &new->records[ni];
+        const prediction *n = &new->records[ni];
         if (n->first == ni && table_find(&old->by_path, n->path) < 0)
             pair_list_add(&d->only_new, -1, ni, &d->out_of_memory);
     }
@@ -336,14 +160,14 @@ typedef struct {
     double tolerance; /* < 0: no limit */
 } diff_report;
 
-static const record *old_record(const diff_report *r, record_pair p) { return &r->old->records[p.old_index]; }
-static const record *new_record(const diff_report *r, record_pair p) { return &r->new->records[p.new_index]; }
+static const prediction *old_record(const diff_report *r, record_pair p) { return &r->old->records[p.old_index]; }
+static const prediction *new_record(const diff_report *r, record_pair p) { return &r->new->records[p.new_index]; }
 
 static void print_text(const diff_report *r) {
     const diff_result *d = r->result;
     const char *const *names = (const char *const *)r->labels->names;
     for (int i = 0; i < d->changed.count; i++) {
-        const record *o = old_record(r, d->changed.items[i]), *n = new_record(r, d->changed.items[i]);
+        const prediction *o = old_record(r, d->changed.items[i]), *n = new_record(r, d->changed.items[i]);
         printf("changed             %s  %s %.4f -> %s %.4f\n", o->path, names[o->label], o->confidence,
                names[n->label], n->confidence);
     }
@@ -352,11 +176,11 @@ static void print_text(const diff_report *r) {
     for (int i = 0; i < d->only_new.count; i++)
         printf("only in NEW         %s\n", new_record(r, d->only_new.items[i])->path);
     for (int i = 0; i < d->failed_old_only.count; i++) {
-        const record *o = old_record(r, d->failed_old_only.items[i]);
+        const prediction *o = old_record(r, d->failed_old_only.items[i]);
         printf("failed in OLD only  %s  (%s)\n", o->path, o->error);
     }
     for (int i = 0; i < d->failed_new_only.count; i++) {
-        const record *n = new_record(r, d->failed_new_only.items[i]);
+        const prediction *n = new_record(r, d->failed_new_only.items[i]);
         printf("failed in NEW only  %s  (%s)\n", n->path, n->error);
     }
     printf("%d of %d labels changed; max probability change %.3g", d->changed.count, d->compared, d->max_change);
@@ -368,7 +192,7 @@ static void print_text(const diff_report *r) {
     putchar('\n');
 }
 
-static void json_write_prediction(const diff_report *r, const record *rec) {
+static void json_write_prediction(const diff_report *r, const prediction *rec) {
     printf("{\"label\":");
     json_write_string(stdout, r->labels->names[rec->label]);
     printf(",\"confidence\":%.17g}", rec->confidence);
@@ -386,7 +210,7 @@ static void json_write_paths(const char *key, const diff_report *r, const pair_l
 static void json_write_failures(const char *key, const diff_report *r, const pair_list *l, bool old_side) {
     printf(",\"%s\":[", key);
     for (int i = 0; i < l->count; i++) {
-        const record *rec = old_side ? old_record(r, l->items[i]) : new_record(r, l->items[i]);
+        const prediction *rec = old_side ? old_record(r, l->items[i]) : new_record(r, l->items[i]);
         printf("%s{\"path\":", i ? "," : "");
         json_write_string(stdout, rec->path);
         printf(",\"error\":");
@@ -448,7 +272,7 @@ static void print_json(const diff_report *r, bool within_limits) {
 
 static void warn_duplicates(const prediction_file *f) {
     for (int i = 0; i < f->count; i++) {
-        const record *r = &f->records[i];
+        const prediction *r = &f->records[i];
         if (r->first == i) continue;
         fprintf(stderr, "emote: warning: %s:%ld: path '%s' repeats line %ld; the first record is compared\n",
                 f->name, r->line, r->path, f->records[r->first].line);
@@ -549,8 +373,10 @@ int cmd_diff(int argc, char **argv) {
     prediction_file old = {0}, new = {0};
     diff_result result = {0};
     status = EXIT_FATAL;
-    if (load_predictions(&old, o.paths[0], &labels) && load_predictions(&new, o.paths[1], &labels) &&
-        diff_files(&old, &new, labels.count, &result)) {
+    emote_error err;
+    if (predictions_load(&old, o.paths[0], &labels, &err) || predictions_load(&new, o.paths[1], &labels, &err)) {
+        fprintf(stderr, "emote: %s\n", err.message);
+    } else if (diff_files(&old, &new, labels.count, &result)) {
         diff_report report = {&old, &new, &labels, &result, o.max_changed, o.tolerance};
         warn_duplicates(&old);
         warn_duplicates(&new);

@@ -1,6 +1,7 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +210,12 @@ static bool run_batch(engine *e, int rows, char *error) {
     return true;
 }
 
+static bool all_finite(const float *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user) {
     run_counts counts = {0, 0};
     int batch = e->options->batch, classes = emote_model_num_classes(e->model);
@@ -232,6 +239,11 @@ run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, vo
             else if (!s->ok) r.error = s->error;
             else if (!batch_ok) r.error = batch_error;
             else r.probs = e->probs + (size_t)s->row * classes;
+            if (r.probs && !all_finite(r.probs, classes)) {
+                format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
+                r.probs = NULL;
+                r.error = s->error;
+            }
             counts.done++;
             if (r.error) counts.failed++;
             if (go_on) go_on = on_result(user, &r);

@@ -57,7 +57,7 @@ static bool record_result(void *user, const result *r) {
     eval_state *s = user;
     if (r->error) {
         progress_clear(&s->progress);
-        fprintf(stderr, "emote: %s\n", r->error);
+        print_error(r->error);
     } else {
         int truth = true_label_of(s, r->path);
         if (truth >= 0) confusion_add(&s->confusion, truth, top_label(r->probs, s->confusion.classes));

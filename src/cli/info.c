@@ -82,7 +82,9 @@ static void print_json_tree(const cJSON *object, int indent) {
             putchar('\n');
             print_json_tree(item, indent + 2);
         } else if (cJSON_IsString(item)) {
-            printf("  %s\n", item->valuestring);
+            fputs("  ", stdout);
+            text_write_escaped(stdout, item->valuestring);
+            putchar('\n');
         } else if (cJSON_IsNumber(item)) {
             printf("  %.6g\n", item->valuedouble); /* for people; -f json keeps every digit */
         } else {
@@ -100,7 +102,9 @@ static void print_metadata_text(const emote_model *model, const char *key) {
         printf("%s\n", key);
         print_json_tree(json, 2);
     } else {
-        printf("%-12s %s\n", key, raw && *raw && strcmp(raw, "{}") ? raw : "(not recorded)");
+        printf("%-12s ", key);
+        text_write_escaped(stdout, raw && *raw && strcmp(raw, "{}") ? raw : "(not recorded)");
+        putchar('\n');
     }
     cJSON_Delete(json);
 }

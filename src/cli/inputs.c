@@ -8,10 +8,13 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "line_reader.h"
 #include "string_table.h"
 #include "util.h"
 
 #define MAX_DEPTH 128
+/* Longest path accepted on stdin, in bytes (Linux's PATH_MAX, terminator excluded). */
+#define STDIN_PATH_MAX 4096
 
 typedef struct {
     char *dir;
@@ -23,13 +26,11 @@ struct input_source {
     char **args;
     int num_args, next_arg;
     bool reading_stdin;
-    int delimiter;
-    char *line;
-    size_t line_cap;
+    line_reader paths; /* stdin */
     dir_frame stack[MAX_DEPTH];
     int depth;
     char *current;
-    char error[512];
+    char error[EMOTE_ERROR_MAX];
     int shard_index, shard_count;
     bool stdin_image; /* "-" is an image on stdin, not a list of paths */
 };
@@ -50,7 +51,7 @@ input_source *input_source_new(char **paths, int count, const engine_options *o)
     if (!src) return NULL;
     src->args = paths;
     src->num_args = count;
-    src->delimiter = o->nul_separated ? '\0' : '\n';
+    line_reader_init(&src->paths, stdin, o->nul_separated ? '\0' : '\n', STDIN_PATH_MAX);
     src->shard_index = o->shard_index;
     src->shard_count = o->shard_count;
     src->stdin_image = o->stdin_image;
@@ -67,7 +68,7 @@ static void pop_frame(input_source *src) {
 void input_source_free(input_source *src) {
     if (!src) return;
     while (src->depth > 0) pop_frame(src);
-    free(src->line);
+    line_reader_free(&src->paths);
     free(src->current);
     free(src);
 }
@@ -90,12 +91,12 @@ char *join_path(const char *dir, const char *name) {
 /* Reads a directory's entry names, sorted; sets src->error on failure. */
 static bool push_directory(input_source *src, const char *dir) {
     if (src->depth == MAX_DEPTH) {
-        snprintf(src->error, sizeof src->error, "%s: directories nested deeper than %d levels", dir, MAX_DEPTH);
+        format_message(src->error, sizeof src->error, "%s: directories nested deeper than %d levels", dir, MAX_DEPTH);
         return false;
     }
     DIR *d = opendir(dir);
     if (!d) {
-        snprintf(src->error, sizeof src->error, "%s: cannot read directory: %s", dir, strerror(errno));
+        format_message(src->error, sizeof src->error, "%s: cannot read directory: %s", dir, strerror(errno));
         return false;
     }
     dir_frame f = {str_dup(dir), NULL, 0, 0};
@@ -114,7 +115,7 @@ static bool push_directory(input_source *src, const char *dir) {
     }
     closedir(d);
     if (!ok) {
-        snprintf(src->error, sizeof src->error, "%s: out of memory listing the directory", dir);
+        format_message(src->error, sizeof src->error, "%s: out of memory listing the directory", dir);
         src->stack[src->depth++] = f;
         pop_frame(src);
         return false;
@@ -129,14 +130,33 @@ static bool is_directory(const char *path, bool follow_links) {
     return (follow_links ? stat(path, &st) : lstat(path, &st)) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Next path from stdin, or NULL at its end. Empty lines are skipped. */
-static char *next_stdin_path(input_source *src) {
+/* Next path from stdin, or NULL at its end. Empty lines are skipped; an empty NUL-ended
+ * record, a path longer than STDIN_PATH_MAX, a NUL inside a line or a read error sets
+ * src->error and ends the list (what follows cannot be trusted to be paths). */
+static const char *next_stdin_path(input_source *src, bool *failed) {
+    line_reader *r = &src->paths;
+    bool nul = r->delimiter == '\0';
+    const char *unit = nul ? "record" : "line";
     for (;;) {
-        ssize_t n = getdelim(&src->line, &src->line_cap, src->delimiter, stdin);
-        if (n < 0) return NULL;
-        if (n > 0 && src->line[n - 1] == src->delimiter) src->line[--n] = '\0';
-        if (src->delimiter == '\n' && n > 0 && src->line[n - 1] == '\r') src->line[--n] = '\0';
-        if (n > 0) return src->line;
+        line_status status = line_reader_next(r);
+        const char *problem = NULL;
+        if (status == LINE_END) return NULL;
+        if (status == LINE_TOO_LONG) problem = "path longer than " STRINGIFY(STDIN_PATH_MAX) " bytes";
+        else if (status == LINE_NO_MEMORY) problem = "out of memory";
+        else if (status == LINE_READ_ERROR) {
+            snprintf(src->error, sizeof src->error, "<stdin>: read error after %s %ld: %s", unit, r->number,
+                     strerror(errno ? errno : EIO));
+            *failed = true;
+            return NULL;
+        } else if (!nul && r->length > 0 && r->line[r->length - 1] == '\r') r->line[--r->length] = '\0';
+        if (!problem && strlen(r->line) != r->length) problem = "path contains a NUL byte";
+        if (!problem && nul && r->length == 0) problem = "empty path";
+        if (problem) {
+            snprintf(src->error, sizeof src->error, "<stdin>: %s %ld: %s", unit, r->number, problem);
+            *failed = true;
+            return NULL;
+        }
+        if (r->length > 0) return r->line;
     }
 }
 
@@ -165,7 +185,13 @@ static bool next_candidate(input_source *src, input_item *item) {
         }
         const char *arg = NULL;
         if (src->reading_stdin) {
-            if (!(arg = next_stdin_path(src))) src->reading_stdin = false;
+            bool failed = false;
+            if (!(arg = next_stdin_path(src, &failed))) src->reading_stdin = false;
+            if (failed) {
+                item->path = "-";
+                item->error = src->error;
+                return true;
+            }
         }
         if (!arg) {
             if (src->next_arg == src->num_args) return false;

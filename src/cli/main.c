@@ -16,6 +16,7 @@ static const char usage[] =
     "  diff OLD NEW            compare two jsonl prediction files\n"
     "  info [MODEL]            labels, input, parameters, FLOPs and provenance of a model\n"
     "\n"
+    "'emote --version' shows the version, commit, OpenBLAS core, image decoders and built-in model.\n"
     "'emote COMMAND --help' shows each command's options and examples. An option's value\n"
     "may follow as the next word, attached to a short option (-j2) or after '=' (--threads=2).\n"
     "\n"
@@ -75,6 +76,7 @@ static int run_command(int argc, char **argv) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) return cmd_version();
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         fputs(usage, stdout);
         return EXIT_ALL_OK;

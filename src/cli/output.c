@@ -1,7 +1,9 @@
 /* Output helpers shared by the commands. */
+#include <stdint.h>
 #include <string.h>
 
 #include "cli.h"
+#include "utf8.h"
 
 bool parse_format(const char *name, output_format *out) {
     static const struct {
@@ -20,19 +22,55 @@ bool parse_format(const char *name, output_format *out) {
 
 void json_write_string(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
-        }
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t n; *p; p += n) {
+        n = utf8_sequence(p, &cp);
+        if (!n) {
+            fputs("\\ufffd", f); /* a byte that is not UTF-8: REPLACEMENT CHARACTER */
+            n = 1;
+        } else if (cp == '"') fputs("\\\"", f);
+        else if (cp == '\\') fputs("\\\\", f);
+        else if (cp == '\n') fputs("\\n", f);
+        else if (cp == '\r') fputs("\\r", f);
+        else if (cp == '\t') fputs("\\t", f);
+        else if (is_control_code_point(cp)) fprintf(f, "\\u%04x", (unsigned)cp);
+        else fwrite(p, 1, n, f);
     }
     fputc('"', f);
+}
+
+void json_write_path(FILE *f, const char *key, const char *path) {
+    fprintf(f, "\"%s\":", key);
+    json_write_string(f, path);
+    if (utf8_valid(path)) return;
+    fprintf(f, ",\"%s_hex\":\"", key);
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) fprintf(f, "%02x", *p);
+    fputc('"', f);
+}
+
+void text_write_escaped(FILE *f, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t n; *p; p += n) {
+        n = utf8_sequence(p, &cp);
+        if (n && !is_control_code_point(cp)) {
+            fwrite(p, 1, n, f);
+            continue;
+        }
+        if (!n) n = 1;
+        if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p == '\r') fputs("\\r", f);
+        else
+            for (size_t i = 0; i < n; i++) fprintf(f, "\\x%02x", p[i]);
+    }
+}
+
+void print_error(const char *message) {
+    fputs("emote: ", stderr);
+    text_write_escaped(stderr, message);
+    fputc('\n', stderr);
 }
 
 void csv_write_field(FILE *f, const char *s) {

@@ -280,9 +280,11 @@ static bool finish_copy(int fd, const char *name, const struct stat *source, mod
 
 /* A complete, synced copy of src in a hidden temp file in folder; its path, or NULL. */
 static char *copy_to_temp(const source_file *src, const char *folder, mode_t umask_bits, char *error) {
-    int in = open(src->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    emote_error err;
+    int in = open_regular_file(src->path, &st, &err); /* never blocks on a FIFO put in its place */
     if (in < 0) {
-        failf(error, "cannot read %s: %s", src->path, strerror(errno));
+        failf(error, "%s", err.message);
         return NULL;
     }
     char *temp = NULL;
@@ -387,8 +389,8 @@ static void json_write_string_or_null(FILE *f, const char *s) {
 static void manifest_add(manifest *m, const sort_record *r) {
     if (!m->f) return;
     if (m->jsonl) {
-        fputs("{\"source\":", m->f);
-        json_write_string(m->f, r->source);
+        fputc('{', m->f);
+        json_write_path(m->f, "source", r->source);
         fputs(",\"destination\":", m->f);
         json_write_string_or_null(m->f, r->destination);
         fputs(",\"label\":", m->f);

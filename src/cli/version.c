@@ -1,0 +1,36 @@
+/* emote --version: what this binary is made of, for bug reports. */
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <jpeglib.h>
+
+#include "cli.h"
+#include "util.h"
+
+#ifndef EMOTE_VERSION
+#define EMOTE_VERSION "0.1.0"
+#endif
+#ifndef EMOTE_COMMIT
+#define EMOTE_COMMIT "unknown"
+#endif
+/* The image decoders linked in (kept up to date with src/image and src/third_party/stb). */
+#define EMOTE_IMAGE_DECODERS                                                                   \
+    "libjpeg-turbo " STRINGIFY(LIBJPEG_TURBO_VERSION) " (JPEG), stb_image v2.30 (PNG, BMP, GIF, PNM)"
+
+int cmd_version(void) {
+    printf("emote %s (commit %s)\n", EMOTE_VERSION, EMOTE_COMMIT);
+    printf("OpenBLAS    %s; core %s\n", openblas_get_config(), openblas_get_corename());
+    printf("images      %s\n", EMOTE_IMAGE_DECODERS);
+    emote_error err;
+    emote_model *m = emote_model_open_builtin(&err);
+    if (m) {
+        const emote_input_spec *in = emote_model_input(m);
+        printf("built-in    model: %d labels, %dx%dx%d input, %.2f M parameters\n", emote_model_num_classes(m),
+               in->channels, in->height, in->width, (double)emote_model_param_count(m) / 1e6);
+        emote_model_close(m);
+    } else {
+        printf("built-in    no model (give one with -m FILE)\n");
+    }
+    return fflush(stdout) || ferror(stdout) ? EXIT_FATAL : EXIT_ALL_OK;
+}
