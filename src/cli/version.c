@@ -22,15 +22,19 @@ int cmd_version(void) {
     printf("emote %s (commit %s)\n", EMOTE_VERSION, EMOTE_COMMIT);
     printf("OpenBLAS    %s; core %s\n", openblas_get_config(), openblas_get_corename());
     printf("images      %s\n", EMOTE_IMAGE_DECODERS);
-    emote_error err;
-    emote_model *m = emote_model_open_builtin(&err);
-    if (m) {
+    if (!emote_builtin_model_name(0)) printf("built-in    no model (give one with -m FILE)\n");
+    for (int i = 0; emote_builtin_model_name(i); i++) {
+        emote_error err;
+        emote_model *m = emote_model_open_builtin_named(emote_builtin_model_name(i), &err);
+        if (!m) {
+            printf("built-in    %s: %s\n", emote_builtin_model_name(i), err.message);
+            continue;
+        }
         const emote_input_spec *in = emote_model_input(m);
-        printf("built-in    model: %d labels, %dx%dx%d input, %.2f M parameters\n", emote_model_num_classes(m),
-               in->channels, in->height, in->width, (double)emote_model_param_count(m) / 1e6);
+        printf("built-in    %s%s: %d labels, %dx%dx%d input, %.2f M parameters\n", emote_builtin_model_name(i),
+               i == 0 ? " (default)" : "", emote_model_num_classes(m), in->channels, in->height, in->width,
+               (double)emote_model_param_count(m) / 1e6);
         emote_model_close(m);
-    } else {
-        printf("built-in    no model (give one with -m FILE)\n");
     }
     return fflush(stdout) || ferror(stdout) ? EXIT_FATAL : EXIT_ALL_OK;
 }
