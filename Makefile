@@ -144,7 +144,7 @@ model: deps-tools
 # The FER+ model (-m ferplus): the default model's weights fine-tuned on the FER+ crowd votes
 # (PLD targets, tools/ferplus.py) with a new 8-class head; `make model` first rebuilds those.
 model-ferplus: deps-tools
-	$(PYTHON) tools/train.py --labels ferplus --init-model $(MODEL) --epochs 20 --lr 0.05 --warmup-epochs 1 \
+	$(PYTHON) tools/train.py --labels ferplus --init-model $(MODEL) --epochs 12 --lr 0.05 --warmup-epochs 1 \
 	  --out runs/ferplus
 	$(PYTHON) tools/export.py --force runs/ferplus/best.pt models/emote-ferplus.safetensors
 	$(MAKE) all
