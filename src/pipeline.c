@@ -10,6 +10,7 @@
  * Invariant: slots with sequence numbers in [head, tail) are in use, tail - head <= capacity;
  * readers only touch slots in [next_read, tail) after claiming them under the lock, and the
  * caller fills slot `tail` before publishing it by advancing tail under the lock. */
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -163,6 +164,12 @@ static bool forward(pipeline *p, int rows, char *error) {
     return true;
 }
 
+static bool all_finite(const float *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
 /* Classifies slots [head, head + n) and hands out their results; false to stop. */
 static bool run_batch(pipeline *p, int n, emote_result_fn on_result, void *user, emote_pipeline_counts *counts) {
     int rows = 0;
@@ -181,6 +188,11 @@ static bool run_batch(pipeline *p, int n, emote_result_fn on_result, void *user,
         else if (!batch_ok) r.error = batch_error;
         else r.probs = p->probs + (size_t)rows * p->classes;
         rows += s->ok;
+        if (r.probs && !all_finite(r.probs, p->classes)) {
+            format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
+            r.probs = NULL;
+            r.error = s->error;
+        }
         counts->done++;
         counts->failed += r.error != NULL;
         if (go_on) go_on = on_result(user, &r) != 0;
