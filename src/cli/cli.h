@@ -95,6 +95,10 @@ typedef struct {
 /* Classifies every input of src through the reading pipeline (src/pipeline.c) and
  * reports each result in input order. */
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user);
+/* The same, leaving out (before reading them) the inputs for which skip(skip_user, path) is true. */
+typedef bool (*skip_fn)(void *user, const char *path);
+run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                                    void *user);
 
 /* Index of the largest probability. */
 int top_label(const float *probs, int classes);

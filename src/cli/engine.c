@@ -139,6 +139,8 @@ int top_label(const float *probs, int classes) {
 
 typedef struct {
     input_source *src;
+    skip_fn skip;
+    void *skip_user;
     result_fn on_result;
     void *user;
 } run_state;
@@ -146,7 +148,9 @@ typedef struct {
 static int next_input(void *user, const char **path, const char **error) {
     run_state *r = user;
     input_item item;
-    if (!input_source_next(r->src, &item)) return 0;
+    do {
+        if (!input_source_next(r->src, &item)) return 0;
+    } while (!item.error && r->skip && r->skip(r->skip_user, item.path));
     *path = item.path;
     *error = item.error;
     return 1;
@@ -159,6 +163,11 @@ static int deliver(void *user, const emote_result *er) {
 }
 
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user) {
+    return classify_inputs_skipping(e, src, NULL, NULL, on_result, user);
+}
+
+run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                                    void *user) {
     const engine_options *o = e->options;
     const emote_input_spec *in = emote_model_input(e->model);
     emote_pipeline_options po = {.batch = o->batch,
@@ -168,7 +177,7 @@ run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, vo
                                  .decode = {.min_width = DECODE_MARGIN * in->width,
                                             .min_height = DECODE_MARGIN * in->height,
                                             .ignore_orientation = o->no_exif}};
-    run_state state = {src, on_result, user};
+    run_state state = {src, skip, skip_user, on_result, user};
     emote_pipeline_counts counts;
     emote_error err;
     if (emote_pipeline_run(e->model, e->session, &po, next_input, deliver, &state, &counts, &err)) {
