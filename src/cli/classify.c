@@ -16,6 +16,10 @@ static const char usage[] =
     "  -f, --format F       table | tsv | csv | jsonl (default: table on a terminal, else tsv)\n"
     "  -k, --top K          also list the K most likely labels (table default 3)\n"
     "      --no-header      no header line in tsv/csv\n"
+    "  -o, --output FILE    write the records to FILE (refused if it exists and is not\n"
+    "                       empty, unless --resume)\n"
+    "      --resume         continue FILE of an interrupted run: keep its complete records,\n"
+    "                       retry its error records, classify only the inputs it lacks\n"
     "%s"
     "  -h, --help           this help\n"
     "\n"
@@ -24,13 +28,15 @@ static const char usage[] =
     "\"confidence\", \"probs\": {label: p}, [\"top\"]} or {\"path\", \"error\"}.\n"
     "\n"
     "Exit status: 0 all inputs classified; 1 some inputs failed (each is reported, the rest\n"
-    "are classified); 2 usage error; 3 fatal (model unusable, no inputs).\n"
+    "are classified); 2 usage error; 3 fatal (model unusable, no inputs, -o FILE refused\n"
+    "or not writable).\n"
     "\n"
     "Examples:\n"
     "  emote face.png\n"
     "  emote -f jsonl photos/ > predictions.jsonl\n"
     "  find crops -name '*.jpg' -print0 | emote -0 -f csv - > labels.csv\n"
-    "  emote --stdin-image < face.jpg\n";
+    "  emote --stdin-image < face.jpg\n"
+    "  emote -f jsonl -o labels.jsonl --resume photos/   # run again after a kill\n";
 
 typedef struct {
     const emote_model *model;
