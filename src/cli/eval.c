@@ -317,7 +317,7 @@ static int eval_directory(const engine_options *o, const eval_options *eo, const
 static int eval_predictions(const engine_options *o, const eval_options *eo, char **patterns, int count) {
     emote_error err;
     const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    emote_model *model = path && *path ? emote_model_open(path, &err) : emote_model_open_builtin(&err);
+    emote_model *model = emote_model_open_any(path, &err);
     if (!model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return EXIT_FATAL;
