@@ -144,6 +144,48 @@ emote_status emote_image_resize(const emote_image *image, int width, int height,
 emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *image, float *out,
                               emote_error *err);
 
+
+/* ---- pipeline ------------------------------------------------------------ */
+
+/* Reads, decodes and preprocesses inputs on reader threads ahead of the forward pass and
+ * hands back one result per input, in input order. The queue between them holds at most
+ * depth * batch inputs, each one preprocessed tensor (emote_input_floats floats) plus its
+ * path and a message buffer (EMOTE_ERROR_MAX bytes); each reader also holds one decoded
+ * image at a time. Results are bitwise those of emote_classify on the same images. */
+typedef struct {
+    int batch;   /* images per forward pass, 1..the session's max_batch */
+    int readers; /* reader threads; 0 = read on the calling thread between passes */
+    int depth;   /* batches queued ahead of the forward pass; 0 = 4 */
+    int tta;     /* non-zero: average each image with its mirror image */
+    int dash_is_stdin_image; /* non-zero: the path "-" names one image's bytes on stdin */
+    emote_decode_options decode;
+} emote_pipeline_options;
+
+typedef struct {
+    const char *path;   /* as the input function gave it */
+    const float *probs; /* num_classes probabilities; NULL when error is set */
+    const char *error;  /* why this input failed */
+} emote_result;
+
+/* Next input in order: sets *path (copied before the next call) and returns 1, or returns
+ * 0 at the end. Setting *error as well marks an input that failed before reading (the
+ * message is copied); its result carries that error. Called on the caller's thread. */
+typedef int (*emote_input_fn)(void *user, const char **path, const char **error);
+/* Called once per input, in input order, on the caller's thread; return 0 to stop. */
+typedef int (*emote_result_fn)(void *user, const emote_result *result);
+
+typedef struct {
+    long done, failed; /* results handed out, and how many of them carry an error */
+} emote_pipeline_counts;
+
+/* Runs every input through model and session (planned for at least options->batch).
+ * Fails only when nothing can start (bad options, out of memory, no threads); per-input
+ * failures are results. */
+emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
+                                const emote_pipeline_options *options, emote_input_fn next,
+                                emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
+                                emote_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "progress.h"
+#include "record_file.h"
 
 static const char usage[] =
     "usage: emote [classify] [options] PATH...\n"
@@ -15,6 +16,10 @@ static const char usage[] =
     "  -f, --format F       table | tsv | csv | jsonl (default: table on a terminal, else tsv)\n"
     "  -k, --top K          also list the K most likely labels (table default 3)\n"
     "      --no-header      no header line in tsv/csv\n"
+    "  -o, --output FILE    write the records to FILE (refused if it exists and is not\n"
+    "                       empty, unless --resume)\n"
+    "      --resume         continue FILE of an interrupted run: keep its complete records,\n"
+    "                       retry its error records, classify only the inputs it lacks\n"
     "%s"
     "  -h, --help           this help\n"
     "\n"
@@ -23,13 +28,15 @@ static const char usage[] =
     "\"confidence\", \"probs\": {label: p}, [\"top\"]} or {\"path\", \"error\"}.\n"
     "\n"
     "Exit status: 0 all inputs classified; 1 some inputs failed (each is reported, the rest\n"
-    "are classified); 2 usage error; 3 fatal (model unusable, no inputs).\n"
+    "are classified); 2 usage error; 3 fatal (model unusable, no inputs, -o FILE refused\n"
+    "or not writable).\n"
     "\n"
     "Examples:\n"
     "  emote face.png\n"
     "  emote -f jsonl photos/ > predictions.jsonl\n"
     "  find crops -name '*.jpg' -print0 | emote -0 -f csv - > labels.csv\n"
-    "  emote --stdin-image < face.jpg\n";
+    "  emote --stdin-image < face.jpg\n"
+    "  emote -f jsonl -o labels.jsonl --resume photos/   # run again after a kill\n";
 
 typedef struct {
     const emote_model *model;
@@ -38,6 +45,7 @@ typedef struct {
     bool header;
     int *order;     /* label indices by falling probability */
     int path_width; /* table: the widest path so far (up to 80), so that columns line up */
+    FILE *out;      /* stdout, or -o FILE */
     progress_bar progress;
 } writer;
 
@@ -53,18 +61,30 @@ static void sort_labels(const float *probs, int classes, int *order) {
 static void write_header(const writer *w) {
     char sep = w->format == FORMAT_CSV ? ',' : '\t';
     int classes = emote_model_num_classes(w->model);
-    printf("path%clabel%cconfidence", sep, sep);
+    fprintf(w->out, "path%clabel%cconfidence", sep, sep);
     if (w->top) {
-        for (int k = 1; k <= w->top; k++) printf("%ctop%d_label%ctop%d_prob", sep, k, sep, k);
+        for (int k = 1; k <= w->top; k++) fprintf(w->out, "%ctop%d_label%ctop%d_prob", sep, k, sep, k);
     } else {
-        for (int k = 0; k < classes; k++) printf("%c%s", sep, emote_model_label(w->model, k));
+        for (int k = 0; k < classes; k++) fprintf(w->out, "%c%s", sep, emote_model_label(w->model, k));
     }
-    printf("%cerror\n", sep);
+    fprintf(w->out, "%cerror\n", sep);
 }
 
 /* A tsv field: tabs and newlines in paths or messages become spaces. */
 static void tsv_write_field(FILE *f, const char *s) {
     for (; *s; s++) fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
+}
+
+/* The record's first field, its path; what --resume looks records up by. */
+static void write_path_field(const writer *w, FILE *f, const char *path) {
+    if (w->format == FORMAT_JSONL) {
+        fputc('{', f);
+        json_write_path(f, "path", path);
+    } else if (w->format == FORMAT_CSV) {
+        csv_write_field(f, path);
+    } else {
+        tsv_write_field(f, path);
+    }
 }
 
 static void write_delimited(const writer *w, const result *r) {
@@ -73,89 +93,212 @@ static void write_delimited(const writer *w, const result *r) {
     int classes = emote_model_num_classes(w->model);
     int columns = w->top ? 2 * w->top : classes;
     void (*field)(FILE *, const char *) = csv ? csv_write_field : tsv_write_field;
-    field(stdout, r->path);
+    write_path_field(w, w->out, r->path);
     if (r->error) {
-        printf("%c%c", sep, sep);
-        for (int k = 0; k < columns; k++) putchar(sep);
-        putchar(sep);
-        field(stdout, r->error);
-        putchar('\n');
+        fprintf(w->out, "%c%c", sep, sep);
+        for (int k = 0; k < columns; k++) fputc(sep, w->out);
+        fputc(sep, w->out);
+        field(w->out, r->error);
+        fputc('\n', w->out);
         return;
     }
     int best = w->order[0];
-    printf("%c%s%c%.9g", sep, emote_model_label(w->model, best), sep, (double)r->probs[best]);
+    fprintf(w->out, "%c%s%c%.9g", sep, emote_model_label(w->model, best), sep, (double)r->probs[best]);
     if (w->top) {
         for (int k = 0; k < w->top; k++)
-            printf("%c%s%c%.9g", sep, emote_model_label(w->model, w->order[k]), sep, (double)r->probs[w->order[k]]);
+            fprintf(w->out, "%c%s%c%.9g", sep, emote_model_label(w->model, w->order[k]), sep, (double)r->probs[w->order[k]]);
     } else {
-        for (int k = 0; k < classes; k++) printf("%c%.9g", sep, (double)r->probs[k]);
+        for (int k = 0; k < classes; k++) fprintf(w->out, "%c%.9g", sep, (double)r->probs[k]);
     }
-    printf("%c\n", sep);
+    fprintf(w->out, "%c\n", sep);
 }
 
 static void write_jsonl(const writer *w, const result *r) {
     int classes = emote_model_num_classes(w->model);
-    fputc('{', stdout);
-    json_write_path(stdout, "path", r->path);
+    write_path_field(w, w->out, r->path);
     if (r->error) {
-        fputs(",\"error\":", stdout);
-        json_write_string(stdout, r->error);
-        fputs("}\n", stdout);
+        fputs(",\"error\":", w->out);
+        json_write_string(w->out, r->error);
+        fputs("}\n", w->out);
         return;
     }
-    printf(",\"label\":\"%s\",\"confidence\":%.9g,\"probs\":{", emote_model_label(w->model, w->order[0]),
+    fprintf(w->out, ",\"label\":\"%s\",\"confidence\":%.9g,\"probs\":{", emote_model_label(w->model, w->order[0]),
            (double)r->probs[w->order[0]]);
-    for (int k = 0; k < classes; k++) printf("%s\"%s\":%.9g", k ? "," : "", emote_model_label(w->model, k), (double)r->probs[k]);
-    putchar('}');
+    for (int k = 0; k < classes; k++) fprintf(w->out, "%s\"%s\":%.9g", k ? "," : "", emote_model_label(w->model, k), (double)r->probs[k]);
+    fputc('}', w->out);
     if (w->top) {
-        fputs(",\"top\":[", stdout);
+        fputs(",\"top\":[", w->out);
         for (int k = 0; k < w->top; k++)
-            printf("%s{\"label\":\"%s\",\"prob\":%.9g}", k ? "," : "", emote_model_label(w->model, w->order[k]),
+            fprintf(w->out, "%s{\"label\":\"%s\",\"prob\":%.9g}", k ? "," : "", emote_model_label(w->model, w->order[k]),
                    (double)r->probs[w->order[k]]);
-        putchar(']');
+        fputc(']', w->out);
     }
-    fputs("}\n", stdout);
+    fputs("}\n", w->out);
 }
 
 static void write_table(writer *w, const result *r) {
     int length = (int)strlen(r->path);
     if (length > w->path_width && length <= 80) w->path_width = length;
-    text_write_escaped(stdout, r->path);
-    printf("%*s", length < w->path_width ? w->path_width - length : 0, "");
+    text_write_escaped(w->out, r->path);
+    fprintf(w->out, "%*s", length < w->path_width ? w->path_width - length : 0, "");
     if (r->error) {
-        fputs("  ERROR  ", stdout);
-        text_write_escaped(stdout, r->error);
-        putchar('\n');
+        fputs("  ERROR  ", w->out);
+        text_write_escaped(w->out, r->error);
+        fputc('\n', w->out);
         return;
     }
-    printf("  %-10s %5.1f%%", emote_model_label(w->model, w->order[0]),
+    fprintf(w->out, "  %-10s %5.1f%%", emote_model_label(w->model, w->order[0]),
            100.0 * r->probs[w->order[0]]);
     for (int k = 1; k < w->top; k++)
-        printf("   %s %.1f%%", emote_model_label(w->model, w->order[k]), 100.0 * r->probs[w->order[k]]);
-    putchar('\n');
+        fprintf(w->out, "   %s %.1f%%", emote_model_label(w->model, w->order[k]), 100.0 * r->probs[w->order[k]]);
+    fputc('\n', w->out);
 }
 
-static bool write_record(void *user, const result *r) {
-    writer *w = user;
+static void render_record(writer *w, const result *r) {
     if (r->probs) sort_labels(r->probs, emote_model_num_classes(w->model), w->order);
-    progress_before_stdout(&w->progress);
     switch (w->format) {
     case FORMAT_JSONL: write_jsonl(w, r); break;
     case FORMAT_TABLE: write_table(w, r); break;
     default: write_delimited(w, r); break;
     }
+}
+
+static bool write_record(void *user, const result *r) {
+    writer *w = user;
+    progress_before_stdout(&w->progress);
+    render_record(w, r);
     if (r->error) {
         progress_clear(&w->progress);
         print_error(r->error);
     }
-    fflush(stdout);
+    fflush(w->out);
     progress_tick(&w->progress);
-    return !ferror(stdout);
+    return !ferror(w->out);
+}
+
+/* ---- -o FILE and --resume ------------------------------------------------------------ */
+
+typedef struct {
+    const char *path; /* -o; NULL: stdout */
+    bool resume;
+    record_file *file;
+    char *header;
+    writer *w;
+    long skipped;
+} output_target;
+
+/* What `render` writes for w, as a string; NULL when out of memory. */
+static char *render_to_string(writer *w, void (*render)(writer *, const void *), const void *arg, size_t *length) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *memory = open_memstream(&text, &size);
+    if (!memory) return NULL;
+    FILE *out = w->out;
+    w->out = memory;
+    render(w, arg);
+    w->out = out;
+    if (fclose(memory) != 0) {
+        free(text);
+        return NULL;
+    }
+    if (length) *length = size;
+    return text;
+}
+
+static void render_header(writer *w, const void *unused) {
+    (void)unused;
+    write_header(w);
+}
+static void render_result(writer *w, const void *r) { render_record(w, r); }
+static void render_path(writer *w, const void *path) { write_path_field(w, w->out, path); }
+
+typedef struct {
+    writer *w;
+    const char *expected;
+    size_t length;
+    bool seen, same;
+    char error[EMOTE_ERROR_MAX];
+} rerun_check;
+
+static bool compare_rerun(void *user, const result *r) {
+    rerun_check *c = user;
+    size_t length;
+    char *text = render_to_string(c->w, render_result, r, &length);
+    c->seen = true;
+    c->same = text && length == c->length && memcmp(text, c->expected, length) == 0;
+    if (r->error) snprintf(c->error, sizeof c->error, "%s", r->error);
+    free(text);
+    return true;
+}
+
+/* Classifies the input of FILE's last prediction again: the same model and options must
+ * write the same bytes, else FILE came from another model or other options. */
+static bool same_model_and_options(output_target *t, engine *e, const record_layout *layout) {
+    size_t length;
+    const char *last = record_file_last_prediction(t->file, &length);
+    if (!last) return true;
+    char *path = record_path(layout, last, length);
+    engine_options one = *e->options;
+    one.shard_count = 0;
+    one.stdin_image = false;
+    one.progress = PROGRESS_NEVER;
+    rerun_check c = {t->w, last, length, false, false, ""};
+    input_source *src = path ? input_source_new(&path, 1, &one) : NULL;
+    const engine_options *saved = e->options;
+    e->options = &one;
+    if (src) classify_inputs(e, src, compare_rerun, &c);
+    e->options = saved;
+    input_source_free(src);
+    if (!c.same)
+        fprintf(stderr, "emote: %s: %s%s%s; refusing to resume into it, left as it is\n", t->path,
+                c.error[0] ? "cannot check it against this model: " : "its last record differs from what this "
+                "model and these options give for the same input (another model, --tta or --top?)",
+                c.error[0] ? c.error : "", path ? "" : " (no path)");
+    free(path);
+    return c.same;
+}
+
+static bool skip_done(void *user, const char *path) {
+    output_target *t = user;
+    char *key = render_to_string(t->w, render_path, path, NULL);
+    bool done = key && record_file_claim(t->file, key);
+    free(key);
+    if (done) {
+        t->skipped++;
+        progress_tick(&t->w->progress);
+    }
+    return done;
+}
+
+/* Opens -o FILE (scanned, checked and cleaned up first with --resume); w->out is set. */
+static bool open_output(output_target *t, engine *e, bool quiet) {
+    writer *w = t->w;
+    int classes = emote_model_num_classes(w->model);
+    bool delimited = w->format == FORMAT_TSV || w->format == FORMAT_CSV;
+    t->header = delimited && w->header ? render_to_string(w, render_header, NULL, NULL) : NULL;
+    record_layout layout = {w->format, t->header, 4 + (w->top ? 2 * w->top : classes), w->model};
+    char error[EMOTE_ERROR_MAX];
+    resume_summary summary;
+    if (!t->resume) {
+        t->file = record_file_create(t->path, &layout, error);
+        w->out = t->file ? record_file_stream(t->file) : NULL;
+    } else {
+        t->file = record_file_scan(t->path, &layout, error);
+        if (t->file && !same_model_and_options(t, e, &layout)) return false;
+        w->out = t->file ? record_file_begin(t->file, &summary, error) : NULL;
+        if (w->out && !quiet && (summary.kept || summary.errors_dropped || summary.torn))
+            fprintf(stderr, "emote: %s: resuming after %ld records (%ld error records dropped to retry; %s)\n",
+                    t->path, summary.kept, summary.errors_dropped,
+                    summary.torn ? "an incomplete last record dropped" : "no incomplete record");
+    }
+    if (!w->out) fprintf(stderr, "emote: %s\n", error);
+    return w->out != NULL;
 }
 
 int cmd_classify(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
-    writer w = {.format = FORMAT_AUTO, .top = -1, .header = true, .path_width = 20};
+    writer w = {.format = FORMAT_AUTO, .top = -1, .header = true, .path_width = 20, .out = stdout};
+    output_target out = {.w = &w};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     bool options_done = false;
@@ -182,6 +325,13 @@ int cmd_classify(int argc, char **argv) {
             if (!parse_int_option(a, i + 1 < argc ? argv[++i] : NULL, 1, 100000, &w.top)) goto usage_error;
         } else if (!strcmp(a, "--no-header")) {
             w.header = false;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!(out.path = i + 1 < argc ? argv[++i] : NULL) || !*out.path) {
+                fprintf(stderr, "emote: %s needs a file name\n", a);
+                goto usage_error;
+            }
+        } else if (!strcmp(a, "--resume")) {
+            out.resume = true;
         } else {
             fprintf(stderr, "emote: unknown option '%s' (see emote --help)\n", a);
             goto usage_error;
@@ -192,7 +342,11 @@ int cmd_classify(int argc, char **argv) {
         fprintf(stderr, "emote: no inputs (give files, directories or '-'; see emote --help)\n");
         goto usage_error;
     }
-    if (w.format == FORMAT_AUTO) w.format = isatty(STDOUT_FILENO) ? FORMAT_TABLE : FORMAT_TSV;
+    if (w.format == FORMAT_AUTO) w.format = !out.path && isatty(STDOUT_FILENO) ? FORMAT_TABLE : FORMAT_TSV;
+    if (out.resume && (!out.path || w.format == FORMAT_TABLE)) {
+        fprintf(stderr, "emote: --resume needs -o FILE and a tsv, csv or jsonl format\n");
+        goto usage_error;
+    }
     engine e;
     if (!engine_open(&e, &o)) {
         free(paths);
@@ -203,15 +357,32 @@ int cmd_classify(int argc, char **argv) {
     if (w.top < 0) w.top = w.format == FORMAT_TABLE ? 3 : 0;
     if (w.top > classes) w.top = classes;
     w.order = calloc((size_t)classes, sizeof(int));
+    if (out.path && !open_output(&out, &e, o.quiet)) {
+        record_file_free(out.file);
+        free(out.header);
+        free(w.order);
+        engine_close(&e);
+        free(paths);
+        return EXIT_FATAL;
+    }
     input_source *src = input_source_new(paths, num_paths, &o);
-    if (w.header && (w.format == FORMAT_TSV || w.format == FORMAT_CSV)) write_header(&w);
+    if (!out.path && w.header && (w.format == FORMAT_TSV || w.format == FORMAT_CSV)) write_header(&w);
     progress_start(&w.progress, &o, paths, num_paths);
-    run_counts counts = classify_inputs(&e, src, write_record, &w);
+    run_counts counts = classify_inputs_skipping(&e, src, out.resume ? skip_done : NULL, &out, write_record, &w);
     progress_finish(&w.progress);
     input_source_free(src);
+    char error[EMOTE_ERROR_MAX];
+    bool written = !out.file || record_file_close(out.file, error);
+    if (!written) fprintf(stderr, "emote: %s\n", error);
+    free(out.header);
     free(w.order);
     engine_close(&e);
     free(paths);
+    if (!written) return EXIT_FATAL;
+    if (counts.done == 0 && out.skipped > 0) {
+        if (!o.quiet) fprintf(stderr, "emote: %s: all %ld inputs already have a record\n", out.path, out.skipped);
+        return EXIT_ALL_OK;
+    }
     if (counts.done == 0) {
         fprintf(stderr, "emote: no images found in the inputs given\n");
         return EXIT_FATAL;

@@ -25,6 +25,7 @@ typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
     int batch;              /* -b */
     int threads;            /* -j, 0 = one per CPU */
+    int readers;            /* --readers, -1 = default (one per CPU, at least 4) */
     bool tta;               /* --tta: average with the mirrored image */
     bool quiet;             /* -q: no warnings on stderr (errors still go there) */
     bool nul_separated;     /* -0: paths on stdin end with NUL, not newline */
@@ -34,7 +35,7 @@ typedef struct {
     progress_mode progress;       /* --progress, --no-progress */
 } engine_options;
 
-#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, false, false, false, false, false, 0, 0, PROGRESS_AUTO}
+#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, -1, false, false, false, false, false, 0, 0, PROGRESS_AUTO}
 
 /* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
  * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */
@@ -72,7 +73,6 @@ typedef struct {
     emote_model *model;
     emote_session *session;
     const engine_options *options;
-    float *inputs, *probs, *mirrored_probs;
 } engine;
 
 /* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
@@ -92,8 +92,13 @@ typedef struct {
     long done, failed;
 } run_counts;
 
-/* Classifies every input of src in batches and reports each result in order. */
+/* Classifies every input of src through the reading pipeline (src/pipeline.c) and
+ * reports each result in input order. */
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user);
+/* The same, leaving out (before reading them) the inputs for which skip(skip_user, path) is true. */
+typedef bool (*skip_fn)(void *user, const char *path);
+run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                                    void *user);
 
 /* Index of the largest probability. */
 int top_label(const float *probs, int classes);

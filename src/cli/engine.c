@@ -1,9 +1,9 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "util.h"
@@ -13,6 +13,8 @@ const char ENGINE_OPTIONS_HELP[] =
     "                       (default: $EMOTE_MODEL, else fer2013)\n"
     "  -b, --batch N        images per forward pass (default 32)\n"
     "  -j, --threads N      worker threads (default 0 = one per CPU)\n"
+    "      --readers N      threads reading and decoding ahead of the model (default:\n"
+    "                       one per CPU, at least 4; 0 = read between forward passes)\n"
     "      --tta            average each image with its mirror image\n"
     "  -0, --null           paths read from stdin ('-') end with NUL, not newline\n"
     "      --stdin-image    stdin holds one image's bytes; its record has path '-'\n"
@@ -70,6 +72,8 @@ int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
         ok = parse_int_option(a, value, 1, 4096, &o->batch);
     } else if (!strcmp(a, "-j") || !strcmp(a, "--threads")) {
         ok = parse_int_option(a, value, 0, 256, &o->threads);
+    } else if (!strcmp(a, "--readers")) {
+        ok = parse_int_option(a, value, 0, 256, &o->readers);
     } else if (!strcmp(a, "--shard")) {
         ok = parse_shard(value, o);
     } else {
@@ -88,6 +92,12 @@ int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
     return 1;
 }
 
+/* --readers by default: reading waits on the disk or network as much as on a core. */
+static int default_readers(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 4 ? (cpus < 64 ? (int)cpus : 64) : 4;
+}
+
 bool engine_open(engine *e, const engine_options *o) {
     memset(e, 0, sizeof *e);
     e->options = o;
@@ -98,13 +108,9 @@ bool engine_open(engine *e, const engine_options *o) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;
     }
-    int classes = emote_model_num_classes(e->model);
     e->session = emote_session_new(e->model, o->batch, o->threads, &err);
-    e->inputs = alloc_array(emote_input_floats(e->model), (size_t)o->batch * sizeof(float));
-    e->probs = alloc_array((size_t)classes, (size_t)o->batch * sizeof(float));
-    e->mirrored_probs = alloc_array((size_t)classes, (size_t)o->batch * sizeof(float));
-    if (!e->session || !e->inputs || !e->probs || !e->mirrored_probs) {
-        fprintf(stderr, "emote: %s\n", e->session ? "out of memory" : err.message);
+    if (!e->session) {
+        fprintf(stderr, "emote: %s\n", err.message);
         engine_close(e);
         return false;
     }
@@ -114,9 +120,6 @@ bool engine_open(engine *e, const engine_options *o) {
 void engine_close(engine *e) {
     emote_session_free(e->session);
     emote_model_close(e->model);
-    free(e->inputs);
-    free(e->probs);
-    free(e->mirrored_probs);
     memset(e, 0, sizeof *e);
 }
 
@@ -127,14 +130,6 @@ int top_label(const float *probs, int classes) {
     return best;
 }
 
-/* One batch of inputs on their way through the model, kept in input order. */
-typedef struct {
-    char *path;
-    char error[EMOTE_ERROR_MAX];
-    bool ok;
-    int row; /* row in e->inputs when ok */
-} slot;
-
 /* A JPEG bigger than DECODE_MARGIN times the model's input is decoded at 1/2, 1/4 or 1/8
  * scale, as long as it stays at least that big: the resize to the input then still has
  * DECODE_MARGIN source pixels per output pixel (README, "Design notes"). */
@@ -142,115 +137,52 @@ typedef struct {
 #define DECODE_MARGIN 4
 #endif
 
-static emote_status load_image(const engine *e, const char *path, emote_image *image, emote_error *err) {
-    const emote_input_spec *in = emote_model_input(e->model);
-    const emote_decode_options decode = {.min_width = DECODE_MARGIN * in->width,
-                                         .min_height = DECODE_MARGIN * in->height,
-                                         .ignore_orientation = e->options->no_exif};
-    if (e->options->stdin_image && strcmp(path, "-") == 0) {
-        unsigned char *data;
-        size_t size;
-        emote_status s = read_stream_all(stdin, "<stdin>", EMOTE_MAX_FILE_BYTES, &data, &size, err);
-        if (s) return s;
-        s = emote_image_decode_with(data, size, "<stdin>", &decode, image, err);
-        free(data);
-        return s;
-    }
-    return emote_image_load_with(path, &decode, image, err);
+typedef struct {
+    input_source *src;
+    skip_fn skip;
+    void *skip_user;
+    result_fn on_result;
+    void *user;
+} run_state;
+
+static int next_input(void *user, const char **path, const char **error) {
+    run_state *r = user;
+    input_item item;
+    do {
+        if (!input_source_next(r->src, &item)) return 0;
+    } while (!item.error && r->skip && r->skip(r->skip_user, item.path));
+    *path = item.path;
+    *error = item.error;
+    return 1;
 }
 
-static void prepare_slot(engine *e, slot *s, const input_item *item, int *rows) {
-    s->path = str_dup(item->path);
-    s->ok = false;
-    if (item->error) {
-        snprintf(s->error, sizeof s->error, "%s", item->error);
-        return;
-    }
-    emote_image image = {0};
-    emote_error err;
-    float *row = e->inputs + (size_t)*rows * emote_input_floats(e->model);
-    if (load_image(e, item->path, &image, &err) || emote_preprocess(emote_model_input(e->model), &image, row, &err)) {
-        snprintf(s->error, sizeof s->error, "%s", err.message);
-    } else {
-        s->ok = true;
-        s->row = (*rows)++;
-    }
-    emote_image_free(&image);
-}
-
-static void mirror_inputs(const emote_model *m, float *inputs, int rows) {
-    const emote_input_spec *in = emote_model_input(m);
-    size_t lines = (size_t)rows * in->channels * in->height;
-    for (size_t l = 0; l < lines; l++) {
-        float *line = inputs + l * in->width;
-        for (int a = 0, b = in->width - 1; a < b; a++, b--) {
-            float t = line[a];
-            line[a] = line[b];
-            line[b] = t;
-        }
-    }
-}
-
-static bool run_batch(engine *e, int rows, char *error) {
-    emote_error err;
-    if (rows == 0) return true;
-    if (emote_classify(e->session, e->inputs, rows, e->probs, &err)) {
-        snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
-        return false;
-    }
-    if (e->options->tta) {
-        int classes = emote_model_num_classes(e->model);
-        mirror_inputs(e->model, e->inputs, rows);
-        if (emote_classify(e->session, e->inputs, rows, e->mirrored_probs, &err)) {
-            snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
-            return false;
-        }
-        for (size_t i = 0; i < (size_t)rows * classes; i++) e->probs[i] = (e->probs[i] + e->mirrored_probs[i]) / 2;
-    }
-    return true;
-}
-
-static bool all_finite(const float *v, int n) {
-    for (int i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
-    return true;
+static int deliver(void *user, const emote_result *er) {
+    run_state *r = user;
+    result out = {er->path, er->probs, er->error};
+    return r->on_result(r->user, &out);
 }
 
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user) {
-    run_counts counts = {0, 0};
-    int batch = e->options->batch, classes = emote_model_num_classes(e->model);
-    slot *slots = calloc_array((size_t)batch, sizeof(slot));
-    if (!slots) {
-        fprintf(stderr, "emote: out of memory\n");
-        counts.failed = 1;
-        return counts;
+    return classify_inputs_skipping(e, src, NULL, NULL, on_result, user);
+}
+
+run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                                    void *user) {
+    const engine_options *o = e->options;
+    const emote_input_spec *in = emote_model_input(e->model);
+    emote_pipeline_options po = {.batch = o->batch,
+                                 .readers = o->readers < 0 ? default_readers() : o->readers,
+                                 .tta = o->tta,
+                                 .dash_is_stdin_image = o->stdin_image,
+                                 .decode = {.min_width = DECODE_MARGIN * in->width,
+                                            .min_height = DECODE_MARGIN * in->height,
+                                            .ignore_orientation = o->no_exif}};
+    run_state state = {src, skip, skip_user, on_result, user};
+    emote_pipeline_counts counts;
+    emote_error err;
+    if (emote_pipeline_run(e->model, e->session, &po, next_input, deliver, &state, &counts, &err)) {
+        fprintf(stderr, "emote: %s\n", err.message);
+        counts.failed++;
     }
-    bool more = true, go_on = true;
-    while (more && go_on) {
-        int used = 0, rows = 0;
-        input_item item;
-        while (used < batch && (more = input_source_next(src, &item))) prepare_slot(e, &slots[used++], &item, &rows);
-        char batch_error[EMOTE_ERROR_MAX];
-        bool batch_ok = run_batch(e, rows, batch_error);
-        for (int i = 0; i < used; i++) {
-            slot *s = &slots[i];
-            result r = {s->path ? s->path : "?", NULL, NULL};
-            if (!s->path) r.error = "out of memory";
-            else if (!s->ok) r.error = s->error;
-            else if (!batch_ok) r.error = batch_error;
-            else r.probs = e->probs + (size_t)s->row * classes;
-            if (r.probs && !all_finite(r.probs, classes)) {
-                format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
-                r.probs = NULL;
-                r.error = s->error;
-            }
-            counts.done++;
-            if (r.error) counts.failed++;
-            if (go_on) go_on = on_result(user, &r);
-            free(s->path);
-            s->path = NULL;
-        }
-    }
-    free(slots);
-    return counts;
+    return (run_counts){counts.done, counts.failed};
 }

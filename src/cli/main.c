@@ -29,7 +29,7 @@ static const char *option_with_value(const char *name, size_t length) {
     static const char *const names[] = {"-m", "--model", "-b", "--batch", "-j", "--threads", "--shard", "-f",
                                         "--format", "-k", "--top", "--into", "--min-confidence", "--manifest",
                                         "--min-accuracy", "--min-macro-f1", "--plot", "--max-changed",
-                                        "--tolerance"};
+                                        "--tolerance", "-o", "--output", "--readers", "--predictions"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i]) == length && !strncmp(names[i], name, length)) return names[i];
     return NULL;

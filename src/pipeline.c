@@ -1,0 +1,282 @@
+/* The reading pipeline: inputs flow through a ring of slots, numbered in input order.
+ *
+ *   caller's thread: takes paths from the input function into free slots (QUEUED),
+ *                    waits until the oldest `batch` slots are READY, copies their tensors
+ *                    into one batch, runs the forward pass, hands out the results in order
+ *                    and frees the slots;
+ *   reader threads:  take the oldest QUEUED slot, read + decode + preprocess it into the
+ *                    slot's own tensor (READING), mark it READY.
+ *
+ * Invariant: slots with sequence numbers in [head, tail) are in use, tail - head <= capacity;
+ * readers only touch slots in [next_read, tail) after claiming them under the lock, and the
+ * caller fills slot `tail` before publishing it by advancing tail under the lock. */
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emote.h"
+#include "util.h"
+
+#define DEFAULT_DEPTH 4
+#define MAX_READERS 256
+
+typedef enum { SLOT_QUEUED, SLOT_READING, SLOT_READY } slot_state;
+
+typedef struct {
+    char *path;
+    char error[EMOTE_ERROR_MAX];
+    bool ok; /* READY and input holds the preprocessed tensor */
+    slot_state state;
+    float *input;
+} slot;
+
+typedef struct {
+    const emote_model *model;
+    emote_session *session;
+    const emote_pipeline_options *options;
+    size_t input_floats;
+    int classes, capacity;
+    slot *slots;
+    long head, tail, next_read; /* sequence numbers; slot of n is slots[n % capacity] */
+    bool stopping;
+    pthread_mutex_t lock;
+    pthread_cond_t queued, ready;
+    float *inputs, *probs, *mirrored; /* one batch */
+} pipeline;
+
+static slot *slot_at(pipeline *p, long n) { return &p->slots[n % p->capacity]; }
+
+static emote_status load_image(const pipeline *p, const char *path, emote_image *image, emote_error *err) {
+    if (p->options->dash_is_stdin_image && strcmp(path, "-") == 0) {
+        unsigned char *data;
+        size_t size;
+        emote_status s = read_stream_all(stdin, "<stdin>", EMOTE_MAX_FILE_BYTES, &data, &size, err);
+        if (s) return s;
+        s = emote_image_decode_with(data, size, "<stdin>", &p->options->decode, image, err);
+        free(data);
+        return s;
+    }
+    return emote_image_load_with(path, &p->options->decode, image, err);
+}
+
+/* Reads, decodes and preprocesses one slot; touches nothing shared. */
+static void read_slot(const pipeline *p, slot *s) {
+    emote_image image = {0};
+    emote_error err;
+    if (load_image(p, s->path, &image, &err) || emote_preprocess(emote_model_input(p->model), &image, s->input, &err))
+        snprintf(s->error, sizeof s->error, "%s", err.message);
+    else
+        s->ok = true;
+    emote_image_free(&image);
+}
+
+static void *reader_main(void *arg) {
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->next_read < p->tail && slot_at(p, p->next_read)->state != SLOT_QUEUED) p->next_read++;
+        if (p->stopping) break;
+        if (p->next_read == p->tail) {
+            pthread_cond_wait(&p->queued, &p->lock);
+            continue;
+        }
+        slot *s = slot_at(p, p->next_read++);
+        s->state = SLOT_READING;
+        pthread_mutex_unlock(&p->lock);
+        read_slot(p, s);
+        pthread_mutex_lock(&p->lock);
+        s->state = SLOT_READY;
+        pthread_cond_broadcast(&p->ready);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Fills free slots from the input function; false once it has no more inputs. */
+static bool fill_slots(pipeline *p, emote_input_fn next, void *user) {
+    while (p->tail - p->head < p->capacity) {
+        const char *path = NULL, *error = NULL;
+        if (!next(user, &path, &error)) return false;
+        slot *s = slot_at(p, p->tail);
+        s->ok = false;
+        s->error[0] = '\0';
+        s->path = str_dup(path ? path : "?");
+        s->state = SLOT_QUEUED;
+        if (!s->path || error) {
+            snprintf(s->error, sizeof s->error, "%s", s->path ? error : "out of memory");
+            s->state = SLOT_READY;
+        }
+        pthread_mutex_lock(&p->lock);
+        p->tail++;
+        pthread_cond_signal(&p->queued);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return true;
+}
+
+/* Waits until slots [head, head + n) are READY; without readers, reads them here. */
+static void wait_ready(pipeline *p, int n) {
+    if (p->options->readers == 0) {
+        for (int i = 0; i < n; i++) {
+            slot *s = slot_at(p, p->head + i);
+            if (s->state == SLOT_QUEUED) read_slot(p, s);
+            s->state = SLOT_READY;
+        }
+        p->next_read = p->head + n;
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < n; i++)
+        while (slot_at(p, p->head + i)->state != SLOT_READY) pthread_cond_wait(&p->ready, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void mirror_inputs(const emote_input_spec *in, float *inputs, int rows) {
+    size_t lines = (size_t)rows * in->channels * in->height;
+    for (size_t l = 0; l < lines; l++) {
+        float *line = inputs + l * in->width;
+        for (int a = 0, b = in->width - 1; a < b; a++, b--) {
+            float t = line[a];
+            line[a] = line[b];
+            line[b] = t;
+        }
+    }
+}
+
+/* The forward pass over `rows` tensors in p->inputs (twice with TTA). */
+static bool forward(pipeline *p, int rows, char *error) {
+    emote_error err;
+    if (rows == 0) return true;
+    if (emote_classify(p->session, p->inputs, rows, p->probs, &err)) {
+        snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
+        return false;
+    }
+    if (p->options->tta) {
+        mirror_inputs(emote_model_input(p->model), p->inputs, rows);
+        if (emote_classify(p->session, p->inputs, rows, p->mirrored, &err)) {
+            snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
+            return false;
+        }
+        for (size_t i = 0; i < (size_t)rows * p->classes; i++) p->probs[i] = (p->probs[i] + p->mirrored[i]) / 2;
+    }
+    return true;
+}
+
+static bool all_finite(const float *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* Classifies slots [head, head + n) and hands out their results; false to stop. */
+static bool run_batch(pipeline *p, int n, emote_result_fn on_result, void *user, emote_pipeline_counts *counts) {
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        slot *s = slot_at(p, p->head + i);
+        if (s->ok) memcpy(p->inputs + (size_t)rows++ * p->input_floats, s->input, p->input_floats * sizeof(float));
+    }
+    char batch_error[EMOTE_ERROR_MAX];
+    bool batch_ok = forward(p, rows, batch_error);
+    bool go_on = true;
+    rows = 0;
+    for (int i = 0; i < n; i++) {
+        slot *s = slot_at(p, p->head + i);
+        emote_result r = {s->path ? s->path : "?", NULL, NULL};
+        if (!s->ok) r.error = s->error;
+        else if (!batch_ok) r.error = batch_error;
+        else r.probs = p->probs + (size_t)rows * p->classes;
+        rows += s->ok;
+        if (r.probs && !all_finite(r.probs, p->classes)) {
+            format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
+            r.probs = NULL;
+            r.error = s->error;
+        }
+        counts->done++;
+        counts->failed += r.error != NULL;
+        if (go_on) go_on = on_result(user, &r) != 0;
+        free(s->path);
+        s->path = NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->head += n;
+    pthread_mutex_unlock(&p->lock);
+    return go_on;
+}
+
+static void pipeline_free(pipeline *p) {
+    for (int i = 0; p->slots && i < p->capacity; i++) {
+        free(p->slots[i].path);
+        free(p->slots[i].input);
+    }
+    free(p->slots);
+    free(p->inputs);
+    free(p->probs);
+    free(p->mirrored);
+}
+
+static emote_status pipeline_init(pipeline *p, const emote_pipeline_options *o, emote_error *err) {
+    int depth = o->depth > 0 ? o->depth : DEFAULT_DEPTH;
+    if (o->batch < 1 || o->readers < 0 || o->readers > MAX_READERS || depth > 1024 || o->batch > 65536)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: batch %d, readers %d (0..%d) or depth %d out of range",
+                          o->batch, o->readers, MAX_READERS, depth);
+    p->input_floats = emote_input_floats(p->model);
+    p->classes = emote_model_num_classes(p->model);
+    p->capacity = o->readers == 0 ? o->batch : o->batch * depth;
+    p->slots = calloc_array((size_t)p->capacity, sizeof(slot));
+    p->inputs = alloc_array(p->input_floats, (size_t)o->batch * sizeof(float));
+    p->probs = alloc_array((size_t)p->classes, (size_t)o->batch * sizeof(float));
+    p->mirrored = alloc_array((size_t)p->classes, (size_t)o->batch * sizeof(float));
+    bool ok = p->slots && p->inputs && p->probs && p->mirrored;
+    for (int i = 0; ok && i < p->capacity; i++) ok = (p->slots[i].input = alloc_array(p->input_floats, sizeof(float)));
+    if (!ok) {
+        pipeline_free(p);
+        return emote_fail(err, EMOTE_ERR_MEMORY, "pipeline: out of memory for %d queued images", p->capacity);
+    }
+    return EMOTE_OK;
+}
+
+static void stop_readers(pipeline *p, pthread_t *threads, int started) {
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->queued);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+}
+
+emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
+                                const emote_pipeline_options *options, emote_input_fn next,
+                                emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
+                                emote_error *err) {
+    pipeline p = {.model = model, .session = session, .options = options};
+    emote_pipeline_counts local = {0, 0};
+    if (!counts) counts = &local;
+    *counts = local;
+    emote_status status = pipeline_init(&p, options, err);
+    if (status) return status;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.queued, NULL);
+    pthread_cond_init(&p.ready, NULL);
+    pthread_t threads[MAX_READERS];
+    int started = 0;
+    while (started < options->readers && pthread_create(&threads[started], NULL, reader_main, &p) == 0) started++;
+    if (started < options->readers) {
+        status = emote_fail(err, EMOTE_ERR_MEMORY, "pipeline: cannot start %d reader threads", options->readers);
+    } else {
+        bool more = true, go_on = true;
+        while (go_on) {
+            if (more) more = fill_slots(&p, next, user);
+            int n = (int)(p.tail - p.head < options->batch ? p.tail - p.head : options->batch);
+            if (n == 0) break;
+            wait_ready(&p, n);
+            go_on = run_batch(&p, n, on_result, user, counts);
+        }
+    }
+    stop_readers(&p, threads, started);
+    pthread_cond_destroy(&p.ready);
+    pthread_cond_destroy(&p.queued);
+    pthread_mutex_destroy(&p.lock);
+    pipeline_free(&p);
+    return status;
+}
