@@ -26,7 +26,7 @@ def _tensor(state_dict, name, dtype):
 
 def _conv2d(op, sd, x, dtype):
     x = F.conv2d(x, _tensor(sd, op["weight"], dtype), _tensor(sd, op.get("bias"), dtype),
-                 stride=op["stride"], padding=op["padding"])
+                 stride=op["stride"], padding=op["padding"], groups=op.get("groups", 1))
     bn = op.get("batchnorm")
     if bn is not None:
         x = F.batch_norm(x, _tensor(sd, bn["mean"], dtype), _tensor(sd, bn["var"], dtype),
@@ -41,8 +41,13 @@ def _linear(ref, sd, x, dtype):
     return F.linear(x, _tensor(sd, ref["weight"], dtype), _tensor(sd, ref.get("bias"), dtype))
 
 
-def run_op(op, sd, x, dtype=torch.float64):
+def run_op(op, sd, x, dtype=torch.float64, values=None):
+    """One op on x; `values`: the named values so far (for "add" and its "with")."""
     kind = op["op"]
+    if kind == "upsample":
+        return F.interpolate(x, scale_factor=op["scale"], mode="nearest")
+    if kind == "add":
+        return x + values[op["with"]]
     if kind == "conv2d":
         return _conv2d(op, sd, x, dtype)
     if kind == "maxpool":
@@ -78,6 +83,22 @@ def run_graph(ops, state_dict, x, dtype=torch.float64):
         x = run_op(op, state_dict, x, dtype)
         outputs.append(x)
     return x, outputs
+
+
+@torch.no_grad()
+def run_named_graph(ops, state_dict, x, output_names, dtype=torch.float64):
+    """A graph with named values ("name" stores an op's result, "input" reads one instead of
+    the previous op's result, "add" adds "with"): returns ({output name: tensor}, [op outputs])."""
+    x = torch.as_tensor(x).to(dtype)
+    values, outputs = {}, []
+    for op in ops:
+        if "input" in op:
+            x = values[op["input"]]
+        x = run_op(op, state_dict, x, dtype, values)
+        if "name" in op:
+            values[op["name"]] = x
+        outputs.append(x)
+    return {name: values[name] for name in output_names}, outputs
 
 
 @torch.no_grad()
