@@ -98,6 +98,26 @@ typedef void (*emote_trace_fn)(void *user, int op, const char *kind, const float
                                int n, int c, int h, int w);
 void emote_session_set_trace(emote_session *session, emote_trace_fn fn, void *user);
 
+/* ---- multi-output models (the face detector) ------------------------------ */
+
+/* A model with named outputs (metadata "outputs") runs one image at a time, at any height
+ * and width that are multiples of emote_model_size_multiple() (0: only the nominal
+ * input size), through emote_model_run; emote_session_new refuses it. */
+int emote_model_num_outputs(const emote_model *model);            /* 0 for a classifier */
+const char *emote_model_output_name(const emote_model *model, int index);
+int emote_model_size_multiple(const emote_model *model);
+
+typedef struct {
+    int channels, height, width;
+    float *data;                   /* CHW, owned: emote_tensors_free */
+} emote_tensor;
+
+/* input: channels x height x width floats, already normalised (CHW). Fills
+ * outputs[emote_model_num_outputs(model)]. Thread-safe: the model is only read. */
+emote_status emote_model_run(const emote_model *model, const float *input, int height, int width,
+                             emote_tensor *outputs, emote_error *err);
+void emote_tensors_free(emote_tensor *tensors, int n);
+
 /* ---- images ------------------------------------------------------------ */
 
 /* Largest image accepted, in pixels (width * height), checked before decoding. */

@@ -28,13 +28,16 @@ typedef enum {
     OP_LINEAR,
     OP_RELU,
     OP_SOFTMAX,
+    OP_UPSAMPLE, /* nearest neighbour, integer scale */
+    OP_ADD,      /* elementwise: this op's input + the output of op `with_op` */
 } op_kind;
 
 typedef struct {
     int cin, cout, kh, kw, stride, padding;
+    int groups; /* 1, or cin == cout for a depthwise conv (src/layers/depthwise.c) */
     bool relu;
     shape3 in, out;
-    float *weight; /* [cout][cin*kh*kw], BatchNorm folded in; owned by the model's weights */
+    float *weight; /* [cout][cin/groups*kh*kw], BatchNorm folded in; owned by the model's weights */
     float *bias;   /* [cout], BatchNorm folded in; owned by the model's weights */
 } conv_layer;
 
@@ -60,9 +63,14 @@ typedef struct {
     bool relu;
 } residual_layer;
 
+/* Ops read the previous op's output, or a named one: multi-output graphs (with
+ * "outputs" in the metadata, such as the face detector) name values and read them back
+ * (see src/net.c). In a plain chain input_op is the previous op (-1: the graph input). */
 typedef struct {
     op_kind kind;
     shape3 in, out;
+    int input_op, with_op; /* with_op: OP_ADD's second operand */
+    int scale;             /* OP_UPSAMPLE */
     char description[96];
     union {
         conv_layer conv;
@@ -80,6 +88,11 @@ struct emote_model {
     emote_input_spec input;
     graph_op *ops;
     int num_ops;
+    /* Multi-output models: named outputs (the ops that make them) and the input size rule:
+     * any height and width that are multiples of size_multiple (0: only input.height x width). */
+    char **output_names;
+    int *output_ops;
+    int num_outputs, size_multiple;
     uint64_t params, macs;
     char **metadata_keys, **metadata_values;
     int num_metadata;
@@ -90,5 +103,11 @@ struct emote_model {
 };
 
 const char *op_kind_name(op_kind kind);
+
+/* Sets op's input shape (and `with`, the second operand of an add) and computes its output
+ * shape; false when the input does not fit (a kernel larger than the padded input, shapes
+ * that differ for an add). For the ops a size-free graph may hold: conv2d, maxpool, relu,
+ * upsample, add. */
+bool op_set_input(graph_op *op, shape3 in, shape3 with);
 
 #endif

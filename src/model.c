@@ -52,8 +52,8 @@ __attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, 
 }
 
 const char *op_kind_name(op_kind kind) {
-    static const char *const names[] = {"conv2d", "maxpool", "squeeze_excite", "residual",
-                                        "global_avg_pool", "linear", "relu", "softmax"};
+    static const char *const names[] = {"conv2d", "maxpool", "squeeze_excite", "residual", "global_avg_pool",
+                                        "linear", "relu", "softmax", "upsample", "add"};
     return names[kind];
 }
 
@@ -172,7 +172,7 @@ static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
         s = json_tensor_ref(ld, bn, keys[i], false, &names[i]);
         if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, true, &v[i], &loaded[i]);
     }
-    size_t k = (size_t)c->cin * (size_t)c->kh * (size_t)c->kw;
+    size_t k = (size_t)(c->cin / c->groups) * (size_t)c->kh * (size_t)c->kw;
     for (int o = 0; s == EMOTE_OK && o < c->cout; o++) {
         double var = (double)v[3][o] + eps_item->valuedouble;
         if (!(var > 0)) {
@@ -190,14 +190,27 @@ static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
 
 /* Folding changes a conv's weights and bias: it works on copies of its own. */
 static emote_status conv_tensors(loader *ld, const char *wname, const char *bname, bool own, conv_layer *c) {
-    size_t dims[4] = {(size_t)c->cout, (size_t)c->cin, (size_t)c->kh, (size_t)c->kw};
+    size_t dims[4] = {(size_t)c->cout, (size_t)(c->cin / c->groups), (size_t)c->kh, (size_t)c->kw};
     bool loaded;
     emote_status s = load_tensor(ld, wname, dims, 4, !own, &c->weight, &loaded);
     if (s) return s;
-    if (loaded) ld->params += shape_size((shape3){c->cout, c->cin, c->kh * c->kw});
+    if (loaded) ld->params += shape_size((shape3){c->cout, c->cin / c->groups, c->kh * c->kw});
     if (!bname) return new_weights(ld, (size_t)c->cout, &c->bias);
     if ((s = load_vector(ld, bname, c->cout, !own, &c->bias, &loaded))) return s;
     if (loaded) ld->params += (uint64_t)c->cout;
+    return EMOTE_OK;
+}
+
+/* "groups": absent or 1 (a dense conv), or the input channel count = the output channel
+ * count (a depthwise conv). */
+static emote_status parse_groups(loader *ld, const cJSON *op, conv_layer *c) {
+    c->groups = 1;
+    if (!cJSON_GetObjectItemCaseSensitive(op, "groups")) return EMOTE_OK;
+    emote_status s = json_int(ld, op, "groups", 1, 65536, &c->groups);
+    if (s) return s;
+    if (c->groups != 1 && (c->groups != c->cin || c->groups != c->cout))
+        return load_fail(ld, "'groups' must be 1 or the channel count (%d in, %d out) for a depthwise conv", c->cin,
+                         c->cout);
     return EMOTE_OK;
 }
 
@@ -218,16 +231,15 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     c->cin = in.c;
     c->kh = (int)w->shape[2];
     c->kw = (int)w->shape[3];
+    if ((s = parse_groups(ld, op, c))) return s;
     const cJSON *bn = cJSON_GetObjectItemCaseSensitive(op, "batchnorm");
     if (bn && !cJSON_IsNull(bn) && !cJSON_IsObject(bn)) return load_fail(ld, "'batchnorm' must be an object or null");
     if ((s = conv_tensors(ld, wname, bname, cJSON_IsObject(bn), c))) return s;
     if (cJSON_IsObject(bn) && (s = fold_batchnorm(ld, bn, c))) return s;
-    c->in = in;
-    if (in.h + 2 * c->padding < c->kh || in.w + 2 * c->padding < c->kw)
+    graph_op shaped = {.kind = OP_CONV2D, .u.conv = *c};
+    if (!op_set_input(&shaped, in, in))
         return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
-    int oh = (in.h + 2 * c->padding - c->kh) / c->stride + 1;
-    int ow = (in.w + 2 * c->padding - c->kw) / c->stride + 1;
-    c->out = (shape3){c->cout, oh, ow};
+    *c = shaped.u.conv;
     return EMOTE_OK;
 }
 
@@ -323,7 +335,7 @@ static void free_op(graph_op *op) {
 }
 
 static uint64_t conv_macs(const conv_layer *c) {
-    return (uint64_t)shape_size(c->out) * (uint64_t)c->cin * (uint64_t)(c->kh * c->kw);
+    return (uint64_t)shape_size(c->out) * (uint64_t)(c->cin / c->groups) * (uint64_t)(c->kh * c->kw);
 }
 
 /* Multiply-adds of convs and linear layers, as tools/emote_model.py count_flops counts them. */
@@ -358,7 +370,7 @@ static void describe_op(graph_op *op) {
              op->out.h, op->out.w);
 }
 
-static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, bool last, graph_op *op) {
+static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, shape3 with, bool last, graph_op *op) {
     const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(json, "op");
     const char *kind = cJSON_IsString(kind_item) ? kind_item->valuestring : "";
     bool is_vector = in.h == 1 && in.w == 1;
@@ -394,6 +406,15 @@ static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, bool last
         if (!(s = parse_dense(ld, json, in.c, &out, &op->u.linear))) op->out = (shape3){out, 1, 1};
     } else if (strcmp(kind, "relu") == 0) {
         op->kind = OP_RELU;
+    } else if (strcmp(kind, "upsample") == 0) {
+        op->kind = OP_UPSAMPLE;
+        if ((s = json_int(ld, json, "scale", 1, 16, &op->scale))) return s;
+        if (!op_set_input(op, in, in)) return load_fail(ld, "upsampling %dx%d by %d is too large", in.h, in.w, op->scale);
+    } else if (strcmp(kind, "add") == 0) {
+        op->kind = OP_ADD;
+        if (!op_set_input(op, in, with))
+            return load_fail(ld, "adds %dx%dx%d and %dx%dx%d: the shapes differ", in.c, in.h, in.w, with.c, with.h,
+                             with.w);
     } else if (strcmp(kind, "softmax") == 0) {
         op->kind = OP_SOFTMAX;
         if (!is_vector) return load_fail(ld, "softmax needs a vector input, got %dx%dx%d", in.c, in.h, in.w);
@@ -401,7 +422,13 @@ static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, bool last
         return load_fail(ld, "unknown op '%s'", kind);
     }
     if (s) return s;
-    if (last != (op->kind == OP_SOFTMAX)) {
+    if (ld->model->num_outputs > 0) {
+        if (op->kind != OP_CONV2D && op->kind != OP_MAXPOOL && op->kind != OP_RELU && op->kind != OP_UPSAMPLE &&
+            op->kind != OP_ADD) {
+            free_op(op);
+            return load_fail(ld, "a multi-output graph may hold only conv2d, maxpool, relu, upsample and add ops");
+        }
+    } else if (last != (op->kind == OP_SOFTMAX)) {
         free_op(op);
         return load_fail(ld, "the graph must end with exactly one softmax, as its last op");
     }
@@ -513,6 +540,68 @@ done:
     return s;
 }
 
+/* An op's "input" or "with": the earlier op whose output it names (via "name"). */
+static emote_status value_ref(loader *ld, const cJSON *item, const char *key, const string_table *names, int *op) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, key);
+    if (!cJSON_IsString(v)) return load_fail(ld, "'%s' must name an earlier op's output", key);
+    if ((*op = table_find(names, v->valuestring)) < 0)
+        return load_fail(ld, "'%s' names '%s', which no earlier op is named", key, v->valuestring);
+    return EMOTE_OK;
+}
+
+/* Where op `index` reads from: "input" and "with" (an add's second operand), and its "name".
+ * Only multi-output graphs route values; a classifier's graph is a plain chain. */
+static emote_status route_op(loader *ld, const cJSON *item, int index, string_table *names, graph_op *op) {
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(item, "input");
+    const cJSON *with = cJSON_GetObjectItemCaseSensitive(item, "with");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(item, "op");
+    bool is_add = cJSON_IsString(kind) && strcmp(kind->valuestring, "add") == 0;
+    op->input_op = index - 1;
+    op->with_op = -1;
+    if ((input || with || name || is_add) && ld->model->num_outputs == 0)
+        return load_fail(ld, "'input', 'with', 'name' and add ops need a multi-output model (metadata \"outputs\")");
+    emote_status s = EMOTE_OK;
+    if (input && (s = value_ref(ld, item, "input", names, &op->input_op))) return s;
+    if (is_add && (s = value_ref(ld, item, "with", names, &op->with_op))) return s;
+    if (with && !is_add) return load_fail(ld, "only an add takes 'with'");
+    if (name) {
+        if (!cJSON_IsString(name) || !name->valuestring[0]) return load_fail(ld, "'name' must be a non-empty string");
+        int got = table_add(names, name->valuestring, index);
+        if (got < 0) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+        if (got != index) return load_fail(ld, "the name '%s' is already op %d's", name->valuestring, got);
+    }
+    return EMOTE_OK;
+}
+
+static shape3 op_output_shape(const emote_model *m, int op) {
+    return op < 0 ? (shape3){m->input.channels, m->input.height, m->input.width} : m->ops[op].out;
+}
+
+static emote_status resolve_outputs(loader *ld, emote_model *m, const string_table *names) {
+    for (int i = 0; i < m->num_outputs; i++)
+        if ((m->output_ops[i] = table_find(names, m->output_names[i])) < 0)
+            return load_fail(ld, "output '%s' is not the name of any graph op", m->output_names[i]);
+    return EMOTE_OK;
+}
+
+/* input "size_multiple": a multi-output model runs at any height and width that are
+ * multiples of it (height and width are then a nominal size, for checks and FLOPs). */
+static emote_status load_size_multiple(loader *ld, emote_model *m) {
+    cJSON *input;
+    emote_status s = metadata_json(ld, "input", cJSON_Object, &input);
+    if (s) return s;
+    if (cJSON_GetObjectItemCaseSensitive(input, "size_multiple")) {
+        if (m->num_outputs == 0)
+            s = load_fail(ld, "input \"size_multiple\" needs a multi-output model (metadata \"outputs\")");
+        else if (!(s = json_int(ld, input, "size_multiple", 1, 1024, &m->size_multiple)) &&
+                 (m->input.height % m->size_multiple || m->input.width % m->size_multiple))
+            s = load_fail(ld, "input height and width must be multiples of \"size_multiple\" (%d)", m->size_multiple);
+    }
+    cJSON_Delete(input);
+    return s;
+}
+
 static emote_status load_graph(loader *ld, emote_model *m) {
     cJSON *graph;
     emote_status s = metadata_json(ld, "graph", cJSON_Array, &graph);
@@ -526,21 +615,52 @@ static emote_status load_graph(loader *ld, emote_model *m) {
         cJSON_Delete(graph);
         return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
     }
-    shape3 cur = {m->input.channels, m->input.height, m->input.width};
+    string_table names = {0};
     const cJSON *item;
     cJSON_ArrayForEach(item, graph) {
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(item, "op");
+        graph_op *op = &m->ops[m->num_ops];
         snprintf(ld->where, sizeof ld->where, "graph op %d (%s)", m->num_ops,
                  cJSON_IsString(kind) ? kind->valuestring : "?");
-        if ((s = parse_op(ld, item, cur, m->num_ops == n - 1, &m->ops[m->num_ops]))) break;
-        cur = m->ops[m->num_ops].out;
-        m->macs += op_macs(&m->ops[m->num_ops]);
+        if ((s = route_op(ld, item, m->num_ops, &names, op))) break;
+        shape3 in = op_output_shape(m, op->input_op), with = op->with_op >= 0 ? m->ops[op->with_op].out : in;
+        if ((s = parse_op(ld, item, in, with, m->num_ops == n - 1, op))) break;
+        m->macs += op_macs(op);
         m->num_ops++;
     }
     ld->where[0] = '\0';
+    if (!s) s = resolve_outputs(ld, m, &names);
+    table_free(&names);
     cJSON_Delete(graph);
-    if (!s && cur.c != m->num_classes)
-        s = load_fail(ld, "the graph ends with %d outputs but there are %d labels", cur.c, m->num_classes);
+    shape3 last = op_output_shape(m, m->num_ops - 1);
+    if (!s && m->num_outputs == 0 && last.c != m->num_classes)
+        s = load_fail(ld, "the graph ends with %d outputs but there are %d labels", last.c, m->num_classes);
+    return s;
+}
+
+/* "outputs": the named values a multi-output model (a detector) returns; absent for a classifier. */
+static emote_status load_output_names(loader *ld, emote_model *m) {
+    if (!st_metadata(ld->file, "outputs")) return EMOTE_OK;
+    cJSON *outputs;
+    emote_status s = metadata_json(ld, "outputs", cJSON_Array, &outputs);
+    if (s) return s;
+    int n = cJSON_GetArraySize(outputs);
+    if (n < 1 || n > MAX_OPS) {
+        cJSON_Delete(outputs);
+        return load_fail(ld, "\"outputs\" must list 1 to %d op names", MAX_OPS);
+    }
+    m->output_names = calloc_array((size_t)n, sizeof(char *));
+    m->output_ops = calloc_array((size_t)n, sizeof(int));
+    if (!m->output_names || !m->output_ops) s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, outputs) {
+        if (s) break;
+        if (!cJSON_IsString(item) || !item->valuestring[0])
+            s = load_fail(ld, "\"outputs\" must list op names (strings)");
+        else if (!(m->output_names[m->num_outputs++] = str_dup(item->valuestring)))
+            s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    }
+    cJSON_Delete(outputs);
     return s;
 }
 
@@ -578,8 +698,10 @@ emote_model *emote_model_open_memory(const void *data, size_t size, const char *
             s = load_fail(&ld, "__metadata__ \"format\" must be \"%s\" (is this an emote model file?)", MODEL_FORMAT);
     }
     if (!s) s = copy_metadata(&ld, m);
-    if (!s) s = load_labels(&ld, m);
+    if (!s) s = load_output_names(&ld, m);
+    if (!s && (m->num_outputs == 0 || st_metadata(&file, "labels"))) s = load_labels(&ld, m);
     if (!s) s = load_input_spec(&ld, &m->input);
+    if (!s) s = load_size_multiple(&ld, m);
     if (!s) s = load_graph(&ld, m);
     table_free(&ld.shared);
     st_free(&file);
@@ -645,6 +767,9 @@ void emote_model_close(emote_model *m) {
     }
     free(m->metadata_keys);
     free(m->metadata_values);
+    for (int i = 0; i < m->num_outputs; i++) free(m->output_names[i]);
+    free(m->output_names);
+    free(m->output_ops);
     free(m->name);
     free(m);
 }

@@ -81,6 +81,10 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_ARGUMENT, "thread count %d is outside 0..%d", threads, MAX_THREADS);
         return NULL;
     }
+    if (model->num_outputs > 0) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "%s is a multi-output model (a detector), not a classifier", model->name);
+        return NULL;
+    }
     if (threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;
@@ -160,6 +164,8 @@ static const float *run_op(worker *w, const graph_op *op, const float *in, float
         relu_forward(out, count);
         return out;
     case OP_SOFTMAX: softmax_forward(in, probs, op->in.c, n); return probs;
+    case OP_UPSAMPLE:
+    case OP_ADD: break; /* multi-output graphs only: src/net.c */
     }
     return out;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "net.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -129,6 +130,90 @@ TEST(parity_every_fixture_matches_pytorch) {
         double worst = run_case(cases[i], failures);
         printf("     %-26s max |dprob| %.2e %s\n", cases[i], worst, *failures > before ? "FAIL" : "");
     }
+}
+
+/* ---- multi-output graphs (src/net.c) ------------------------------------- */
+
+/* name, model file (NULL: FIXTURES name.safetensors) */
+static const char *const net_cases[][2] = {
+    {"depthwise_k3_s1", NULL}, {"depthwise_k3_s2_bn", NULL}, {"depthwise_k5_nobias", NULL},
+    {"pointwise_depthwise", NULL}, {"upsample_add_two_outputs", NULL}, {"yunet_32x64", "models/yunet.safetensors"},
+};
+
+static void check_net_op(void *user, int op, const char *kind, const float *chw, int c, int h, int w) {
+    check_op(user, op, kind, chw, 1, c, h, w);
+}
+
+/* Checks one named output against out.<name>; returns its normalised MSE. */
+static double check_net_output(const char *name, const st_file *expected, const char *output, const emote_tensor *t,
+                               int *failures) {
+    char key[64];
+    snprintf(key, sizeof key, "out.%s", output);
+    const st_tensor *ref = st_find(expected, key);
+    size_t count = (size_t)t->channels * t->height * t->width;
+    CHECKF(ref && ref->numel == count, "%s: output %s: no reference of %zu values", name, output, count);
+    if (!ref || ref->numel != count) return INFINITY;
+    float *r = tensor_copy(ref);
+    double e = nmse(t->data, r, count);
+    CHECKF(e <= MAX_OP_NMSE, "%s: output %s normalised MSE %.3g > %.1g", name, output, e, MAX_OP_NMSE);
+    free(r);
+    return e;
+}
+
+static double run_net_case(const char *name, const char *model_path, int *failures) {
+    char path[256];
+    emote_error err;
+    expected_file e;
+    snprintf(path, sizeof path, FIXTURES "%s.safetensors", name);
+    emote_model *m = emote_model_open(model_path ? model_path : path, &err);
+    CHECKF(m != NULL, "%s", err.message);
+    if (!m || !load_expected(name, &e)) {
+        emote_model_close(m);
+        return INFINITY;
+    }
+    const st_tensor *input = st_find(&e.file, "input");
+    double worst = INFINITY;
+    CHECK(input && input->ndim == 4 && input->shape[0] == 1);
+    if (input && input->ndim == 4 && input->shape[0] == 1) {
+        float *x = tensor_copy(input);
+        int n = emote_model_num_outputs(m);
+        emote_tensor *outputs = calloc((size_t)n, sizeof *outputs);
+        trace_check tc = {&e.file, name, failures, 0};
+        emote_status s = net_run(m, x, (int)input->shape[2], (int)input->shape[3], outputs, check_net_op, &tc, &err);
+        CHECKF(s == EMOTE_OK, "%s: %s", name, err.message);
+        CHECKF(tc.ops_checked == emote_model_num_ops(m), "%s: %d of %d ops checked", name, tc.ops_checked,
+               emote_model_num_ops(m));
+        worst = s == EMOTE_OK ? 0 : INFINITY;
+        for (int i = 0; s == EMOTE_OK && i < n; i++)
+            worst = fmax(worst, check_net_output(name, &e.file, emote_model_output_name(m, i), &outputs[i], failures));
+        emote_tensors_free(outputs, n);
+        free(outputs);
+        free(x);
+    }
+    free_expected(&e);
+    emote_model_close(m);
+    return worst;
+}
+
+TEST(parity_multi_output_graphs_match_pytorch) {
+    for (size_t i = 0; i < sizeof net_cases / sizeof net_cases[0]; i++) {
+        int before = *failures;
+        double worst = run_net_case(net_cases[i][0], net_cases[i][1], failures);
+        printf("     %-26s worst output NMSE %.2e %s\n", net_cases[i][0], worst, *failures > before ? "FAIL" : "");
+    }
+}
+
+TEST(net_refuses_sizes_it_cannot_run) {
+    emote_error err;
+    emote_model *m = emote_model_open("models/yunet.safetensors", &err);
+    CHECKF(m != NULL, "%s", err.message);
+    if (!m) return;
+    float x[3 * 32 * 48] = {0};
+    emote_tensor out[12];
+    CHECK(emote_model_num_outputs(m) == 12 && emote_model_size_multiple(m) == 32);
+    CHECK(emote_model_run(m, x, 32, 48, out, &err) == EMOTE_ERR_ARGUMENT && strstr(err.message, "multiples of 32"));
+    CHECK(emote_session_new(m, 1, 1, &err) == NULL && strstr(err.message, "multi-output"));
+    emote_model_close(m);
 }
 
 /* Runs `total` copies of the fixture's images in batches of `batch` with `threads`. */

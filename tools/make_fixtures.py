@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emote_model import DEFAULT_CONFIG, EmoteNet, graph_of  # noqa: E402
-from graph_ref import check_emotenet_graph, run_graph  # noqa: E402
-from safetensors_io import write_safetensors  # noqa: E402
+from graph_ref import check_emotenet_graph, run_graph, run_named_graph  # noqa: E402
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 SEED = 20261122
 MAX_TOTAL_BYTES = 2 * 1024 * 1024
@@ -63,6 +63,18 @@ class Builder:
             op["batchnorm"] = {key: self._add(f"{p}.bn.{name}", params[name]) for key, name in BN_NAMES.items()}
             op["batchnorm"]["eps"] = 1e-5
         self.c = cout
+        return op
+
+    def depthwise(self, k=3, stride=1, bias=True, bn=False, relu=True, **extra):
+        """A depthwise conv (groups = channels), padding k // 2."""
+        p, c = self._prefix(), self.c
+        op = {"op": "conv2d", "weight": self._add(p + ".weight", kaiming(self.gen, c, 1, k, k)),
+              "bias": self._add(p + ".bias", 0.2 * torch.randn(c, generator=self.gen)) if bias else None,
+              "stride": stride, "padding": k // 2, "groups": c, "batchnorm": None, "relu": relu, **extra}
+        if bn:
+            params = random_bn(self.gen, c)
+            op["batchnorm"] = {key: self._add(f"{p}.bn.{name}", params[name]) for key, name in BN_NAMES.items()}
+            op["batchnorm"]["eps"] = 1e-5
         return op
 
     def linear_ref(self, fin, fout, bias=True):
@@ -115,6 +127,28 @@ LAYER_CASES = {
                                                    {"op": "relu"}, b.linear(6), {"op": "softmax"}]),
 }
 
+# Multi-output graphs (run by src/net.c): name: (input [C,H,W], outputs, ops). Values are
+# routed with "name", "input" and "with" (see tools/graph_ref.py run_named_graph).
+NET_CASES = {
+    "depthwise_k3_s1": ((3, 11, 13), ["out"], lambda b: [b.conv(8, 3, relu=False),
+                                                        b.depthwise(3, 1, name="out")]),
+    "depthwise_k3_s2_bn": ((3, 12, 9), ["out"], lambda b: [b.conv(6, 1, 1, 0, relu=False),
+                                                          b.depthwise(3, 2, bias=False, bn=True, relu=False, name="out")]),
+    "depthwise_k5_nobias": ((1, 10, 10), ["out"], lambda b: [b.conv(4, 3, relu=False),
+                                                            b.depthwise(5, 1, bias=False, relu=False, name="out")]),
+    "pointwise_depthwise": ((3, 9, 12), ["out"], lambda b: [b.conv(10, 1, 1, 0, bias=True, bn=False, relu=False),
+                                                           b.depthwise(3, 1, name="out")]),
+    "upsample_add_two_outputs": ((3, 12, 16), ["fine", "coarse"], lambda b: [
+        b.conv(8, 3, relu=False) | {"name": "skip"},
+        {"op": "maxpool", "kernel": 2, "stride": 2, "padding": 0},
+        b.conv(8, 1, 1, 0, bias=True, bn=False, relu=True) | {"name": "coarse"},
+        {"op": "upsample", "scale": 2},
+        {"op": "add", "with": "skip"},
+        {"op": "relu", "name": "fine"}]),
+}
+# The real YuNet weights (models/yunet.safetensors) at a size other than the nominal one.
+YUNET_CASE = ("yunet_32x64", (3, 32, 64))
+
 EMOTENET_CASES = {
     "emotenet_small": {"in_channels": 1, "input_size": 24, "stem": [8, 12], "stem_pool_after": -1,
                        "se_reduction": 4, "se_bias": True, "blocks": [[16, 2], [24, 2], [32, 2]],
@@ -154,6 +188,46 @@ def model_metadata(ops, input_chw, classes, config=None):
     return meta
 
 
+def net_metadata(ops, input_chw, outputs):
+    c, h, w = input_chw
+    return {"format": "emote-model/1", "outputs": json.dumps(outputs),
+            "input": json.dumps({"channels": c, "height": h, "width": w, "mean": [0.5] * c, "std": [0.25] * c,
+                                 "preprocess": "emote/1"}),
+            "graph": json.dumps(ops),
+            "provenance": json.dumps({"data": "random weights (test fixture)",
+                                      "command": "/usr/bin/python3 tools/make_fixtures.py tests/fixtures",
+                                      "seed": SEED})}
+
+
+def write_net_case(outdir, name, ops, state_dict, meta, x, outputs, model_path=None):
+    """A multi-output case: the model (unless model_path names an existing one) and the
+    float64 reference: input [1,C,H,W], op.<i> and out.<name>."""
+    named, op_outputs = run_named_graph(ops, state_dict, x, outputs, torch.float64)
+    expected = {"input": x}
+    expected.update({f"op.{i}": o for i, o in enumerate(op_outputs)})
+    expected.update({f"out.{k}": v for k, v in named.items()})
+    size = 0
+    if model_path is None:
+        model_path = os.path.join(outdir, name + ".safetensors")
+        write_safetensors(model_path, {k: v.numpy() for k, v in state_dict.items()}, meta)
+        size += os.path.getsize(model_path)
+    expected_path = os.path.join(outdir, name + ".expected.safetensors")
+    write_safetensors(expected_path, {k: v.float().numpy() for k, v in expected.items()})
+    size += os.path.getsize(expected_path)
+    peak = max(o.abs().max().item() for o in op_outputs)
+    return size, f"{name:26s} {size:7d} B  {len(ops):2d} ops  max|act| {peak:8.2f}  outputs {', '.join(outputs)}"
+
+
+def write_yunet_case(outdir, gen):
+    name, chw = YUNET_CASE
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "yunet.safetensors")
+    tensors, meta = read_safetensors(path)
+    sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    x = (torch.rand(1, *chw, generator=gen) * 255).round()  # pixels 0..255, mean 0, std 1/255
+    return write_net_case(outdir, name, json.loads(meta["graph"]), sd, None, x, json.loads(meta["outputs"]),
+                          model_path=path)
+
+
 def write_case(outdir, name, ops, state_dict, meta, x):
     """Writes the model and its float64 reference outputs; returns (bytes written, summary line)."""
     probs, outputs = run_graph(ops, state_dict, x, torch.float64)
@@ -185,6 +259,16 @@ tools/export.py); `CASE.expected.safetensors` holds `input` [N,C,H,W] (already-n
 model input), `op.<i>` (the output of graph op i, NCHW, vectors stored as [N,F,1,1]) and
 `probs` [N,K], all F32, computed by the PyTorch graph interpreter tools/graph_ref.py in
 float64 from the stored float32 weights and inputs.
+
+Multi-output cases (depthwise_*, pointwise_depthwise, upsample_add_two_outputs, run by
+src/net.c) have `outputs` instead of labels and route values by name; their expected files
+hold `input` [1,C,H,W], `op.<i>` and `out.<name>` (tools/graph_ref.py run_named_graph).
+`yunet_32x64.expected.safetensors` is the real detector (models/yunet.safetensors, not copied)
+on random pixels at 32x64, a size other than its nominal 640x640.
+
+`faces/`: composed scenes (tools/make_face_scenes.py) and `faces/reference.jsonl`, the
+detections of libfacedetection's own reference_runner on them (see
+../shared/third_party/libfacedetection/README.md; built only to make this file).
 """
 
 
@@ -223,6 +307,17 @@ def main(argv=None):
         size, line = write_case(outdir, name, ops, sd, model_metadata(ops, chw, config["num_classes"], config), x)
         total += size
         print(line)
+    for name, (chw, outputs, build) in NET_CASES.items():
+        gen = torch.Generator().manual_seed(SEED ^ zlib.crc32(name.encode()))
+        b = Builder(gen, chw[0])
+        ops = build(b)
+        x = torch.randn(1, *chw, generator=gen)
+        size, line = write_net_case(outdir, name, ops, b.sd, net_metadata(ops, chw, outputs), x, outputs)
+        total += size
+        print(line)
+    size, line = write_yunet_case(outdir, torch.Generator().manual_seed(SEED ^ zlib.crc32(YUNET_CASE[0].encode())))
+    total += size
+    print(line)
     with open(os.path.join(outdir, "README.md"), "w") as f:
         f.write(README)
     print(f"total {total} bytes in {outdir}")

@@ -8,7 +8,7 @@ static int is_pointwise(const conv_layer *c) {
 }
 
 size_t conv_col_floats(const conv_layer *c, int n) {
-    if (is_pointwise(c)) return 0;
+    if (is_pointwise(c) || c->groups > 1) return 0;
     return (size_t)c->cin * c->kh * c->kw * (size_t)n * c->out.h * c->out.w;
 }
 
@@ -57,6 +57,10 @@ static void im2col(const conv_layer *c, const float *in, float *col, int n) {
  * batch would be faster for small images, but OpenBLAS then rounds a column differently
  * depending on where it falls in the batch; per image, results do not depend on batch size. */
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col) {
+    if (c->groups > 1) {
+        depthwise_forward(c, in, out, n);
+        return;
+    }
     const int k = c->cin * c->kh * c->kw;
     const int pixels = c->out.h * c->out.w;
     const int cols = n * pixels;

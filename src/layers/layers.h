@@ -8,6 +8,12 @@
 size_t conv_col_floats(const conv_layer *c, int n);
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col);
 
+/* groups == channels (conv_forward calls it for such convs). */
+void depthwise_forward(const conv_layer *c, const float *in, float *out, int n);
+/* planes (C*N) planes of h x w -> (h*scale) x (w*scale), nearest neighbour. */
+void upsample_forward(const float *in, float *out, size_t planes, int h, int w, int scale);
+void add_forward(const float *a, const float *b, float *out, size_t count);
+
 void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n);
 /* [C][N][H*W] -> [C][N] */
 void global_avg_pool_forward(const float *in, float *out, int channels, int n, int hw);

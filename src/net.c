@@ -1,0 +1,145 @@
+/* Runs a multi-output graph on one image. Shapes are inferred again for each input size
+ * (op_set_input, as the loader does at the nominal size) on a shallow copy of the op list;
+ * the layers are the same kernels the batch session runs. Each op's output lives from the
+ * op that makes it to the last op that reads it; requested outputs are copied out. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "net.h"
+#include "util.h"
+
+#define NET_MAX_SIDE 8192
+
+typedef struct {
+    graph_op *ops;   /* shallow copy: shapes for this input, weights shared with the model */
+    int *last_use;   /* index of the last op reading op i's output (num_ops: an output) */
+    float **values;  /* op outputs, CHW */
+    float *col;      /* im2col scratch */
+} net_state;
+
+static void state_free(net_state *st, int num_ops) {
+    for (int i = 0; st->values && i < num_ops; i++) free(st->values[i]);
+    free(st->values);
+    free(st->ops);
+    free(st->last_use);
+    free(st->col);
+}
+
+static emote_status check_size(const emote_model *m, int height, int width, emote_error *err) {
+    if (m->num_outputs == 0)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s is a classifier, not a multi-output model", m->name);
+    int multiple = m->size_multiple;
+    bool fits = multiple ? height >= multiple && width >= multiple && height % multiple == 0 && width % multiple == 0 &&
+                               height <= NET_MAX_SIDE && width <= NET_MAX_SIDE
+                         : height == m->input.height && width == m->input.width;
+    if (!fits && multiple)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: input %dx%d must be multiples of %d, at most %d", m->name,
+                          width, height, multiple, NET_MAX_SIDE);
+    if (!fits)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: input %dx%d must be %dx%d", m->name, width, height,
+                          m->input.width, m->input.height);
+    return EMOTE_OK;
+}
+
+/* Shapes for this input size, the scratch they need and each value's lifetime. */
+static emote_status plan(const emote_model *m, int height, int width, net_state *st, emote_error *err) {
+    int n = m->num_ops;
+    st->ops = malloc(sizeof(graph_op) * (size_t)n);
+    st->last_use = malloc(sizeof(int) * (size_t)n);
+    st->values = calloc_array((size_t)n, sizeof(float *));
+    if (!st->ops || !st->last_use || !st->values) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    memcpy(st->ops, m->ops, sizeof(graph_op) * (size_t)n);
+    shape3 input = {m->input.channels, height, width};
+    size_t col = 1;
+    for (int i = 0; i < n; i++) {
+        graph_op *op = &st->ops[i];
+        shape3 in = op->input_op < 0 ? input : st->ops[op->input_op].out;
+        shape3 with = op->with_op < 0 ? in : st->ops[op->with_op].out;
+        if (!op_set_input(op, in, with))
+            return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: a %dx%d input is too small for op %d (%s)", m->name, width,
+                              height, i, op_kind_name(op->kind));
+        if (op->kind == OP_CONV2D && conv_col_floats(&op->u.conv, 1) > col) col = conv_col_floats(&op->u.conv, 1);
+        st->last_use[i] = i;
+        if (op->input_op >= 0) st->last_use[op->input_op] = i;
+        if (op->with_op >= 0) st->last_use[op->with_op] = i;
+    }
+    for (int k = 0; k < m->num_outputs; k++) st->last_use[m->output_ops[k]] = n;
+    if (!(st->col = alloc_array(col, sizeof(float)))) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    return EMOTE_OK;
+}
+
+static void run_op(const graph_op *op, const float *in, const float *with, float *out, float *col) {
+    size_t count = shape_size(op->out);
+    switch (op->kind) {
+    case OP_CONV2D: conv_forward(&op->u.conv, in, out, 1, col); break;
+    case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, 1); break;
+    case OP_UPSAMPLE: upsample_forward(in, out, (size_t)op->in.c, op->in.h, op->in.w, op->scale); break;
+    case OP_ADD: add_forward(in, with, out, count); break;
+    case OP_RELU:
+        memcpy(out, in, count * sizeof(float));
+        relu_forward(out, count);
+        break;
+    default: break; /* the loader admits no other op into a multi-output graph */
+    }
+}
+
+static emote_status copy_outputs(const emote_model *m, const net_state *st, emote_tensor *outputs, emote_error *err) {
+    for (int k = 0; k < m->num_outputs; k++) {
+        shape3 s = st->ops[m->output_ops[k]].out;
+        outputs[k] = (emote_tensor){s.c, s.h, s.w, alloc_array(shape_size(s), sizeof(float))};
+        if (!outputs[k].data) {
+            emote_tensors_free(outputs, k);
+            return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+        }
+        memcpy(outputs[k].data, st->values[m->output_ops[k]], shape_size(s) * sizeof(float));
+    }
+    return EMOTE_OK;
+}
+
+emote_status net_run(const emote_model *m, const float *input, int height, int width, emote_tensor *outputs,
+                     net_trace_fn trace, void *user, emote_error *err) {
+    emote_status s = check_size(m, height, width, err);
+    if (s) return s;
+    net_state st = {0};
+    if ((s = plan(m, height, width, &st, err))) {
+        state_free(&st, m->num_ops);
+        return s;
+    }
+    for (int i = 0; i < m->num_ops && !s; i++) {
+        const graph_op *op = &st.ops[i];
+        if (!(st.values[i] = alloc_array(shape_size(op->out), sizeof(float)))) {
+            s = emote_fail(err, EMOTE_ERR_MEMORY, "out of memory running op %d of %s", i, m->name);
+            break;
+        }
+        const float *in = op->input_op < 0 ? input : st.values[op->input_op];
+        run_op(op, in, op->with_op < 0 ? NULL : st.values[op->with_op], st.values[i], st.col);
+        if (trace) trace(user, i, op_kind_name(op->kind), st.values[i], op->out.c, op->out.h, op->out.w);
+        for (int j = 0; j < i; j++) /* values no later op reads */
+            if (st.values[j] && st.last_use[j] == i) {
+                free(st.values[j]);
+                st.values[j] = NULL;
+            }
+    }
+    if (!s) s = copy_outputs(m, &st, outputs, err);
+    state_free(&st, m->num_ops);
+    return s;
+}
+
+emote_status emote_model_run(const emote_model *m, const float *input, int height, int width, emote_tensor *outputs,
+                             emote_error *err) {
+    return net_run(m, input, height, width, outputs, NULL, NULL, err);
+}
+
+void emote_tensors_free(emote_tensor *tensors, int n) {
+    for (int i = 0; tensors && i < n; i++) {
+        free(tensors[i].data);
+        tensors[i].data = NULL;
+    }
+}
+
+int emote_model_num_outputs(const emote_model *m) { return m->num_outputs; }
+const char *emote_model_output_name(const emote_model *m, int i) {
+    return i >= 0 && i < m->num_outputs ? m->output_names[i] : NULL;
+}
+int emote_model_size_multiple(const emote_model *m) { return m->size_multiple; }
