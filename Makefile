@@ -19,7 +19,7 @@ DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
 DEB_TEST    := $(DEB_BUILD) parallel valgrind python3-numpy python3-pil python3-onnx util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch
 
-LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c)
+LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c src/faces/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)

@@ -204,6 +204,29 @@ typedef struct {
 emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
                                 const emote_pipeline_options *options, emote_input_fn next,
                                 emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
+/* ---- faces ------------------------------------------------------------- */
+
+/* A face in source-image pixels: box (x, y) top-left, w x h; score 0..1; five landmarks
+ * (x, y each): right eye, left eye, nose tip, right and left mouth corners (the person's
+ * right, i.e. on the image's left). */
+typedef struct {
+    float x, y, w, h, score;
+    float landmarks[10];
+} emote_face;
+
+typedef struct {
+    float min_score;  /* candidates below are dropped (YuNet's reference: 0.2) */
+    float nms_iou;    /* boxes overlapping a better one by more are dropped (0.45) */
+    int detect_size;  /* the image is shrunk to at most this on its longer side; 0 = never */
+    int max_faces;    /* at most this many faces, the largest; 0 = no limit */
+} emote_detect_options;
+
+#define EMOTE_DETECT_DEFAULTS {0.2f, 0.45f, 640, 0}
+
+/* Finds faces with a detector model (the built-in "yunet"): gray, gray+alpha, RGB and RGBA
+ * images of any size. *faces (malloc'd, free()) holds *count faces, largest first. */
+emote_status emote_detect_faces(const emote_model *detector, const emote_image *image,
+                                const emote_detect_options *options, emote_face **faces, int *count,
                                 emote_error *err);
 
 #ifdef __cplusplus

@@ -1,0 +1,204 @@
+/* Face detection with YuNet (libfacedetection) run by our own engine (src/net.c): image ->
+ * RGB at most detect_size on its longer side -> zero-padded to the model's size multiple ->
+ * the graph -> decode the stride-8/16/32 heads -> score threshold -> NMS -> source pixels.
+ * Decoding follows libfacedetection's bbox_decode / kps_decode / detection_output:
+ *   cx = (dx + col) * s, cy = (dy + row) * s, w = exp(dw) * s, h = exp(dh) * s,
+ *   landmark k = ((lx_k + col) * s, (ly_k + row) * s), score = sqrt(sigmoid(cls) * sigmoid(obj)). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+#include "util.h"
+
+#define NUM_STRIDES 3
+#define NMS_TOP_K 1000 /* candidates kept before NMS, as the reference */
+static const int strides[NUM_STRIDES] = {8, 16, 32};
+static const char *const head_names[4] = {"cls", "bbox", "obj", "kps"};
+enum { HEAD_CLS, HEAD_BBOX, HEAD_OBJ, HEAD_KPS, NUM_HEADS };
+static const int head_channels[NUM_HEADS] = {1, 4, 1, 10};
+
+typedef struct {
+    emote_face *items;
+    int count, capacity;
+} face_list;
+
+static bool face_list_add(face_list *l, const emote_face *f) {
+    emote_face *items = array_reserve_one(l->items, l->count, &l->capacity, sizeof *items);
+    if (!items) return false;
+    l->items = items;
+    l->items[l->count++] = *f;
+    return true;
+}
+
+/* The detector's 12 outputs by stride and head, checked against what decoding needs. */
+static emote_status find_heads(const emote_model *m, const emote_tensor *outputs, const emote_tensor *heads[NUM_STRIDES][NUM_HEADS],
+                               emote_error *err) {
+    for (int s = 0; s < NUM_STRIDES; s++) {
+        for (int h = 0; h < NUM_HEADS; h++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s_%d", head_names[h], strides[s]);
+            heads[s][h] = NULL;
+            for (int i = 0; i < emote_model_num_outputs(m); i++)
+                if (strcmp(emote_model_output_name(m, i), name) == 0) heads[s][h] = &outputs[i];
+            if (!heads[s][h] || heads[s][h]->channels != head_channels[h] ||
+                heads[s][h]->height != heads[s][HEAD_CLS]->height || heads[s][h]->width != heads[s][HEAD_CLS]->width)
+                return emote_fail(err, EMOTE_ERR_FORMAT, "%s: not a face detector: no %d-channel output '%s'",
+                                  emote_model_name(m), head_channels[h], name);
+        }
+    }
+    return EMOTE_OK;
+}
+
+static float sigmoid(float v) { return 1.0f / (1.0f + expf(-fminf(fmaxf(v, -88.3762626647949f), 88.3762626647949f))); }
+
+/* Candidates of one stride whose score reaches min_score, in network-input pixels. */
+static bool decode_stride(const emote_tensor *const head[NUM_HEADS], int stride, float min_score, face_list *out) {
+    const int rows = head[HEAD_CLS]->height, cols = head[HEAD_CLS]->width;
+    const size_t plane = (size_t)rows * cols;
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < cols; c++) {
+            size_t at = (size_t)r * cols + c;
+            float score = sqrtf(sigmoid(head[HEAD_CLS]->data[at]) * sigmoid(head[HEAD_OBJ]->data[at]));
+            if (!(score >= min_score)) continue;
+            const float *b = head[HEAD_BBOX]->data, *k = head[HEAD_KPS]->data;
+            float cx = (b[at] + c) * stride, cy = (b[plane + at] + r) * stride;
+            float w = expf(b[2 * plane + at]) * stride, h = expf(b[3 * plane + at]) * stride;
+            emote_face f = {.x = cx - w / 2, .y = cy - h / 2, .w = w, .h = h, .score = score};
+            for (int p = 0; p < 5; p++) {
+                f.landmarks[2 * p] = (k[(2 * p) * plane + at] + c) * stride;
+                f.landmarks[2 * p + 1] = (k[(2 * p + 1) * plane + at] + r) * stride;
+            }
+            if (!face_list_add(out, &f)) return false;
+        }
+    }
+    return true;
+}
+
+static float iou(const emote_face *a, const emote_face *b) {
+    float iw = fminf(a->x + a->w, b->x + b->w) - fmaxf(a->x, b->x);
+    float ih = fminf(a->y + a->h, b->y + b->h) - fmaxf(a->y, b->y);
+    if (iw <= 0 || ih <= 0) return 0;
+    float inter = iw * ih;
+    return inter / (a->w * a->h + b->w * b->h - inter);
+}
+
+static int by_score_desc(const void *a, const void *b) {
+    float sa = ((const emote_face *)a)->score, sb = ((const emote_face *)b)->score;
+    return (sa < sb) - (sa > sb);
+}
+
+static int by_area_desc(const void *a, const void *b) {
+    const emote_face *fa = a, *fb = b;
+    float da = fa->w * fa->h, db = fb->w * fb->h;
+    if (da != db) return (da < db) - (da > db);
+    return by_score_desc(a, b);
+}
+
+/* Greedy NMS over the best NMS_TOP_K, best first, in place; returns the count kept. qsort
+ * is not stable: ties in score are ordered by position so the result does not depend on it. */
+static int nms(emote_face *faces, int count, float max_iou) {
+    qsort(faces, (size_t)count, sizeof *faces, by_score_desc);
+    if (count > NMS_TOP_K) count = NMS_TOP_K;
+    int kept = 0;
+    for (int i = 0; i < count; i++) {
+        bool keep = true;
+        for (int j = 0; j < kept && keep; j++) keep = iou(&faces[i], &faces[j]) <= max_iou;
+        if (keep) faces[kept++] = faces[i];
+    }
+    return kept;
+}
+
+/* RGB, at most max_side on its longer side (never enlarged), in *scaled; *scale: scaled / source. */
+static emote_status detector_image(const emote_image *src, int max_side, emote_image *scaled, float *scale,
+                                   emote_error *err) {
+    int longer = src->width > src->height ? src->width : src->height;
+    *scale = max_side > 0 && longer > max_side ? (float)max_side / (float)longer : 1.0f;
+    int w = (int)lroundf(src->width * *scale), h = (int)lroundf(src->height * *scale);
+    if (w < 1) w = 1;
+    if (h < 1) h = 1;
+    if (w == src->width && h == src->height) {
+        *scale = 1.0f;
+        *scaled = *src;
+        scaled->pixels = NULL; /* borrowed: see fill_input */
+        return EMOTE_OK;
+    }
+    *scale = (float)w / (float)src->width;
+    return emote_image_resize(src, w, h, scaled, err);
+}
+
+/* CHW floats, normalised per the model's input spec, zero beyond the image (padding). */
+static void fill_input(const emote_input_spec *spec, const emote_image *img, int ph, int pw, float *x) {
+    memset(x, 0, sizeof(float) * 3 * (size_t)ph * pw);
+    const int ch = img->channels;
+    for (int y = 0; y < img->height; y++) {
+        const unsigned char *row = img->pixels + (size_t)y * img->width * ch;
+        for (int xx = 0; xx < img->width; xx++) {
+            const unsigned char *p = row + (size_t)xx * ch;
+            unsigned char rgb[3] = {p[0], ch >= 3 ? p[1] : p[0], ch >= 3 ? p[2] : p[0]};
+            for (int c = 0; c < 3; c++)
+                x[((size_t)c * ph + y) * pw + xx] = ((float)rgb[c] / 255.0f - spec->mean[c]) / spec->std[c];
+        }
+    }
+}
+
+static emote_status run_detector(const emote_model *m, const emote_image *img, const emote_detect_options *o,
+                                 face_list *faces, emote_error *err) {
+    int multiple = emote_model_size_multiple(m) > 0 ? emote_model_size_multiple(m) : 1;
+    int ph = (img->height + multiple - 1) / multiple * multiple, pw = (img->width + multiple - 1) / multiple * multiple;
+    float *x = alloc_array((size_t)3 * ph, (size_t)pw * sizeof(float));
+    emote_tensor *outputs = calloc_array((size_t)emote_model_num_outputs(m), sizeof *outputs);
+    emote_status s = x && outputs ? EMOTE_OK : emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    if (!s) {
+        fill_input(emote_model_input(m), img, ph, pw, x);
+        s = emote_model_run(m, x, ph, pw, outputs, err);
+    }
+    const emote_tensor *heads[NUM_STRIDES][NUM_HEADS];
+    if (!s) s = find_heads(m, outputs, heads, err);
+    for (int i = 0; !s && i < NUM_STRIDES; i++)
+        if (!decode_stride(heads[i], strides[i], o->min_score, faces)) s = emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    if (outputs) emote_tensors_free(outputs, emote_model_num_outputs(m));
+    free(outputs);
+    free(x);
+    return s;
+}
+
+static void to_source_pixels(emote_face *f, float scale) {
+    f->x /= scale;
+    f->y /= scale;
+    f->w /= scale;
+    f->h /= scale;
+    for (int i = 0; i < 10; i++) f->landmarks[i] /= scale;
+}
+
+emote_status emote_detect_faces(const emote_model *detector, const emote_image *image, const emote_detect_options *options,
+                                emote_face **faces, int *count, emote_error *err) {
+    emote_detect_options o = options ? *options : (emote_detect_options)EMOTE_DETECT_DEFAULTS;
+    *faces = NULL;
+    *count = 0;
+    if (image->channels < 1 || image->channels > 4 || image->width < 1 || image->height < 1)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "image of %dx%d pixels with %d channels cannot be searched for faces",
+                          image->width, image->height, image->channels);
+    if (emote_model_input(detector)->channels != 3)
+        return emote_fail(err, EMOTE_ERR_FORMAT, "%s: not a face detector (input is not RGB)", emote_model_name(detector));
+    emote_image rgb;
+    float scale;
+    emote_status s = detector_image(image, o.detect_size, &rgb, &scale, err);
+    if (s) return s;
+    bool borrowed = rgb.pixels == NULL;
+    if (borrowed) rgb.pixels = image->pixels;
+    face_list list = {0};
+    s = run_detector(detector, &rgb, &o, &list, err);
+    if (!borrowed) emote_image_free(&rgb);
+    if (s) {
+        free(list.items);
+        return s;
+    }
+    list.count = nms(list.items, list.count, o.nms_iou);
+    for (int i = 0; i < list.count; i++) to_source_pixels(&list.items[i], scale);
+    qsort(list.items, (size_t)list.count, sizeof *list.items, by_area_desc);
+    if (o.max_faces > 0 && list.count > o.max_faces) list.count = o.max_faces;
+    *faces = list.items;
+    *count = list.count;
+    return EMOTE_OK;
+}
