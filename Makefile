@@ -30,7 +30,7 @@ COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown
 
 # Built-in models, NAME=FILE, the default first: those whose file exists are embedded in the
 # binary (src/embed_models.sh); libemote.a's src/no_builtin_model.c has none.
-BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors
+BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors yunet=models/yunet.safetensors
 BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(subst =, ,$(m)))),$(m)))
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
@@ -154,8 +154,9 @@ fixtures: deps-tools
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/emote
 	install -m 755 emote $(DESTDIR)$(PREFIX)/bin/emote
+	install -m 644 models/yunet.LICENSE $(DESTDIR)$(PREFIX)/share/doc/emote/LICENSE.libfacedetection
 	install -m 644 libemote.a $(DESTDIR)$(PREFIX)/lib/libemote.a
 	install -m 644 include/emote.h $(DESTDIR)$(PREFIX)/include/emote.h
 	install -m 644 src/cli/emote.1 $(DESTDIR)$(PREFIX)/share/man/man1/emote.1

@@ -204,6 +204,8 @@ typedef struct {
 emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
                                 const emote_pipeline_options *options, emote_input_fn next,
                                 emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
+                                emote_error *err);
+
 /* ---- faces ------------------------------------------------------------- */
 
 /* A face in source-image pixels: box (x, y) top-left, w x h; score 0..1; five landmarks
@@ -228,6 +230,13 @@ typedef struct {
 emote_status emote_detect_faces(const emote_model *detector, const emote_image *image,
                                 const emote_detect_options *options, emote_face **faces, int *count,
                                 emote_error *err);
+
+/* The face as a size x size crop, rotated so the eyes are level, of side scale * the box's
+ * longer side around the box centre (same channels as image; out->pixels owned). */
+emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
+                             emote_image *out, emote_error *err);
+/* The crop scale emote uses by default (README "Faces in photos"). */
+#define EMOTE_FACE_CROP_SCALE 1.1f
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,7 @@ typedef struct {
     output_format format;
     int top;
     bool header;
+    bool faces;     /* --faces: face columns after path */
     int *order;     /* label indices by falling probability */
     int path_width; /* table: the widest path so far (up to 80), so that columns line up */
     FILE *out;      /* stdout, or -o FILE */
@@ -61,7 +62,9 @@ static void sort_labels(const float *probs, int classes, int *order) {
 static void write_header(const writer *w) {
     char sep = w->format == FORMAT_CSV ? ',' : '\t';
     int classes = emote_model_num_classes(w->model);
-    fprintf(w->out, "path%clabel%cconfidence", sep, sep);
+    fputs("path", w->out);
+    if (w->faces) faces_write_header(w->out, sep);
+    fprintf(w->out, "%clabel%cconfidence", sep, sep);
     if (w->top) {
         for (int k = 1; k <= w->top; k++) fprintf(w->out, "%ctop%d_label%ctop%d_prob", sep, k, sep, k);
     } else {
@@ -94,6 +97,7 @@ static void write_delimited(const writer *w, const result *r) {
     int columns = w->top ? 2 * w->top : classes;
     void (*field)(FILE *, const char *) = csv ? csv_write_field : tsv_write_field;
     write_path_field(w, w->out, r->path);
+    if (w->faces) faces_write_columns(w->out, sep, r);
     if (r->error) {
         fprintf(w->out, "%c%c", sep, sep);
         for (int k = 0; k < columns; k++) fputc(sep, w->out);
@@ -116,6 +120,7 @@ static void write_delimited(const writer *w, const result *r) {
 static void write_jsonl(const writer *w, const result *r) {
     int classes = emote_model_num_classes(w->model);
     write_path_field(w, w->out, r->path);
+    faces_write_json(w->out, r);
     if (r->error) {
         fputs(",\"error\":", w->out);
         json_write_string(w->out, r->error);
@@ -141,6 +146,9 @@ static void write_table(writer *w, const result *r) {
     if (length > w->path_width && length <= 80) w->path_width = length;
     text_write_escaped(w->out, r->path);
     fprintf(w->out, "%*s", length < w->path_width ? w->path_width - length : 0, "");
+    if (r->face)
+        fprintf(w->out, "  face %d at %.0f,%.0f %.0fx%.0f", r->face_index, (double)r->face->x, (double)r->face->y,
+                (double)r->face->w, (double)r->face->h);
     if (r->error) {
         fputs("  ERROR  ", w->out);
         text_write_escaped(w->out, r->error);
@@ -167,7 +175,7 @@ static bool write_record(void *user, const result *r) {
     writer *w = user;
     progress_before_stdout(&w->progress);
     render_record(w, r);
-    if (r->error) {
+    if (r->error && !r->no_face) {
         progress_clear(&w->progress);
         print_error(r->error);
     }
@@ -366,6 +374,7 @@ int cmd_classify(int argc, char **argv) {
         return EXIT_FATAL;
     }
     input_source *src = input_source_new(paths, num_paths, &o);
+    w.faces = o.faces.on;
     if (!out.path && w.header && (w.format == FORMAT_TSV || w.format == FORMAT_CSV)) write_header(&w);
     progress_start(&w.progress, &o, paths, num_paths);
     run_counts counts = classify_inputs_skipping(&e, src, out.resume ? skip_done : NULL, &out, write_record, &w);

@@ -21,6 +21,17 @@ enum {
 /* --progress / --no-progress; see progress.h. */
 typedef enum { PROGRESS_AUTO = -1, PROGRESS_NEVER = 0, PROGRESS_ALWAYS = 1 } progress_mode;
 
+/* --faces and its options (faces.c). */
+typedef struct {
+    bool on, require;       /* --faces, --require-face */
+    float min_score;        /* --min-face-score */
+    int detect_size;        /* --detect-size */
+    int max_faces;          /* --max-faces (eval and sort: 1, the largest) */
+    const char *save_crops; /* --save-crops DIR */
+} faces_options;
+
+#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL}
+
 typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
     int batch;              /* -b */
@@ -33,9 +44,10 @@ typedef struct {
     bool no_exif;           /* --no-exif: keep JPEGs as stored, ignoring EXIF orientation */
     int shard_index, shard_count; /* --shard K/N (1-based K); count 0 = no sharding */
     progress_mode progress;       /* --progress, --no-progress */
+    faces_options faces;          /* --faces ... */
 } engine_options;
 
-#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, -1, false, false, false, false, false, 0, 0, PROGRESS_AUTO}
+#define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, -1, false, false, false, false, false, 0, 0, PROGRESS_AUTO, FACES_OPTIONS_DEFAULT}
 
 /* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
  * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */
@@ -70,9 +82,22 @@ char *join_path(const char *dir, const char *name);
 /* ---- classification ------------------------------------------------------------ */
 
 typedef struct {
+    emote_model *detector; /* the built-in "yunet" with --faces, else NULL */
+} faces_state;
+
+int parse_faces_option(faces_options *f, int argc, char **argv, int *i);
+bool faces_open(faces_state *st, const engine_options *o);
+void faces_close(faces_state *st);
+/* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
+ * o->max_faces), *faces: malloc'd, largest first. Returns the face count, or -1 + err. */
+int faces_prepare(const faces_state *st, const faces_options *o, const emote_model *classifier, const char *path,
+                  const emote_image *image, float *rows, emote_face **faces, emote_error *err);
+
+typedef struct {
     emote_model *model;
     emote_session *session;
     const engine_options *options;
+    faces_state faces; /* --faces: the detector */
 } engine;
 
 /* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
@@ -83,6 +108,9 @@ typedef struct {
     const char *path;
     const float *probs; /* num_classes probabilities, or NULL when error is set */
     const char *error;
+    const emote_face *face; /* --faces: the face classified (NULL without --faces or when none) */
+    int face_index;         /* 0 = the largest */
+    bool no_face;           /* --faces found none: error is "no face found" */
 } result;
 
 /* Called once per input, in input order. Return false to stop early. */
@@ -97,8 +125,17 @@ typedef struct {
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user);
 /* The same, leaving out (before reading them) the inputs for which skip(skip_user, path) is true. */
 typedef bool (*skip_fn)(void *user, const char *path);
+/* --faces: classify_inputs_skipping's loop for faces (faces.c). */
+run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                          void *user);
 run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                                     void *user);
+
+/* --faces columns after path: face, box_x/y/w/h, face_score, 10 landmark coordinates. */
+void faces_write_header(FILE *f, char sep);
+void faces_write_columns(FILE *f, char sep, const result *r);
+/* ,"face":N,"box":[x,y,w,h],"face_score":s,"landmarks":[...] (nothing without a face) */
+void faces_write_json(FILE *f, const result *r);
 
 /* Index of the largest probability. */
 int top_label(const float *probs, int classes);

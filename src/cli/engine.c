@@ -23,7 +23,16 @@ const char ENGINE_OPTIONS_HELP[] =
     "  -q, --quiet          no warnings on stderr (errors are still printed)\n"
     "      --progress       show progress on stderr even off a terminal or with -q\n"
     "      --no-progress    never show it (default: on a terminal, unless -q, once a run\n"
-    "                       passes 2 s: done/total, images/s and ETA)\n";
+    "                       passes 2 s: done/total, images/s and ETA)\n"
+    "      --faces          find the faces in each image (built-in YuNet detector) and classify\n"
+    "                       each, aligned and cropped: one record per face, largest first;\n"
+    "                       eval and sort use the largest face of each image\n"
+    "      --min-face-score S  detector score threshold, 0..1 (default 0.2, as YuNet's reference)\n"
+    "      --detect-size N  shrink each image to at most N pixels on its longer side for\n"
+    "                       detection (default 640; boxes are reported in source pixels)\n"
+    "      --max-faces N    at most N faces per image, the largest (default 32)\n"
+    "      --require-face   an image with no face counts as failed (exit status 1)\n"
+    "      --save-crops DIR write each aligned face crop as DIR/<stem>.face<N>.png\n";
 
 bool parse_int_option(const char *opt, const char *value, int min, int max, int *out) {
     char *end;
@@ -64,6 +73,8 @@ int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
     bool takes_value = true, ok = true;
+    int faces = parse_faces_option(&o->faces, argc, argv, i);
+    if (faces) return faces;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         ok = value != NULL;
         if (!ok) fprintf(stderr, "emote: %s needs a file\n", a);
@@ -108,7 +119,13 @@ bool engine_open(engine *e, const engine_options *o) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;
     }
-    e->session = emote_session_new(e->model, o->batch, o->threads, &err);
+    if (!faces_open(&e->faces, o)) {
+        engine_close(e);
+        return false;
+    }
+    /* --faces: room for a batch of images plus the faces of the image that ends it */
+    int capacity = o->batch + (o->faces.on ? o->faces.max_faces : 0);
+    e->session = emote_session_new(e->model, capacity, o->threads, &err);
     if (!e->session) {
         fprintf(stderr, "emote: %s\n", err.message);
         engine_close(e);
@@ -118,6 +135,7 @@ bool engine_open(engine *e, const engine_options *o) {
 }
 
 void engine_close(engine *e) {
+    faces_close(&e->faces);
     emote_session_free(e->session);
     emote_model_close(e->model);
     memset(e, 0, sizeof *e);
@@ -158,7 +176,7 @@ static int next_input(void *user, const char **path, const char **error) {
 
 static int deliver(void *user, const emote_result *er) {
     run_state *r = user;
-    result out = {er->path, er->probs, er->error};
+    result out = {.path = er->path, .probs = er->probs, .error = er->error};
     return r->on_result(r->user, &out);
 }
 
@@ -169,6 +187,7 @@ run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, vo
 run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                                     void *user) {
     const engine_options *o = e->options;
+    if (o->faces.on) return classify_faces(e, src, skip, skip_user, on_result, user);
     const emote_input_spec *in = emote_model_input(e->model);
     emote_pipeline_options po = {.batch = o->batch,
                                  .readers = o->readers < 0 ? default_readers() : o->readers,

@@ -855,6 +855,7 @@ static int parse_arguments(int argc, char **argv, sort_options *o, char **paths,
         }
         int handled = parse_engine_option(&o->engine, argc, argv, &i);
         if (handled < 0) return EXIT_USAGE;
+        o->engine.faces.max_faces = 1; /* --faces: the largest face of each image */
         if (handled || parse_mode_flag(o, a, &ok)) {
             if (!ok) return EXIT_USAGE;
         } else if (!strcmp(a, "--")) {

@@ -1,0 +1,220 @@
+/* --faces: each input image -> the faces the built-in detector finds -> one aligned,
+ * preprocessed crop per face in the batch (largest first). The library does the work
+ * (emote_detect_faces, emote_face_crop); this file holds the options and the slot filling. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "stb_image_write.h"
+#include "util.h"
+
+int parse_faces_option(faces_options *f, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double score;
+    bool ok = true;
+    if (!strcmp(a, "--faces")) f->on = true;
+    else if (!strcmp(a, "--require-face")) f->require = true;
+    else if (!strcmp(a, "--min-face-score")) {
+        if ((ok = parse_double_option(a, value, 0.0, 1.0, &score))) f->min_score = (float)score;
+    } else if (!strcmp(a, "--detect-size")) ok = parse_int_option(a, value, 32, 8192, &f->detect_size);
+    else if (!strcmp(a, "--max-faces")) ok = parse_int_option(a, value, 1, 1024, &f->max_faces);
+    else if (!strcmp(a, "--save-crops")) {
+        if (!(ok = value != NULL)) fprintf(stderr, "emote: %s needs a directory\n", a);
+        f->save_crops = value;
+    } else return 0;
+    if (!ok) return -1;
+    if (strcmp(a, "--faces") && strcmp(a, "--require-face")) ++*i;
+    return 1;
+}
+
+bool faces_open(faces_state *st, const engine_options *eo) {
+    const faces_options *o = &eo->faces;
+    memset(st, 0, sizeof *st);
+    if (!o->on) return true;
+    if (eo->tta || eo->stdin_image) {
+        fprintf(stderr, "emote: --faces does not yet work with %s\n", eo->tta ? "--tta" : "--stdin-image");
+        return false;
+    }
+    emote_error err;
+    if (!(st->detector = emote_model_open_builtin_named("yunet", &err))) {
+        fprintf(stderr, "emote: --faces: %s\n", err.message);
+        return false;
+    }
+    return true;
+}
+
+void faces_close(faces_state *st) {
+    emote_model_close(st->detector);
+    memset(st, 0, sizeof *st);
+}
+
+/* DIR/<stem>.face<N>.png */
+static void save_crop(const char *dir, const char *path, int index, const emote_image *crop) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *dot = strrchr(base, '.');
+    int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    char name[4096];
+    snprintf(name, sizeof name, "%s/%.*s.face%d.png", dir, stem, base, index);
+    if (!stbi_write_png(name, crop->width, crop->height, crop->channels, crop->pixels, crop->width * crop->channels))
+        fprintf(stderr, "emote: %s: cannot write the face crop\n", name);
+}
+
+int faces_prepare(const faces_state *st, const faces_options *o, const emote_model *classifier, const char *path,
+                  const emote_image *image, float *rows, emote_face **faces, emote_error *err) {
+    emote_detect_options d = {o->min_score, 0.45f, o->detect_size, o->max_faces};
+    int n;
+    if (emote_detect_faces(st->detector, image, &d, faces, &n, err)) return -1;
+    const emote_input_spec *in = emote_model_input(classifier);
+    int side = in->width > in->height ? in->width : in->height;
+    for (int k = 0; k < n; k++) {
+        float box = (*faces)[k].w > (*faces)[k].h ? (*faces)[k].w : (*faces)[k].h;
+        int size = (int)(box * EMOTE_FACE_CROP_SCALE);
+        size = size < side ? side : size > 4 * side ? 4 * side : size;
+        emote_image crop;
+        if (emote_face_crop(image, &(*faces)[k], EMOTE_FACE_CROP_SCALE, size, &crop, err)) return -1;
+        emote_status s = emote_preprocess(in, &crop, rows + (size_t)k * emote_input_floats(classifier), err);
+        if (!s && o->save_crops) save_crop(o->save_crops, path, k, &crop);
+        emote_image_free(&crop);
+        if (s) return -1;
+    }
+    return n;
+}
+
+/* ---- records ------------------------------------------------------------------ */
+
+static const char *const landmark_columns[10] = {"right_eye_x", "right_eye_y", "left_eye_x", "left_eye_y",
+                                                 "nose_x", "nose_y", "right_mouth_x", "right_mouth_y",
+                                                 "left_mouth_x", "left_mouth_y"};
+
+void faces_write_header(FILE *f, char sep) {
+    fprintf(f, "%cface%cbox_x%cbox_y%cbox_w%cbox_h%cface_score", sep, sep, sep, sep, sep, sep);
+    for (int i = 0; i < 10; i++) fprintf(f, "%c%s", sep, landmark_columns[i]);
+}
+
+/* Coordinates with one decimal: detection is not more precise than a tenth of a pixel. */
+void faces_write_columns(FILE *f, char sep, const result *r) {
+    if (!r->face) {
+        for (int i = 0; i < 16; i++) fputc(sep, f);
+        return;
+    }
+    const emote_face *b = r->face;
+    fprintf(f, "%c%d%c%.1f%c%.1f%c%.1f%c%.1f%c%.4f", sep, r->face_index, sep, (double)b->x, sep, (double)b->y, sep,
+            (double)b->w, sep, (double)b->h, sep, (double)b->score);
+    for (int i = 0; i < 10; i++) fprintf(f, "%c%.1f", sep, (double)b->landmarks[i]);
+}
+
+void faces_write_json(FILE *f, const result *r) {
+    if (!r->face) return;
+    const emote_face *b = r->face;
+    fprintf(f, ",\"face\":%d,\"box\":[%.1f,%.1f,%.1f,%.1f],\"face_score\":%.4f,\"landmarks\":[", r->face_index,
+            (double)b->x, (double)b->y, (double)b->w, (double)b->h, (double)b->score);
+    for (int i = 0; i < 10; i++) fprintf(f, "%s%.1f", i ? "," : "", (double)b->landmarks[i]);
+    fputc(']', f);
+}
+
+/* ---- the batch loop ------------------------------------------------------------ */
+
+/* One input on its way through the classifier: its faces take rows row .. row + num_faces - 1. */
+typedef struct {
+    char *path;
+    char error[EMOTE_ERROR_MAX];
+    bool ok;
+    int row, num_faces;
+    emote_face *faces; /* malloc'd, largest first */
+} face_slot;
+
+/* Decodes at full size (boxes are in source pixels), detects, crops and preprocesses. */
+static void prepare(engine *e, face_slot *s, const input_item *item, float *inputs, int *rows) {
+    const engine_options *o = e->options;
+    *s = (face_slot){.path = str_dup(item->path)};
+    if (item->error) {
+        snprintf(s->error, sizeof s->error, "%s", item->error);
+        return;
+    }
+    emote_image image = {0};
+    emote_error err;
+    const emote_decode_options decode = {.ignore_orientation = o->no_exif};
+    float *row = inputs + (size_t)*rows * emote_input_floats(e->model);
+    int n = -1;
+    if (!emote_image_load_with(item->path, &decode, &image, &err))
+        n = faces_prepare(&e->faces, &o->faces, e->model, item->path, &image, row, &s->faces, &err);
+    if (n < 0) snprintf(s->error, sizeof s->error, "%s", err.message);
+    s->ok = n >= 0;
+    s->row = *rows;
+    s->num_faces = n > 0 ? n : 0;
+    *rows += s->num_faces;
+    emote_image_free(&image);
+}
+
+static bool all_finite(const float *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* Hands out one result per face (one "no face found" when none); true if the input failed. */
+static bool report(engine *e, face_slot *s, const float *probs, const char *batch_error, result_fn on_result,
+                   void *user, bool *go_on) {
+    int classes = emote_model_num_classes(e->model);
+    bool no_face = s->path && s->ok && s->num_faces == 0, failed = false;
+    for (int k = 0; k < (s->num_faces > 0 ? s->num_faces : 1); k++) {
+        result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face};
+        if (!s->path) r.error = "out of memory";
+        else if (!s->ok) r.error = s->error;
+        else if (no_face) r.error = "no face found";
+        else if (batch_error) r.error = batch_error;
+        else r.probs = probs + (size_t)(s->row + k) * classes;
+        if (r.probs && !all_finite(r.probs, classes)) {
+            format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
+            r.probs = NULL;
+            r.error = s->error;
+        }
+        if (r.error && (!no_face || e->options->faces.require)) failed = true;
+        if (*go_on) *go_on = on_result(user, &r);
+    }
+    free(s->path);
+    free(s->faces);
+    return failed;
+}
+
+static bool next_unskipped(input_source *src, skip_fn skip, void *skip_user, input_item *item) {
+    do {
+        if (!input_source_next(src, item)) return false;
+    } while (!item->error && skip && skip(skip_user, item->path));
+    return true;
+}
+
+/* --faces runs on the calling thread (not yet through emote_pipeline_run, whose inputs
+ * give one result each): batches of up to -b images' faces. */
+run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
+                          void *user) {
+    const engine_options *o = e->options;
+    run_counts counts = {0, 0};
+    int capacity = o->batch + o->faces.max_faces, classes = emote_model_num_classes(e->model);
+    face_slot *slots = calloc_array((size_t)o->batch, sizeof *slots);
+    float *inputs = alloc_array(emote_input_floats(e->model), (size_t)capacity * sizeof(float));
+    float *probs = alloc_array((size_t)classes, (size_t)capacity * sizeof(float));
+    bool more = slots && inputs && probs, go_on = true;
+    if (!more) {
+        fprintf(stderr, "emote: out of memory\n");
+        counts.failed = 1;
+    }
+    while (more && go_on) {
+        int used = 0, rows = 0;
+        input_item item;
+        while (used < o->batch && rows < o->batch && (more = next_unskipped(src, skip, skip_user, &item)))
+            prepare(e, &slots[used++], &item, inputs, &rows);
+        emote_error err;
+        const char *batch_error = rows > 0 && emote_classify(e->session, inputs, rows, probs, &err) ? err.message : NULL;
+        for (int i = 0; i < used; i++) {
+            counts.done++;
+            if (report(e, &slots[i], probs, batch_error, on_result, user, &go_on)) counts.failed++;
+        }
+    }
+    free(slots);
+    free(inputs);
+    free(probs);
+    return counts;
+}
