@@ -22,7 +22,7 @@ if [ "${EMOTE_SUITE:-}" = asan ]; then
 fi
 make -s install PREFIX=/usr DESTDIR="$TMP/root" >"$TMP/out" 2>&1
 expect "make install: the face detector's BSD license and copyright" \
-    grep -q "Copyright (c) 2018-20[0-9][0-9], Shiqi Yu" "$TMP/root/usr/share/doc/emote/LICENSE.libfacedetection"
+    grep -q "Copyright (c) 2018-2023, Shiqi Yu" "$TMP/root/usr/share/doc/emote/LICENSE.libfacedetection"
 expect "make install: binary, library, header, pkg-config file and man page" bash -c "
     cd '$TMP/root/usr' && test -x bin/emote && test -f lib/libemote.a && test -f include/emote.h &&
     test -f lib/pkgconfig/emote.pc && test -f share/man/man1/emote.1"
