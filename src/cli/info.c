@@ -226,12 +226,18 @@ int cmd_info(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    engine e; /* opened like every other command: -m / MODEL, $EMOTE_MODEL, built-in */
-    if (!engine_open(&e, &o)) return EXIT_FATAL;
-    if (format == FORMAT_JSON) print_json(e.model);
-    else print_text(e.model);
+    /* opened like every other command: -m / MODEL, $EMOTE_MODEL, built-in; no session, so
+     * that a detector's card shows too */
+    emote_error err;
+    emote_model *model = emote_model_open_any(o.model_path ? o.model_path : getenv("EMOTE_MODEL"), &err);
+    if (!model) {
+        fprintf(stderr, "emote: %s\n", err.message);
+        return EXIT_FATAL;
+    }
+    if (format == FORMAT_JSON) print_json(model);
+    else print_text(model);
     int status = fflush(stdout) || ferror(stdout) ? EXIT_FATAL : EXIT_ALL_OK;
     if (status) fprintf(stderr, "emote: cannot write to stdout\n");
-    engine_close(&e);
+    emote_model_close(model);
     return status;
 }

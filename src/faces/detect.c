@@ -98,7 +98,7 @@ static int by_area_desc(const void *a, const void *b) {
 /* Greedy NMS over the best NMS_TOP_K, best first, in place; returns the count kept. qsort
  * is not stable: ties in score are ordered by position so the result does not depend on it. */
 static int nms(emote_face *faces, int count, float max_iou) {
-    qsort(faces, (size_t)count, sizeof *faces, by_score_desc);
+    if (count > 1) qsort(faces, (size_t)count, sizeof *faces, by_score_desc);
     if (count > NMS_TOP_K) count = NMS_TOP_K;
     int kept = 0;
     for (int i = 0; i < count; i++) {
@@ -196,7 +196,7 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
     }
     list.count = nms(list.items, list.count, o.nms_iou);
     for (int i = 0; i < list.count; i++) to_source_pixels(&list.items[i], scale);
-    qsort(list.items, (size_t)list.count, sizeof *list.items, by_area_desc);
+    if (list.count > 1) qsort(list.items, (size_t)list.count, sizeof *list.items, by_area_desc);
     if (o.max_faces > 0 && list.count > o.max_faces) list.count = o.max_faces;
     *faces = list.items;
     *count = list.count;
