@@ -351,6 +351,7 @@ int cmd_eval(int argc, char **argv) {
             continue;
         }
         int handled = parse_engine_option(&o, argc, argv, &i);
+        o.faces.max_faces = 1; /* --faces: the largest face of each image */
         if (handled < 0) goto done;
         if (handled) continue;
         char *value = i + 1 < argc ? argv[i + 1] : NULL;
