@@ -59,7 +59,7 @@ static emote_status plan(const emote_model *m, int height, int width, net_state 
         if (!op_set_input(op, in, with))
             return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: a %dx%d input is too small for op %d (%s)", m->name, width,
                               height, i, op_kind_name(op->kind));
-        if (op->kind == OP_CONV2D && conv_col_floats(&op->u.conv, 1) > col) col = conv_col_floats(&op->u.conv, 1);
+        if (op->kind == OP_CONV2D && conv_col_floats(&op->u.conv, 1, 1) > col) col = conv_col_floats(&op->u.conv, 1, 1);
         st->last_use[i] = i;
         if (op->input_op >= 0) st->last_use[op->input_op] = i;
         if (op->with_op >= 0) st->last_use[op->with_op] = i;
@@ -72,7 +72,7 @@ static emote_status plan(const emote_model *m, int height, int width, net_state 
 static void run_op(const graph_op *op, const float *in, const float *with, float *out, float *col) {
     size_t count = shape_size(op->out);
     switch (op->kind) {
-    case OP_CONV2D: conv_forward(&op->u.conv, in, out, 1, col); break;
+    case OP_CONV2D: conv_forward(&op->u.conv, in, out, 1, col, NULL); break;
     case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, 1); break;
     case OP_UPSAMPLE: upsample_forward(in, out, (size_t)op->in.c, op->in.h, op->in.w, op->scale); break;
     case OP_ADD: add_forward(in, with, out, count); break;

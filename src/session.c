@@ -1,13 +1,13 @@
 /* A session runs batches through a model. Every buffer is planned once, in
  * emote_session_new, from the largest activation and im2col matrix in the graph. */
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "graph.h"
 #include "layers/layers.h"
+#include "thread_pool.h"
 #include "util.h"
 
 enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
@@ -16,38 +16,43 @@ enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
 /* One worker's buffers, sized for its share of a batch. */
 typedef struct {
     float *buffers[NUM_BUFFERS]; /* activations, CNHW */
-    float *col;                  /* im2col matrix */
+    float *col;                  /* im2col matrices */
     float *scratch;              /* squeeze-excitation vectors */
     float *trace_buffer;         /* NCHW copy for the trace callback */
 } worker;
 
+/* A batch runs in one of two ways. Enough images: each worker takes a share and runs the
+ * whole graph on it alone (no synchronisation between layers). Fewer images than threads
+ * (one image, or tracing): worker 0 runs the graph and every conv splits across the pool. */
 struct emote_session {
     const emote_model *model;
     int max_batch, num_workers, per_worker; /* per_worker: images per worker at most */
     worker *workers;
+    thread_pool *pool; /* NULL with one thread */
     emote_trace_fn trace;
     void *trace_user;
 };
 
 typedef struct {
-    size_t activation, col, scratch; /* floats per image */
+    size_t activation, col, scratch; /* activation and scratch: floats per image; col: floats */
 } buffer_plan;
 
-static void plan_conv(const conv_layer *c, buffer_plan *plan) {
-    size_t col = conv_col_floats(c, 1);
+static void plan_conv(const conv_layer *c, int images, int threads, buffer_plan *plan) {
+    size_t col = conv_col_floats(c, images, threads);
     if (col > plan->col) plan->col = col;
     if (shape_size(c->out) > plan->activation) plan->activation = shape_size(c->out);
 }
 
-static buffer_plan plan_buffers(const emote_model *m) {
+/* Buffers for `images` images at once, convs split across `threads`. */
+static buffer_plan plan_buffers(const emote_model *m, int images, int threads) {
     buffer_plan plan = {shape_size((shape3){m->input.channels, m->input.height, m->input.width}), 0, 0};
     for (int i = 0; i < m->num_ops; i++) {
         const graph_op *op = &m->ops[i];
         if (shape_size(op->out) > plan.activation) plan.activation = shape_size(op->out);
-        if (op->kind == OP_CONV2D) plan_conv(&op->u.conv, &plan);
+        if (op->kind == OP_CONV2D) plan_conv(&op->u.conv, images, threads, &plan);
         if (op->kind == OP_RESIDUAL) {
-            for (int b = 0; b < op->u.residual.num_body; b++) plan_conv(&op->u.residual.body[b], &plan);
-            if (op->u.residual.shortcut) plan_conv(op->u.residual.shortcut, &plan);
+            for (int b = 0; b < op->u.residual.num_body; b++) plan_conv(&op->u.residual.body[b], images, threads, &plan);
+            if (op->u.residual.shortcut) plan_conv(op->u.residual.shortcut, images, threads, &plan);
         }
         if (op->kind == OP_SQUEEZE_EXCITE) {
             size_t s = squeeze_excite_scratch_floats(&op->u.se, 1);
@@ -57,10 +62,15 @@ static buffer_plan plan_buffers(const emote_model *m) {
     return plan;
 }
 
+static buffer_plan plan_max(buffer_plan a, buffer_plan b) {
+    return (buffer_plan){a.activation > b.activation ? a.activation : b.activation, a.col > b.col ? a.col : b.col,
+                         a.scratch > b.scratch ? a.scratch : b.scratch};
+}
+
 static bool worker_alloc(worker *w, const buffer_plan *plan, int images) {
     bool ok = true;
     for (int i = 0; i < NUM_BUFFERS; i++) ok = ok && (w->buffers[i] = alloc_array(plan->activation, (size_t)images * sizeof(float)));
-    ok = ok && (w->col = alloc_array(plan->col ? plan->col : 1, (size_t)images * sizeof(float)));
+    ok = ok && (w->col = alloc_array(plan->col ? plan->col : 1, sizeof(float)));
     ok = ok && (w->scratch = alloc_array(plan->scratch ? plan->scratch : 1, (size_t)images * sizeof(float)));
     return ok && (w->trace_buffer = alloc_array(plan->activation, (size_t)images * sizeof(float)));
 }
@@ -70,6 +80,16 @@ static void worker_free(worker *w) {
     free(w->col);
     free(w->scratch);
     free(w->trace_buffer);
+}
+
+/* Worker 0 runs whole batches with the pool and shares of batches alone; the others, shares. */
+static bool session_alloc(emote_session *s, int threads) {
+    buffer_plan share = plan_buffers(s->model, s->per_worker, 1);
+    buffer_plan whole = plan_max(share, plan_buffers(s->model, s->max_batch, threads));
+    if (!(s->workers = calloc_array((size_t)s->num_workers, sizeof(worker)))) return false;
+    for (int i = 0; i < s->num_workers; i++)
+        if (!worker_alloc(&s->workers[i], i ? &share : &whole, i ? s->per_worker : s->max_batch)) return false;
+    return threads == 1 || (s->pool = pool_new(threads)) != NULL;
 }
 
 emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err) {
@@ -98,11 +118,7 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
     s->max_batch = max_batch;
     s->num_workers = threads < max_batch ? threads : max_batch;
     s->per_worker = (max_batch + s->num_workers - 1) / s->num_workers;
-    buffer_plan plan = plan_buffers(model);
-    bool ok = (s->workers = calloc_array((size_t)s->num_workers, sizeof(worker))) != NULL;
-    /* Worker 0 also runs whole batches alone while tracing. */
-    for (int i = 0; ok && i < s->num_workers; i++) ok = worker_alloc(&s->workers[i], &plan, i ? s->per_worker : max_batch);
-    if (!ok) {
+    if (!session_alloc(s, threads)) {
         emote_session_free(s);
         emote_fail(err, EMOTE_ERR_MEMORY, "out of memory planning buffers for batches of %d images", max_batch);
         return NULL;
@@ -113,6 +129,7 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
 
 void emote_session_free(emote_session *s) {
     if (!s) return;
+    pool_free(s->pool);
     for (int i = 0; s->workers && i < s->num_workers; i++) worker_free(&s->workers[i]);
     free(s->workers);
     free(s);
@@ -129,16 +146,16 @@ static void swap_outer_axes(const float *src, float *dst, int a, int b, size_t p
         for (int j = 0; j < b; j++) memcpy(dst + ((size_t)j * a + i) * plane, src + ((size_t)i * b + j) * plane, plane * sizeof(float));
 }
 
-static void run_residual(worker *w, const residual_layer *r, const float *in, float *out, int n) {
+static void run_residual(worker *w, thread_pool *pool, const residual_layer *r, const float *in, float *out, int n) {
     const float *cur = in;
     float *temps[2] = {w->buffers[BUF_TEMP_A], w->buffers[BUF_TEMP_B]};
     for (int i = 0; i < r->num_body; i++) {
-        conv_forward(&r->body[i], cur, temps[i % 2], n, w->col);
+        conv_forward(&r->body[i], cur, temps[i % 2], n, w->col, pool);
         cur = temps[i % 2];
     }
     size_t count = shape_size(r->body[r->num_body - 1].out) * (size_t)n;
     if (r->shortcut) {
-        conv_forward(r->shortcut, in, out, n, w->col);
+        conv_forward(r->shortcut, in, out, n, w->col, pool);
         for (size_t i = 0; i < count; i++) out[i] += cur[i];
     } else {
         for (size_t i = 0; i < count; i++) out[i] = in[i] + cur[i];
@@ -147,16 +164,16 @@ static void run_residual(worker *w, const residual_layer *r, const float *in, fl
 }
 
 /* Runs op on `in` (CNHW), writing `out`; returns the buffer that holds the result. */
-static const float *run_op(worker *w, const graph_op *op, const float *in, float *out, float *probs, int n) {
+static const float *run_op(worker *w, thread_pool *pool, const graph_op *op, const float *in, float *out, float *probs, int n) {
     size_t count = shape_size(op->out) * (size_t)n;
     switch (op->kind) {
-    case OP_CONV2D: conv_forward(&op->u.conv, in, out, n, w->col); return out;
+    case OP_CONV2D: conv_forward(&op->u.conv, in, out, n, w->col, pool); return out;
     case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, n); return out;
     case OP_SQUEEZE_EXCITE:
         memcpy(out, in, count * sizeof(float));
         squeeze_excite_forward(&op->u.se, out, n, op->in.h * op->in.w, w->scratch);
         return out;
-    case OP_RESIDUAL: run_residual(w, &op->u.residual, in, out, n); return out;
+    case OP_RESIDUAL: run_residual(w, pool, &op->u.residual, in, out, n); return out;
     case OP_GLOBAL_AVG_POOL: global_avg_pool_forward(in, out, op->in.c, n, op->in.h * op->in.w); return out;
     case OP_LINEAR: dense_forward(&op->u.linear, in, out, n); return out;
     case OP_RELU:
@@ -182,14 +199,14 @@ static void trace_op(const emote_session *s, worker *w, int index, const graph_o
 typedef struct {
     const emote_session *session;
     worker *worker;
+    thread_pool *pool; /* splits each conv; NULL when the job has its thread to itself */
     const float *inputs; /* NCHW */
     float *probs;
     int n;
 } job;
 
-/* Runs the whole graph on one worker's images. */
-static void *run_job(void *arg) {
-    job *j = arg;
+/* Runs the whole graph on one job's images. */
+static void run_job(const job *j) {
     const emote_session *s = j->session;
     const emote_model *m = s->model;
     worker *w = j->worker;
@@ -197,10 +214,14 @@ static void *run_job(void *arg) {
     swap_outer_axes(j->inputs, main_buffers[0], j->n, m->input.channels, (size_t)m->input.height * m->input.width);
     const float *cur = main_buffers[0];
     for (int i = 0; i < m->num_ops; i++) {
-        cur = run_op(w, &m->ops[i], cur, main_buffers[(i + 1) % 2], j->probs, j->n);
+        cur = run_op(w, j->pool, &m->ops[i], cur, main_buffers[(i + 1) % 2], j->probs, j->n);
         if (s->trace) trace_op(s, w, i, &m->ops[i], cur, j->n);
     }
-    return NULL;
+}
+
+static void run_job_task(void *jobs, int task, int thread) {
+    (void)thread;
+    run_job((const job *)jobs + task);
 }
 
 emote_status emote_classify(emote_session *s, const float *inputs, int n, float *probs, emote_error *err) {
@@ -209,22 +230,15 @@ emote_status emote_classify(emote_session *s, const float *inputs, int n, float 
     size_t in_floats = emote_input_floats(s->model);
     int classes = s->model->num_classes;
     if (s->trace || s->num_workers == 1 || n == 1) {
-        job whole = {s, &s->workers[0], inputs, probs, n};
+        job whole = {s, &s->workers[0], s->pool, inputs, probs, n};
         run_job(&whole);
         return EMOTE_OK;
     }
     job jobs[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    bool joinable[MAX_THREADS] = {false};
     int per = (n + s->num_workers - 1) / s->num_workers, count = 0;
     for (int first = 0; first < n; first += per, count++)
-        jobs[count] = (job){s, &s->workers[count], inputs + (size_t)first * in_floats,
+        jobs[count] = (job){s, &s->workers[count], NULL, inputs + (size_t)first * in_floats,
                             probs + (size_t)first * classes, n - first < per ? n - first : per};
-    for (int i = 1; i < count; i++) joinable[i] = pthread_create(&threads[i], NULL, run_job, &jobs[i]) == 0;
-    run_job(&jobs[0]);
-    for (int i = 1; i < count; i++) {
-        if (joinable[i]) pthread_join(threads[i], NULL);
-        else run_job(&jobs[i]); /* no thread to be had: run it here */
-    }
+    pool_run(s->pool, run_job_task, jobs, count);
     return EMOTE_OK;
 }

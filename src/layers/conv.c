@@ -1,15 +1,63 @@
-/* conv2d as im2col + SGEMM (darknet style); 1x1 stride-1 unpadded convs use the input as is. */
+/* conv2d as im2col + SGEMM (darknet style); 1x1 stride-1 unpadded convs use the input as is.
+ *
+ * One GEMM covers many images: out[cout][cols] = W[cout][k] x col[k][cols], cols = n*oh*ow,
+ * so OpenBLAS packs each weight matrix once per chunk of columns, not once per image. The
+ * columns are cut into chunks of whole output rows whose im2col matrix stays in cache
+ * (CHUNK_FLOATS); each chunk is im2col'd, multiplied into `out` pre-filled with the bias
+ * (beta = 1, so there is no separate bias pass), and ReLU'd while still in cache.
+ *
+ * With a pool of several threads the chunks are its tasks (one image splits across cores).
+ * Where the weights outweigh the im2col matrix (late layers, few columns) the threads
+ * instead split the output channels of one GEMM over a shared im2col matrix.
+ *
+ * Rounding: OpenBLAS may round a column differently depending on where it falls in a GEMM
+ * (its edge kernels), so results can differ in the last bits with batch size, position and
+ * thread count; for a given (n, threads) they are always the same. See README, Determinism. */
 #include <cblas.h>
 
 #include "layers.h"
 
-static int is_pointwise(const conv_layer *c) {
+/* Floats of im2col matrix per chunk that stay in L2 next to the packed weights. */
+#define CHUNK_FLOATS (128 * 1024)
+/* Output-channel split granularity: a multiple of OpenBLAS's register-block widths. */
+#define ROW_ALIGN 16
+
+typedef struct {
+    bool split_channels; /* threads split cout over one shared im2col matrix */
+    int rows_per_chunk;  /* output rows (image, oy) per chunk */
+    int chunks;
+} conv_plan;
+
+static bool is_pointwise(const conv_layer *c) {
     return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->padding == 0;
 }
 
-size_t conv_col_floats(const conv_layer *c, int n) {
+static int conv_k(const conv_layer *c) { return c->cin * c->kh * c->kw; }
+
+static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
+    const int k = conv_k(c), ow = c->out.w, rows = n * c->out.h;
+    const size_t cols = (size_t)rows * ow;
+    conv_plan p = {threads > 1 && cols < (size_t)c->cout, rows, 1};
+    if (p.split_channels) return p;
+    size_t target = CHUNK_FLOATS / (size_t)k;
+    if (target < (size_t)c->cout) target = (size_t)c->cout; /* amortise packing the weights */
+    size_t per = target / (size_t)ow;
+    if (per < 1) per = 1;
+    if (threads > 1 && per > (size_t)(rows + threads - 1) / threads) per = (size_t)(rows + threads - 1) / threads;
+    if (per > (size_t)rows) per = (size_t)rows;
+    p.rows_per_chunk = (int)per;
+    p.chunks = (rows + p.rows_per_chunk - 1) / p.rows_per_chunk;
+    return p;
+}
+
+size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (is_pointwise(c) || c->groups > 1) return 0;
-    return (size_t)c->cin * c->kh * c->kw * (size_t)n * c->out.h * c->out.w;
+    /* Chunks grow with n; a smaller batch may split channels instead, over k x cols < k x cout. */
+    const size_t k = (size_t)conv_k(c), cols = (size_t)max_n * c->out.h * c->out.w;
+    conv_plan p = plan_conv(c, max_n, threads);
+    size_t chunked = k * (size_t)p.rows_per_chunk * (size_t)c->out.w * (p.split_channels ? 1 : (size_t)threads);
+    size_t shared = threads > 1 ? k * (cols < (size_t)c->cout ? cols : (size_t)c->cout) : 0;
+    return chunked > shared ? chunked : shared;
 }
 
 /* First output index whose input index o*stride - pad + k is >= 0, and one past the last < size. */
@@ -21,67 +69,154 @@ static void valid_range(int out_size, int in_size, int stride, int pad, int k, i
     if (*end < *first) *end = *first;
 }
 
-/* col[(ci*kh + ky)*kw + kx][img][oy][ox] = in[ci][img][oy*s - p + ky][ox*s - p + kx], 0 outside. */
-static void im2col(const conv_layer *c, const float *in, float *col, int n) {
-    const int ih = c->in.h, iw = c->in.w, oh = c->out.h, ow = c->out.w, s = c->stride, p = c->padding;
+/* Zeroes columns [0, ox0) and [ox1, ow) of `rows` rows of width ow: the padding. Column by
+ * column, as per-row loops of one or two floats would each become a memset call. */
+static void zero_fringe(float *dst, int rows, int ow, int ox0, int ox1) {
+    for (int ox = 0; ox < ow; ox++) {
+        if (ox == ox0) ox = ox1 > ox0 ? ox1 : ox0;
+        for (int r = 0; ox < ow && r < rows; r++) dst[(size_t)r * ow + ox] = 0.0f;
+    }
+}
+
+/* Stride 1 with ow == iw: one image's rows [a, b) of col row (ky, kx) are one contiguous
+ * run of its input plane, so copy it at once and zero the padding around it. */
+static void im2col_plane_s1(const conv_layer *c, const float *plane, float *dst, int ky, int kx, int a, int b) {
+    const int ih = c->in.h, iw = c->in.w, ow = c->out.w, p = c->padding;
+    int ox0, ox1, oy0, oy1;
+    valid_range(ow, iw, 1, p, kx, &ox0, &ox1);
+    valid_range(c->out.h, ih, 1, p, ky, &oy0, &oy1);
+    if (oy0 < a) oy0 = a;
+    if (oy1 > b) oy1 = b;
+    if (oy1 <= oy0 || ox1 <= ox0) oy0 = oy1 = b;
+    for (float *z = dst, *end = dst + (size_t)(oy0 - a) * ow; z < end; z++) *z = 0.0f;
+    if (oy0 < oy1) {
+        float *run = dst + (size_t)(oy0 - a) * ow;
+        const float *src = plane + (size_t)(oy0 - p + ky) * iw - p + kx;
+        const size_t first = (size_t)ox0, last = (size_t)(oy1 - oy0 - 1) * ow + (size_t)ox1; /* [first, last) */
+        for (size_t i = first; i < last; i++) run[i] = src[i];
+        zero_fringe(run, oy1 - oy0, ow, ox0, ox1);
+    }
+    for (float *z = dst + (size_t)(oy1 - a) * ow, *end = dst + (size_t)(b - a) * ow; z < end; z++) *z = 0.0f;
+}
+
+/* One image's rows [a, b) of col row (ky, kx), any stride. */
+static void im2col_plane(const conv_layer *c, const float *plane, float *dst, int ky, int kx, int a, int b) {
+    const int ih = c->in.h, iw = c->in.w, ow = c->out.w, s = c->stride, p = c->padding;
+    if (s == 1 && ow == iw) {
+        im2col_plane_s1(c, plane, dst, ky, kx, a, b);
+        return;
+    }
+    int ox0, ox1;
+    valid_range(ow, iw, s, p, kx, &ox0, &ox1);
+    for (int oy = a; oy < b; oy++) {
+        float *row = dst + (size_t)(oy - a) * ow;
+        int iy = oy * s - p + ky;
+        if (iy < 0 || iy >= ih) {
+            for (int ox = 0; ox < ow; ox++) row[ox] = 0.0f;
+            continue;
+        }
+        const float *src = plane + (size_t)iy * iw - p + kx;
+        for (int ox = ox0; ox < ox1; ox++) row[ox] = src[ox * s];
+    }
+    zero_fringe(dst, b - a, ow, ox0, ox1);
+}
+
+/* col[(ci*kh + ky)*kw + kx][r - r0][ox] = in[ci][img][oy*s - p + ky][ox*s - p + kx] (0 outside)
+ * for the output rows r = img*oh + oy in [r0, r1). */
+static void im2col(const conv_layer *c, const float *in, float *col, int n, int r0, int r1) {
+    const int oh = c->out.h, ow = c->out.w;
+    const size_t plane_floats = (size_t)c->in.h * c->in.w;
     for (int ci = 0; ci < c->cin; ci++) {
         for (int ky = 0; ky < c->kh; ky++) {
             for (int kx = 0; kx < c->kw; kx++) {
-                int ox0, ox1;
-                valid_range(ow, iw, s, p, kx, &ox0, &ox1);
-                for (int img = 0; img < n; img++) {
-                    const float *plane = in + ((size_t)ci * n + img) * ih * iw;
-                    for (int oy = 0; oy < oh; oy++, col += ow) {
-                        int iy = oy * s - p + ky;
-                        if (iy < 0 || iy >= ih) {
-                            for (int ox = 0; ox < ow; ox++) col[ox] = 0.0f;
-                            continue;
-                        }
-                        /* Rows are short: plain loops beat memcpy/memset calls. */
-                        const float *row = plane + (size_t)iy * iw - p + kx;
-                        for (int ox = 0; ox < ox0; ox++) col[ox] = 0.0f;
-                        if (s == 1) {
-                            for (int ox = ox0; ox < ox1; ox++) col[ox] = row[ox];
-                        } else {
-                            for (int ox = ox0; ox < ox1; ox++) col[ox] = row[ox * s];
-                        }
-                        for (int ox = ox1; ox < ow; ox++) col[ox] = 0.0f;
-                    }
+                for (int r = r0; r < r1;) {
+                    int img = r / oh, a = r % oh, b = r1 - img * oh < oh ? r1 - img * oh : oh;
+                    im2col_plane(c, in + ((size_t)ci * n + img) * plane_floats, col, ky, kx, a, b);
+                    col += (size_t)(b - a) * ow;
+                    r += b - a;
                 }
             }
         }
     }
 }
 
-/* One GEMM per image: out[cout][oh*ow] = W[cout][k] x col[k][oh*ow]. A GEMM over the whole
- * batch would be faster for small images, but OpenBLAS then rounds a column differently
- * depending on where it falls in the batch; per image, results do not depend on batch size. */
-void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col) {
+/* out[o][0..cols) = bias[o] for o in [o0, o1); ld = row stride. */
+static void fill_bias(const conv_layer *c, float *out, size_t ld, int o0, int o1, size_t cols) {
+    for (int o = o0; o < o1; o++) {
+        float *row = out + (size_t)o * ld;
+        const float b = c->bias[o];
+        for (size_t i = 0; i < cols; i++) row[i] = b;
+    }
+}
+
+static void relu_rows(float *out, size_t ld, int o0, int o1, size_t cols) {
+    for (int o = o0; o < o1; o++) {
+        float *row = out + (size_t)o * ld;
+        for (size_t i = 0; i < cols; i++) row[i] = row[i] > 0.0f ? row[i] : 0.0f;
+    }
+}
+
+/* out rows [o0, o1) x `cols` columns (row stride ld) = bias + W x b (b: k x cols, row stride ldb). */
+static void gemm_block(const conv_layer *c, const float *b, size_t ldb, float *out, size_t ld, int o0, int o1,
+                       size_t cols) {
+    const int k = conv_k(c);
+    fill_bias(c, out, ld, o0, o1, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o1 - o0, (int)cols, k, 1.0f, c->weight + (size_t)o0 * k,
+                k, b, (int)ldb, 1.0f, out + (size_t)o0 * ld, (int)ld);
+    if (c->relu) relu_rows(out, ld, o0, o1, cols);
+}
+
+typedef struct {
+    const conv_layer *conv;
+    const float *in;
+    float *out, *col;
+    int n;
+    conv_plan plan;
+} conv_job;
+
+/* Task: one chunk of output rows, all channels. */
+static void run_chunk(void *arg, int chunk, int thread) {
+    const conv_job *j = arg;
+    const conv_layer *c = j->conv;
+    const int ow = c->out.w, rows = j->n * c->out.h;
+    const int r0 = chunk * j->plan.rows_per_chunk;
+    const int r1 = r0 + j->plan.rows_per_chunk < rows ? r0 + j->plan.rows_per_chunk : rows;
+    const size_t ld = (size_t)rows * ow, first = (size_t)r0 * ow, cols = (size_t)(r1 - r0) * ow;
+    if (is_pointwise(c)) {
+        gemm_block(c, j->in + first, ld, j->out + first, ld, 0, c->cout, cols);
+        return;
+    }
+    float *col = j->col + (size_t)thread * conv_k(c) * j->plan.rows_per_chunk * ow;
+    im2col(c, j->in, col, j->n, r0, r1);
+    gemm_block(c, col, cols, j->out + first, ld, 0, c->cout, cols);
+}
+
+/* Task: one share of the output channels over the shared im2col matrix in j->col. */
+static void run_channels(void *arg, int part, int thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const conv_layer *c = j->conv;
+    const size_t cols = (size_t)j->n * c->out.h * c->out.w;
+    const int parts = j->plan.chunks;
+    int per = (c->cout + parts - 1) / parts;
+    per = (per + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+    const int o0 = part * per < c->cout ? part * per : c->cout;
+    const int o1 = o0 + per < c->cout ? o0 + per : c->cout;
+    if (o0 < o1) gemm_block(c, is_pointwise(c) ? j->in : j->col, cols, j->out, cols, o0, o1, cols);
+}
+
+void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool) {
     if (c->groups > 1) {
         depthwise_forward(c, in, out, n);
         return;
     }
-    const int k = c->cin * c->kh * c->kw;
-    const int pixels = c->out.h * c->out.w;
-    const int cols = n * pixels;
-    const float *b = in;
-    if (!is_pointwise(c)) {
-        im2col(c, in, col, n);
-        b = col;
-    }
-    for (int img = 0; img < n; img++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, pixels, k, 1.0f, c->weight, k,
-                    b + (size_t)img * pixels, cols, 0.0f, out + (size_t)img * pixels, cols);
-    for (int o = 0; o < c->cout; o++) {
-        float *row = out + (size_t)o * cols;
-        const float bias = c->bias[o];
-        if (c->relu) {
-            for (int i = 0; i < cols; i++) {
-                float v = row[i] + bias;
-                row[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else {
-            for (int i = 0; i < cols; i++) row[i] += bias;
-        }
+    const int threads = pool_size(pool);
+    conv_job job = {c, in, out, col, n, plan_conv(c, n, threads)};
+    if (job.plan.split_channels) {
+        if (!is_pointwise(c)) im2col(c, in, col, n, 0, n * c->out.h);
+        job.plan.chunks = threads;
+        pool_run(pool, run_channels, &job, threads);
+    } else {
+        pool_run(pool, run_chunk, &job, job.plan.chunks);
     }
 }

@@ -3,10 +3,13 @@
 #define EMOTE_LAYERS_H
 
 #include "graph.h"
+#include "thread_pool.h"
 
-/* Scratch floats conv_forward needs in `col` for n images (0 for 1x1 stride-1 convs). */
-size_t conv_col_floats(const conv_layer *c, int n);
-void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col);
+/* Scratch floats conv_forward needs in `col` for up to max_n images on a pool of `threads`
+ * (0 for 1x1 stride-1 convs). */
+size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
+/* pool: NULL, or the threads that split this one conv (see conv.c). */
+void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool);
 
 /* groups == channels (conv_forward calls it for such convs). */
 void depthwise_forward(const conv_layer *c, const float *in, float *out, int n);
