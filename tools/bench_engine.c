@@ -27,6 +27,7 @@
 
 #ifdef EMOTE_BENCH_CLI_KERNEL
 void choose_blas_kernel(char **argv); /* src/cli/blas_kernel.c */
+void stop_blas_threads(void);
 #endif
 
 static double now_seconds(void) {
@@ -212,6 +213,7 @@ int main(int argc, char **argv) {
     }
 #ifdef EMOTE_BENCH_CLI_KERNEL
     choose_blas_kernel(argv);
+    stop_blas_threads();
 #endif
     const char *cmd = argv[1];
     int count = 0, threads = 0;

@@ -28,3 +28,15 @@ void choose_blas_kernel(char **argv) {
     if (setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
     execv("/proc/self/exe", argv); /* on failure: carry on with the slow kernels */
 }
+
+/* A pthreads OpenBLAS starts its own thread pool when it is loaded, and those threads spin in
+ * sched_yield for a while: in a 10 ms process on two cores they compete with emote's workers.
+ * emote never uses them (its own pool calls single-threaded sgemm), so stop them. OpenBLAS
+ * restarts them by itself if a caller asks for more threads later. Weak: other BLAS builds
+ * lack the symbol. */
+extern void blas_thread_shutdown_(void) __attribute__((weak));
+
+void stop_blas_threads(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}

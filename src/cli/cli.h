@@ -162,6 +162,8 @@ void csv_write_field(FILE *f, const char *s);
 /* Re-executes with OPENBLAS_CORETYPE set when OpenBLAS fell back to generic kernels
  * on a CPU that has better ones (returns when nothing needs doing). */
 void choose_blas_kernel(char **argv);
+/* Stops OpenBLAS's own idle threads (see blas_kernel.c). */
+void stop_blas_threads(void);
 
 /* ---- commands ------------------------------------------------------------------ */
 

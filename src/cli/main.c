@@ -88,6 +88,7 @@ static int run_command(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     choose_blas_kernel(argv);
+    stop_blas_threads();
     int split_argc;
     char **split = split_option_values(argc, argv, &split_argc);
     int status = split ? run_command(split_argc, split) : run_command(argc, argv);
