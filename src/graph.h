@@ -1,4 +1,5 @@
-/* The in-memory network: a validated op list with BatchNorm folded into the convs.
+/* The in-memory network: a validated op list; each conv's BatchNorm is a per-channel scale
+ * and shift applied after its GEMM, so weights are used as the file has them.
  *
  * Activations inside a session use a channel-major batch layout, C x N x H x W
  * ("CNHW"): a conv is then one GEMM over all images, out[cout][n*oh*ow] =
@@ -37,8 +38,9 @@ typedef struct {
     int groups; /* 1, or cin == cout for a depthwise conv (src/layers/depthwise.c) */
     bool relu;
     shape3 in, out;
-    float *weight; /* [cout][cin/groups*kh*kw], BatchNorm folded in; owned by the model's weights */
-    float *bias;   /* [cout], BatchNorm folded in; owned by the model's weights */
+    const float *weight; /* [cout][cin/groups*kh*kw], as in the file */
+    const float *scale;  /* [cout] BatchNorm gain applied after the GEMM, or NULL */
+    const float *bias;   /* [cout] added after the GEMM: conv bias and BatchNorm shift */
 } conv_layer;
 
 typedef struct {
@@ -48,8 +50,8 @@ typedef struct {
 
 typedef struct {
     int in, out;
-    float *weight; /* [out][in]; owned by the model's weights */
-    float *bias;   /* [out], or NULL */
+    const float *weight; /* [out][in] */
+    const float *bias;   /* [out], or NULL */
 } dense_layer;
 
 typedef struct {
@@ -96,8 +98,10 @@ struct emote_model {
     uint64_t params, macs;
     char **metadata_keys, **metadata_values;
     int num_metadata;
-    /* Every weight buffer, owned here: layers point into them, and a tensor that several
-     * ops name without changing it (no BatchNorm folded in) is loaded once and shared. */
+    /* Layers' float arrays point into the model file's bytes (the built-in model, or
+     * file_data read by emote_model_open) where they can, else into weight buffers made
+     * at load (copies, BatchNorm scales and shifts, zero biases), owned here. */
+    unsigned char *file_data;
     float **weights;
     int num_weights, weights_capacity;
 };

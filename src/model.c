@@ -1,7 +1,9 @@
 /* Model files: safetensors + __metadata__ (labels, input spec, graph) -> a validated
  * emote_model. Nothing in the file is trusted: every tensor the graph names must exist
  * with the shape the graph implies, weights must be finite, and shapes must flow from
- * the input to one logit per label. BatchNorm is folded into the preceding conv here. */
+ * the input to one logit per label. A conv's BatchNorm becomes a per-channel scale and shift
+ * applied after its GEMM, so no weight is rewritten: where the file's bytes outlive the model
+ * (the built-in models, a file read by emote_model_open) tensors are used in place. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -17,7 +19,7 @@
 #include "util.h"
 
 #define MODEL_MAX_FILE_BYTES ((size_t)2 << 30)
-/* The weights a model loads (after sharing, with BatchNorm folded) may take at most twice
+/* The weights a model copies (after sharing, with BatchNorm scales and shifts) may take at most twice
  * its file size plus this much: a file cannot make the loader copy a tensor without end. */
 #define MODEL_WEIGHT_SLACK_BYTES ((size_t)64 << 20)
 /* Input normalisation: std at least this, |mean| at most MAX_INPUT_MEAN (as floats). */
@@ -37,7 +39,10 @@ typedef struct {
     emote_error *err;
     uint64_t params;
     emote_model *model;    /* owns every weight buffer */
-    string_table shared;   /* tensor name -> index in model->weights, for unchanged tensors */
+    bool in_place;         /* the file's bytes outlive the model: tensors may point into them */
+    string_table shared;   /* tensor name -> index in tensors: each tensor is loaded once */
+    const float **tensors; /* every tensor loaded so far, in the file or in model->weights */
+    int num_tensors, tensors_capacity;
     size_t floats_left;    /* weight budget */
 } loader;
 
@@ -114,11 +119,41 @@ static emote_status new_weights(loader *ld, size_t count, float **out) {
     return EMOTE_OK;
 }
 
-/* Tensor `tname` as floats after checking its shape and values. `shared`: the caller does
- * not change it, so every such reference gets the same buffer, loaded once; otherwise
- * the caller gets its own copy (to fold BatchNorm into). *loaded: it was read now. */
-static emote_status load_tensor(loader *ld, const char *tname, const size_t *dims, size_t ndim, bool shared,
-                                float **out, bool *loaded) {
+/* Index of the first NaN or infinity in x[0..n), or n. The first pass has no early exit, so
+ * that it vectorises. */
+static size_t first_non_finite(const float *x, size_t n) {
+    uint32_t all_ones = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        all_ones |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    size_t i = 0;
+    while (all_ones && i < n && isfinite(x[i])) i++;
+    return all_ones ? i : n;
+}
+
+/* The tensor's floats: in the file itself where it outlives the model and they are aligned and
+ * little-endian, else a copy in a new weight buffer. */
+static emote_status tensor_floats(loader *ld, const st_tensor *t, const float **out) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (ld->in_place && (uintptr_t)t->data % _Alignof(float) == 0) {
+        *out = (const void *)t->data;
+        return EMOTE_OK;
+    }
+#endif
+    float *copy;
+    emote_status s = new_weights(ld, t->numel, &copy);
+    if (s) return s;
+    st_read_floats(t, copy);
+    *out = copy;
+    return EMOTE_OK;
+}
+
+/* Tensor `tname` as floats after checking its shape and values; every reference to it gets
+ * the same floats, loaded once. *loaded: it was read now. */
+static emote_status load_tensor(loader *ld, const char *tname, const size_t *dims, size_t ndim, const float **out,
+                                bool *loaded) {
     *out = NULL;
     if (loaded) *loaded = false;
     const st_tensor *t = st_find(ld->file, tname);
@@ -131,38 +166,40 @@ static emote_status load_tensor(loader *ld, const char *tname, const size_t *dim
         format_shape(got, sizeof got, t->shape, t->ndim);
         return load_fail(ld, "tensor '%s' has shape %s, expected %s", tname, got, want);
     }
-    int index = shared ? table_find(&ld->shared, t->name) : -1;
+    int index = table_find(&ld->shared, t->name);
     if (index >= 0) {
-        *out = ld->model->weights[index];
+        *out = ld->tensors[index];
         return EMOTE_OK;
     }
-    float *data;
-    emote_status s = new_weights(ld, t->numel, &data);
+    const float *data;
+    emote_status s = tensor_floats(ld, t, &data);
     if (s) return s;
-    st_read_floats(t, data);
-    for (size_t i = 0; i < t->numel; i++)
-        if (!isfinite(data[i]))
-            return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, (double)data[i], i);
-    if (shared && table_add(&ld->shared, t->name, ld->model->num_weights - 1) < 0)
+    size_t bad = first_non_finite(data, t->numel);
+    if (bad < t->numel)
+        return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, (double)data[bad], bad);
+    const float **tensors = array_reserve_one(ld->tensors, ld->num_tensors, &ld->tensors_capacity, sizeof *tensors);
+    if (tensors) ld->tensors = tensors;
+    if (!tensors || table_add(&ld->shared, t->name, ld->num_tensors) < 0)
         return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    ld->tensors[ld->num_tensors++] = data;
     if (loaded) *loaded = true;
     *out = data;
     return EMOTE_OK;
 }
 
-static emote_status load_vector(loader *ld, const char *tname, int length, bool shared, float **out, bool *loaded) {
+static emote_status load_vector(loader *ld, const char *tname, int length, const float **out, bool *loaded) {
     size_t dims[1] = {(size_t)length};
-    return load_tensor(ld, tname, dims, 1, shared, out, loaded);
+    return load_tensor(ld, tname, dims, 1, out, loaded);
 }
 
 /* ---- layers -------------------------------------------------------------- */
 
-/* BatchNorm(eval) after conv: y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta.
- * c->weight and c->bias must be the conv's own copies. */
-static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
+/* BatchNorm(eval) after conv: y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta
+ * = conv(x) * scale + shift, per output channel, applied after the conv's GEMM. */
+static emote_status batchnorm_scale_shift(loader *ld, const cJSON *bn, conv_layer *c) {
     const char *names[4];
     static const char *const keys[4] = {"weight", "bias", "mean", "var"};
-    float *v[4] = {NULL, NULL, NULL, NULL};
+    const float *v[4] = {NULL, NULL, NULL, NULL};
     bool loaded[4] = {false, false, false, false};
     emote_status s = EMOTE_OK;
     const cJSON *eps_item = cJSON_GetObjectItemCaseSensitive(bn, "eps");
@@ -170,33 +207,37 @@ static emote_status fold_batchnorm(loader *ld, const cJSON *bn, conv_layer *c) {
         return load_fail(ld, "batchnorm 'eps' must be a non-negative number");
     for (int i = 0; i < 4 && s == EMOTE_OK; i++) {
         s = json_tensor_ref(ld, bn, keys[i], false, &names[i]);
-        if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, true, &v[i], &loaded[i]);
+        if (s == EMOTE_OK) s = load_vector(ld, names[i], c->cout, &v[i], &loaded[i]);
     }
-    size_t k = (size_t)(c->cin / c->groups) * (size_t)c->kh * (size_t)c->kw;
-    for (int o = 0; s == EMOTE_OK && o < c->cout; o++) {
+    float *scale = NULL, *shift = NULL;
+    if (s || (s = new_weights(ld, (size_t)c->cout, &scale)) || (s = new_weights(ld, (size_t)c->cout, &shift))) return s;
+    for (int o = 0; o < c->cout; o++) {
         double var = (double)v[3][o] + eps_item->valuedouble;
-        if (!(var > 0)) {
-            s = load_fail(ld, "batchnorm variance + eps is not positive for channel %d", o);
-            break;
-        }
-        double scale = (double)v[0][o] / sqrt(var);
-        for (size_t i = 0; i < k; i++) c->weight[o * k + i] = (float)(c->weight[o * k + i] * scale);
-        c->bias[o] = (float)(((double)c->bias[o] - v[2][o]) * scale + v[1][o]);
+        if (!(var > 0)) return load_fail(ld, "batchnorm variance + eps is not positive for channel %d", o);
+        double gain = (double)v[0][o] / sqrt(var);
+        scale[o] = (float)gain;
+        shift[o] = (float)(((double)c->bias[o] - v[2][o]) * gain + v[1][o]);
     }
-    if (s == EMOTE_OK) /* gamma, beta (running stats are buffers) */
-        ld->params += (uint64_t)c->cout * ((uint64_t)loaded[0] + (uint64_t)loaded[1]);
-    return s;
+    c->scale = scale;
+    c->bias = shift;
+    /* gamma, beta (running stats are buffers) */
+    ld->params += (uint64_t)c->cout * ((uint64_t)loaded[0] + (uint64_t)loaded[1]);
+    return EMOTE_OK;
 }
 
-/* Folding changes a conv's weights and bias: it works on copies of its own. */
-static emote_status conv_tensors(loader *ld, const char *wname, const char *bname, bool own, conv_layer *c) {
+static emote_status conv_tensors(loader *ld, const char *wname, const char *bname, conv_layer *c) {
     size_t dims[4] = {(size_t)c->cout, (size_t)(c->cin / c->groups), (size_t)c->kh, (size_t)c->kw};
     bool loaded;
-    emote_status s = load_tensor(ld, wname, dims, 4, !own, &c->weight, &loaded);
+    emote_status s = load_tensor(ld, wname, dims, 4, &c->weight, &loaded);
     if (s) return s;
     if (loaded) ld->params += shape_size((shape3){c->cout, c->cin / c->groups, c->kh * c->kw});
-    if (!bname) return new_weights(ld, (size_t)c->cout, &c->bias);
-    if ((s = load_vector(ld, bname, c->cout, !own, &c->bias, &loaded))) return s;
+    if (!bname) {
+        float *zeros = NULL;
+        s = new_weights(ld, (size_t)c->cout, &zeros);
+        c->bias = zeros;
+        return s;
+    }
+    if ((s = load_vector(ld, bname, c->cout, &c->bias, &loaded))) return s;
     if (loaded) ld->params += (uint64_t)c->cout;
     return EMOTE_OK;
 }
@@ -234,8 +275,8 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     if ((s = parse_groups(ld, op, c))) return s;
     const cJSON *bn = cJSON_GetObjectItemCaseSensitive(op, "batchnorm");
     if (bn && !cJSON_IsNull(bn) && !cJSON_IsObject(bn)) return load_fail(ld, "'batchnorm' must be an object or null");
-    if ((s = conv_tensors(ld, wname, bname, cJSON_IsObject(bn), c))) return s;
-    if (cJSON_IsObject(bn) && (s = fold_batchnorm(ld, bn, c))) return s;
+    if ((s = conv_tensors(ld, wname, bname, c))) return s;
+    if (cJSON_IsObject(bn) && (s = batchnorm_scale_shift(ld, bn, c))) return s;
     graph_op shaped = {.kind = OP_CONV2D, .u.conv = *c};
     if (!op_set_input(&shaped, in, in))
         return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
@@ -257,10 +298,10 @@ static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_f
     d->out = (int)w->shape[0];
     size_t dims[2] = {(size_t)d->out, (size_t)d->in};
     bool loaded;
-    if ((s = load_tensor(ld, wname, dims, 2, true, &d->weight, &loaded))) return s;
+    if ((s = load_tensor(ld, wname, dims, 2, &d->weight, &loaded))) return s;
     if (loaded) ld->params += (uint64_t)d->out * (uint64_t)d->in;
     if (bname) {
-        if ((s = load_vector(ld, bname, d->out, true, &d->bias, &loaded))) return s;
+        if ((s = load_vector(ld, bname, d->out, &d->bias, &loaded))) return s;
         if (loaded) ld->params += (uint64_t)d->out;
     }
     *out_features = d->out;
@@ -683,12 +724,16 @@ static emote_status copy_metadata(loader *ld, emote_model *m) {
 
 /* ---- public API ---------------------------------------------------------- */
 
-emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
+/* Opens a model from a file's bytes. in_place: they outlive the model, so its tensors may
+ * point into them rather than be copied. */
+static emote_model *open_model(const unsigned char *data, size_t size, const char *name, bool in_place,
+                               emote_error *err) {
     st_file file;
     if (st_parse(data, size, name, &file, err)) return NULL;
     emote_model *m = calloc(1, sizeof *m);
     size_t budget = size / 2 < (SIZE_MAX - MODEL_WEIGHT_SLACK_BYTES) / 4 ? 2 * size + MODEL_WEIGHT_SLACK_BYTES : SIZE_MAX;
-    loader ld = {.file = &file, .name = name, .err = err, .model = m, .floats_left = budget / sizeof(float)};
+    loader ld = {.file = &file, .name = name, .err = err, .model = m, .in_place = in_place,
+                 .floats_left = budget / sizeof(float)};
     emote_status s = EMOTE_OK;
     if (!m || !(m->name = str_dup(name))) {
         s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
@@ -704,6 +749,7 @@ emote_model *emote_model_open_memory(const void *data, size_t size, const char *
     if (!s) s = load_size_multiple(&ld, m);
     if (!s) s = load_graph(&ld, m);
     table_free(&ld.shared);
+    free(ld.tensors);
     st_free(&file);
     if (s) {
         emote_model_close(m);
@@ -713,12 +759,17 @@ emote_model *emote_model_open_memory(const void *data, size_t size, const char *
     return m;
 }
 
+emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
+    return open_model(data, size, name, false, err);
+}
+
 emote_model *emote_model_open(const char *path, emote_error *err) {
     unsigned char *data;
     size_t size;
     if (read_file_all(path, MODEL_MAX_FILE_BYTES, &data, &size, err)) return NULL;
-    emote_model *m = emote_model_open_memory(data, size, path, err);
-    free(data);
+    emote_model *m = open_model(data, size, path, true, err);
+    if (m) m->file_data = data; /* its tensors point into it */
+    else free(data);
     return m;
 }
 
@@ -741,7 +792,7 @@ emote_model *emote_model_open_builtin_named(const char *name, emote_error *err) 
     }
     char label[64];
     snprintf(label, sizeof label, "built-in %s", found->name);
-    return emote_model_open_memory(found->data, found->size, label, err);
+    return open_model(found->data, found->size, label, true, err);
 }
 
 emote_model *emote_model_open_builtin(emote_error *err) { return emote_model_open_builtin_named(NULL, err); }
@@ -759,6 +810,7 @@ void emote_model_close(emote_model *m) {
     free(m->ops);
     for (int i = 0; i < m->num_weights; i++) free(m->weights[i]);
     free(m->weights);
+    free(m->file_data);
     for (int i = 0; i < m->num_classes; i++) free(m->labels[i]);
     free(m->labels);
     for (int i = 0; i < m->num_metadata; i++) {

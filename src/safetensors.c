@@ -147,6 +147,10 @@ const char *st_metadata(const st_file *file, const char *key) {
 }
 
 void st_read_floats(const st_tensor *tensor, float *dst) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(dst, tensor->data, tensor->numel * sizeof(float)); /* the file's byte order is ours */
+    return;
+#endif
     for (size_t i = 0; i < tensor->numel; i++) {
         const unsigned char *p = tensor->data + 4 * i;
         uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -390,6 +390,19 @@ def markdown_tables(res):
     lines.append(f"Model: `{m['path']}`: input {'x'.join(map(str, m['input']))}, {m['params']:,} parameters, "
                  f"{m['macs'] / 1e6:.1f} M multiply-adds ({2 * m['macs'] / 1e6:.0f} MFLOPs) per image.")
     lines.append("")
+    bound = res.get("bound", {})
+    lines.append("Engine images/s (`emote_classify` / ONNX Runtime `session.run`, same weights, same run); the "
+                 "GEMM-only bound is `cblas_sgemm` alone on the model's conv GEMMs over the same images:")
+    lines.append("")
+    lines.append("| batch / threads | emote | ONNX Runtime | emote / ORT | GEMM-only bound | emote / bound |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for row in res["throughput"]:
+        e = row["emote"]["images_per_s"]
+        o = row["ort"]["images_per_s"] if isinstance(row.get("ort"), dict) else None
+        b = bound.get(f"{row['batch']}/{row['threads']}", {}).get("images_per_s")
+        lines.append(f"| {row['batch']} / {row['threads']} | {fmt(e)} | {fmt(o) if o else 'n/a'} | "
+                     f"{f'{e / o:.2f}' if o else 'n/a'} | {fmt(b) if b else 'n/a'} | {f'{e / b:.2f}' if b else 'n/a'} |")
+    lines.append("")
     lines.append("| engine | batch | threads | images/s | ms/image | speed vs emote |")
     lines.append("|---|---:|---:|---:|---:|---:|")
     for row in res["throughput"]:
@@ -525,6 +538,26 @@ def measure_sgemm(ctx, coretype):
     return result, alt
 
 
+def measure_bound(ctx):
+    """The speed limit of an im2col + OpenBLAS engine: for each (batch, threads), cblas_sgemm alone on
+    every conv's GEMM with the batch's columns (N = pixels x images per thread), `threads` callers at
+    once (or one caller with OpenBLAS threads, whichever is faster), as images/s."""
+    shapes = conv_gemm_shapes(ctx.model, ctx.spec)
+    macs = sum(m * n * k for m, n, k in shapes)
+    bound = {}
+    for batch in ctx.args.batches:
+        for threads in ctx.args.threads:
+            per = -(-batch // threads)
+            cmd = [ctx.harness["bench_sgemm"], str(min(ctx.args.seconds / 6, 0.5)), str(threads), "64"] + \
+                  [f"{m},{n * per},{k}" for m, n, k in shapes]
+            log(f"GEMM-only bound, batch {batch}, {threads} thread(s)")
+            r = run_json(cmd)
+            gflops = max(x["gflops"] for x in r["results"] if x["set"] == "model")
+            bound[f"{batch}/{threads}"] = {"gflops": gflops, "images_per_s": gflops * 1e9 / (2 * macs),
+                                           "images_per_thread": per}
+    return bound
+
+
 def setup_ort(ctx):
     """Installs ONNX Runtime, exports the model and checks its answers; Unavailable if any step fails."""
     if ctx.args.no_ort:
@@ -606,6 +639,7 @@ def main(argv=None):
 
         res["throughput"] = measure_throughput(ctx, coretype, ort_version, ort_reason)
         res["efficiency"] = efficiency(res)
+        res["bound"] = measure_bound(ctx)
         res["process"], res["memory"] = process_and_memory(args, spec)
     except Failure as e:
         log(f"FAILED: {e}")

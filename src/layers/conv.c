@@ -1,19 +1,22 @@
 /* conv2d as im2col + SGEMM (darknet style); 1x1 stride-1 unpadded convs use the input as is.
  *
- * One GEMM covers many images: out[cout][cols] = W[cout][k] x col[k][cols], cols = n*oh*ow,
- * so OpenBLAS packs each weight matrix once per chunk of columns, not once per image. The
- * columns are cut into chunks of whole output rows whose im2col matrix stays in cache
- * (CHUNK_FLOATS); each chunk is im2col'd, multiplied into `out` pre-filled with the bias
- * (beta = 1, so there is no separate bias pass), and ReLU'd while still in cache.
- *
- * With a pool of several threads the chunks are its tasks (one image splits across cores).
- * Where the weights outweigh the im2col matrix (late layers, few columns) the threads
- * instead split the output channels of one GEMM over a shared im2col matrix.
- *
- * Rounding: OpenBLAS may round a column differently depending on where it falls in a GEMM
- * (its edge kernels), so results can differ in the last bits with batch size, position and
- * thread count; for a given (n, threads) they are always the same. See README, Determinism. */
+ * The same image must give bitwise-identical results whatever else is in its batch, its
+ * position and the thread count (README, Determinism), and OpenBLAS does not promise that a
+ * column of a GEMM comes out the same in GEMMs of other widths. What we measured (OpenBLAS
+ * 0.3.21): its AVX-512 kernels (SkylakeX, Cooperlake) do compute every column alone through
+ * their regular path, but GEMMs of at most 100^3 multiply-adds take a "small matrix" kernel
+ * and beta = 0 ones up to 28*512^2 a "direct" one, which round differently; the Haswell, Zen
+ * and generic kernels round a column by where it falls. So:
+ *   - with an AVX-512 kernel, a layer whose one-image GEMM is larger than the small-matrix
+ *     limit runs one GEMM per chunk of whole images (weights packed once per chunk, not per
+ *     image), and one image's GEMM may be split by output channels across threads while
+ *     each share stays above that limit;
+ *   - otherwise, and for small layers, one GEMM per image, on one thread.
+ * beta is always 1 over a zeroed output, which keeps every GEMM off the direct path.
+ * After each GEMM, the BatchNorm scale and shift (plus bias) and ReLU run while in cache. */
 #include <cblas.h>
+#include <string.h>
+#include <strings.h>
 
 #include "layers.h"
 
@@ -21,10 +24,12 @@
 #define CHUNK_FLOATS (128 * 1024)
 /* Output-channel split granularity: a multiple of OpenBLAS's register-block widths. */
 #define ROW_ALIGN 16
+/* OpenBLAS's small-matrix kernel takes GEMMs of at most this many multiply-adds. */
+#define SMALL_GEMM_MACS 1000000.0
 
 typedef struct {
     bool split_channels; /* threads split cout over one shared im2col matrix */
-    int rows_per_chunk;  /* output rows (image, oy) per chunk */
+    int rows_per_chunk;  /* output rows (image, oy) per chunk: whole images */
     int chunks;
 } conv_plan;
 
@@ -34,30 +39,42 @@ static bool is_pointwise(const conv_layer *c) {
 
 static int conv_k(const conv_layer *c) { return c->cin * c->kh * c->kw; }
 
+/* OpenBLAS kernels measured to compute each column of a regular-path GEMM on its own. */
+static bool columns_independent(void) {
+    const char *core = openblas_get_corename();
+    return core && (!strcasecmp(core, "skylakex") || !strcasecmp(core, "cooperlake"));
+}
+
+/* Multiply-adds of one image's GEMM for output channels [0, rows). */
+static double image_macs(const conv_layer *c, int rows) {
+    return (double)rows * c->out.h * c->out.w * conv_k(c);
+}
+
 static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
-    const int k = conv_k(c), ow = c->out.w, rows = n * c->out.h;
-    const size_t cols = (size_t)rows * ow;
-    conv_plan p = {threads > 1 && cols < (size_t)c->cout, rows, 1};
-    if (p.split_channels) return p;
-    size_t target = CHUNK_FLOATS / (size_t)k;
+    const int oh = c->out.h, pixels = c->out.h * c->out.w;
+    conv_plan p = {false, oh, n};
+    if (!columns_independent() || image_macs(c, c->cout) <= SMALL_GEMM_MACS) return p; /* one GEMM per image */
+    int share = (c->cout + threads - 1) / threads;
+    share = (share + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+    if (n == 1 && threads > 1 && share < c->cout && image_macs(c, c->cout - share * (threads - 1)) > SMALL_GEMM_MACS) {
+        p.split_channels = true;
+        return p;
+    }
+    size_t target = CHUNK_FLOATS / (size_t)conv_k(c);
     if (target < (size_t)c->cout) target = (size_t)c->cout; /* amortise packing the weights */
-    size_t per = target / (size_t)ow;
-    if (per < 1) per = 1;
-    if (threads > 1 && per > (size_t)(rows + threads - 1) / threads) per = (size_t)(rows + threads - 1) / threads;
-    if (per > (size_t)rows) per = (size_t)rows;
-    p.rows_per_chunk = (int)per;
-    p.chunks = (rows + p.rows_per_chunk - 1) / p.rows_per_chunk;
+    size_t images = target / (size_t)pixels;
+    if (images < 1) images = 1;
+    if (images > (size_t)n) images = (size_t)n;
+    p.rows_per_chunk = (int)images * oh;
+    p.chunks = (n + (int)images - 1) / (int)images;
     return p;
 }
 
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (is_pointwise(c) || c->groups > 1) return 0;
-    /* Chunks grow with n; a smaller batch may split channels instead, over k x cols < k x cout. */
-    const size_t k = (size_t)conv_k(c), cols = (size_t)max_n * c->out.h * c->out.w;
+    /* Chunks grow with n, and one image's matrix serves a channel split. */
     conv_plan p = plan_conv(c, max_n, threads);
-    size_t chunked = k * (size_t)p.rows_per_chunk * (size_t)c->out.w * (p.split_channels ? 1 : (size_t)threads);
-    size_t shared = threads > 1 ? k * (cols < (size_t)c->cout ? cols : (size_t)c->cout) : 0;
-    return chunked > shared ? chunked : shared;
+    return (size_t)conv_k(c) * (size_t)p.rows_per_chunk * (size_t)c->out.w * (size_t)threads;
 }
 
 /* First output index whose input index o*stride - pad + k is >= 0, and one past the last < size. */
@@ -80,7 +97,8 @@ static void zero_fringe(float *dst, int rows, int ow, int ox0, int ox1) {
 
 /* Stride 1 with ow == iw: one image's rows [a, b) of col row (ky, kx) are one contiguous
  * run of its input plane, so copy it at once and zero the padding around it. */
-static void im2col_plane_s1(const conv_layer *c, const float *plane, float *dst, int ky, int kx, int a, int b) {
+static void im2col_plane_s1(const conv_layer *c, const float *restrict plane, float *restrict dst, int ky, int kx,
+                            int a, int b) {
     const int ih = c->in.h, iw = c->in.w, ow = c->out.w, p = c->padding;
     int ox0, ox1, oy0, oy1;
     valid_range(ow, iw, 1, p, kx, &ox0, &ox1);
@@ -93,14 +111,15 @@ static void im2col_plane_s1(const conv_layer *c, const float *plane, float *dst,
         float *run = dst + (size_t)(oy0 - a) * ow;
         const float *src = plane + (size_t)(oy0 - p + ky) * iw - p + kx;
         const size_t first = (size_t)ox0, last = (size_t)(oy1 - oy0 - 1) * ow + (size_t)ox1; /* [first, last) */
-        for (size_t i = first; i < last; i++) run[i] = src[i];
+        memcpy(run + first, src + first, (last - first) * sizeof(float));
         zero_fringe(run, oy1 - oy0, ow, ox0, ox1);
     }
     for (float *z = dst + (size_t)(oy1 - a) * ow, *end = dst + (size_t)(b - a) * ow; z < end; z++) *z = 0.0f;
 }
 
 /* One image's rows [a, b) of col row (ky, kx), any stride. */
-static void im2col_plane(const conv_layer *c, const float *plane, float *dst, int ky, int kx, int a, int b) {
+static void im2col_plane(const conv_layer *c, const float *restrict plane, float *restrict dst, int ky, int kx, int a,
+                         int b) {
     const int ih = c->in.h, iw = c->in.w, ow = c->out.w, s = c->stride, p = c->padding;
     if (s == 1 && ow == iw) {
         im2col_plane_s1(c, plane, dst, ky, kx, a, b);
@@ -140,30 +159,28 @@ static void im2col(const conv_layer *c, const float *in, float *col, int n, int 
     }
 }
 
-/* out[o][0..cols) = bias[o] for o in [o0, o1); ld = row stride. */
-static void fill_bias(const conv_layer *c, float *out, size_t ld, int o0, int o1, size_t cols) {
-    for (int o = o0; o < o1; o++) {
-        float *row = out + (size_t)o * ld;
-        const float b = c->bias[o];
-        for (size_t i = 0; i < cols; i++) row[i] = b;
+/* row = row * scale + shift, then ReLU if asked. */
+static void epilogue_row(float *row, size_t cols, float scale, float shift, bool relu) {
+    if (relu) {
+        for (size_t i = 0; i < cols; i++) {
+            float v = row[i] * scale + shift;
+            row[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (size_t i = 0; i < cols; i++) row[i] = row[i] * scale + shift;
     }
 }
 
-static void relu_rows(float *out, size_t ld, int o0, int o1, size_t cols) {
-    for (int o = o0; o < o1; o++) {
-        float *row = out + (size_t)o * ld;
-        for (size_t i = 0; i < cols; i++) row[i] = row[i] > 0.0f ? row[i] : 0.0f;
-    }
-}
-
-/* out rows [o0, o1) x `cols` columns (row stride ld) = bias + W x b (b: k x cols, row stride ldb). */
+/* out rows [o0, o1) x `cols` columns (row stride ld) = (W x b) * scale + bias, ReLU'd if the conv
+ * says so (b: k x cols, row stride ldb). */
 static void gemm_block(const conv_layer *c, const float *b, size_t ldb, float *out, size_t ld, int o0, int o1,
                        size_t cols) {
     const int k = conv_k(c);
-    fill_bias(c, out, ld, o0, o1, cols);
+    for (int o = o0; o < o1; o++) memset(out + (size_t)o * ld, 0, cols * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o1 - o0, (int)cols, k, 1.0f, c->weight + (size_t)o0 * k,
                 k, b, (int)ldb, 1.0f, out + (size_t)o0 * ld, (int)ld);
-    if (c->relu) relu_rows(out, ld, o0, o1, cols);
+    for (int o = o0; o < o1; o++)
+        epilogue_row(out + (size_t)o * ld, cols, c->scale ? c->scale[o] : 1.0f, c->bias[o], c->relu);
 }
 
 typedef struct {
