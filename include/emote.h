@@ -235,8 +235,11 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
  * longer side around the box centre (same channels as image; out->pixels owned). */
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
                              emote_image *out, emote_error *err);
-/* The crop scale emote uses by default (README "Faces in photos"). */
+/* The crop scale emote uses by default (README "Faces in photos"); a build may override
+ * it with -DEMOTE_FACE_CROP_SCALE=... (how the default was measured). */
+#ifndef EMOTE_FACE_CROP_SCALE
 #define EMOTE_FACE_CROP_SCALE 1.1f
+#endif
 
 #ifdef __cplusplus
 }

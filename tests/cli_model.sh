@@ -37,6 +37,14 @@ if [ -f "$ROOT/models/emote-ferplus.safetensors" ]; then
     expect "-m ferplus: every sample smiling is 'happy'" bash -c "[ \$(cut -f2 '$TMP/out' | grep -c '^happy$') = 3 ]"
     run $EMOTE info -f json ferplus
     expect "info ferplus lists 8 labels with contempt" grep -q '"contempt"' "$TMP/out"
+    if [ -d "$VAL" ] && [ "${EMOTE_SUITE:-}" != asan ] && [ -f "$ROOT/../shared/data/ferplus/fer2013new.csv" ]; then
+        /usr/bin/python3 "$ROOT/tools/ferplus_folders.py" "$VAL" "$TMP/ferplus-val" >/dev/null
+        run $EMOTE eval -m ferplus -f json --min-accuracy 0.835 "$TMP/ferplus-val"
+        expect_status "FER+ PublicTest (majority labels): top-1 >= 0.835 (C engine)" 0
+        expect "FER+ PublicTest: all 3,505 images with a majority evaluated" grep -q '"images":3505,"failed":0' "$TMP/out"
+    else
+        skip "FER+ PublicTest accuracy" "needs ../shared/data (fer2013/val, ferplus/fer2013new.csv), release suite"
+    fi
 else
     skip "built-in ferplus" "models/emote-ferplus.safetensors is not there"
 fi

@@ -32,7 +32,7 @@ def architecture_table(config):
     total_params = sum(p.numel() for p in model.parameters())
     total_macs = sum(r[2] for r in rows)
     print(f"| **total** | | | **{total_params:,}** | **{2 * total_macs / 1e6:.1f}** |")
-    print("\nFLOPs = 2 × multiply-adds of convs and linear layers; BatchNorm is folded into the convs at load.")
+    print("\nFLOPs = 2 × multiply-adds of convs and linear layers; BatchNorm is applied after each conv's GEMM (scale and shift), counted as 0.")
 
 
 def eval_tables(result):
