@@ -101,7 +101,9 @@ def image_files(folder):
 
 def shown(cmd, env=None, names=None):
     text = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-    words = [os.path.relpath(w, ROOT) if os.path.isabs(w) and w.startswith(ROOT) else w for w in cmd]
+    words = [os.path.relpath(w, ROOT) if os.path.isabs(w) and w.startswith(ROOT + "/") else w for w in cmd]
+    if "/" not in words[0]:
+        words[0] = "./" + words[0]
     for old, new in (names or {}).items():
         words = [w.replace(old, new) for w in words]
     return (text + " " if text else "") + shlex.join(words)
