@@ -18,6 +18,7 @@ MODEL       ?= models/emote-fer2013.safetensors
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
 DEB_TEST    := $(DEB_BUILD) parallel valgrind python3-numpy python3-pil python3-onnx util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch
+DEB_SCALE   := $(DEB_TEST) slurm-wlm munge
 
 LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c src/faces/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -35,7 +36,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check bench model fixtures install clean fuzz bench-decode model-ferplus
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode model-ferplus
 
 all: deps-build emote libemote.a
 
@@ -107,7 +108,7 @@ ifneq ($(FUZZ_SECONDS),)
 endif
 
 # Install whichever of those Debian packages are missing (as root, or through sudo).
-deps-build deps-test deps-tools: deps-%:
+deps-build deps-test deps-tools deps-scale: deps-%:
 	@missing=$$(for p in $(DEB_$(shell echo $* | tr a-z A-Z)); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
@@ -119,6 +120,11 @@ deps-build deps-test deps-tools: deps-%:
 # again under ASan+UBSan, and the unit tests under valgrind. Prints "N passed, M failed".
 check: deps-test
 	tests/run_all.sh
+
+# Optional, as root: the README's Slurm array script run unchanged on a one-node Slurm that
+# the test starts (tests/scale_slurm.sh). Not part of `make check`.
+check-scale: deps-scale all
+	bash tests/scale_slurm.sh
 
 bench: deps-tools all bench-decode
 	$(PYTHON) tools/bench.py --model $(MODEL) $(BENCH_ARGS)
@@ -132,6 +138,19 @@ bench-decode: $(BUILD)/libemote.a
 	$(CC) $(CFLAGS_BASE) -O2 -o build/bench/bench_decode tools/bench_decode.c src/no_builtin_model.c \
 	  $(BUILD)/libemote.a $(BENCH_BEFORE) $(LDLIBS)
 	build/bench/bench_decode build/bench/photo-12mp.jpg build/bench/crop-48.png
+
+# End-to-end files/s of `emote -f tsv` over the FER2013 val folder against the engine alone
+# (tools/bench_engine.c) at the same batch and threads, with the old loop (--readers 0) and the
+# pipeline, with and without 5 ms per file open (tools/slow_open.c, LD_PRELOAD); peak RSS with
+# 1,000,000 paths through `emote -`. BENCH_PIPELINE_ARGS=--quick for a smoke test.
+bench-pipeline: all build/bench/bench_engine build/bench/slow_open.so
+	$(PYTHON) tools/bench_pipeline.py $(BENCH_PIPELINE_ARGS)
+build/bench/bench_engine: tools/bench_engine.c src/no_builtin_model.c src/cli/blas_kernel.c $(BUILD)/libemote.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) -O2 -DEMOTE_BENCH_CLI_KERNEL -o $@ $(filter %.c %.a,$^) $(LDLIBS)
+build/bench/slow_open.so: tools/slow_open.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) -O2 -shared -fPIC -o $@ $< -ldl
 
 # Re-trains the default model from scratch on ../shared/data and exports it (see models/README.md).
 # Two stages: 50 epochs of cosine from lr 0.1, then a warm restart of 16 epochs from lr 0.02.
