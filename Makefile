@@ -176,6 +176,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/emote
 	install -m 755 emote $(DESTDIR)$(PREFIX)/bin/emote
 	install -m 644 models/yunet.LICENSE $(DESTDIR)$(PREFIX)/share/doc/emote/LICENSE.libfacedetection
+	install -m 644 src/third_party/stb/LICENSE $(DESTDIR)$(PREFIX)/share/doc/emote/LICENSE.stb
 	install -m 644 libemote.a $(DESTDIR)$(PREFIX)/lib/libemote.a
 	install -m 644 include/emote.h $(DESTDIR)$(PREFIX)/include/emote.h
 	install -m 644 src/cli/emote.1 $(DESTDIR)$(PREFIX)/share/man/man1/emote.1
