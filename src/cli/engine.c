@@ -150,7 +150,7 @@ int top_label(const float *probs, int classes) {
 
 /* A JPEG bigger than DECODE_MARGIN times the model's input is decoded at 1/2, 1/4 or 1/8
  * scale, as long as it stays at least that big: the resize to the input then still has
- * DECODE_MARGIN source pixels per output pixel (README, "Design notes"). */
+ * DECODE_MARGIN source pixels per output pixel (README, "Images"). */
 #ifndef DECODE_MARGIN /* -DDECODE_MARGIN=0 decodes every JPEG at full size (for measurements) */
 #define DECODE_MARGIN 4
 #endif
