@@ -174,29 +174,27 @@ def randomised_emotenet(config, gen):
     return model
 
 
-def model_metadata(ops, input_chw, classes, config=None):
+def base_metadata(ops, input_chw, **fields):
+    """Metadata every fixture shares; `fields` (labels, outputs, ...) follow "format"."""
     c, h, w = input_chw
-    meta = {"format": "emote-model/1", "labels": json.dumps([f"c{i}" for i in range(classes)]),
+    return {"format": "emote-model/1", **fields,
             "input": json.dumps({"channels": c, "height": h, "width": w, "mean": [0.5] * c, "std": [0.25] * c,
                                  "preprocess": "emote/1"}),
             "graph": json.dumps(ops),
             "provenance": json.dumps({"data": "random weights (test fixture)",
                                       "command": "/usr/bin/python3 tools/make_fixtures.py tests/fixtures",
                                       "seed": SEED})}
+
+
+def model_metadata(ops, input_chw, classes, config=None):
+    meta = base_metadata(ops, input_chw, labels=json.dumps([f"c{i}" for i in range(classes)]))
     if config is not None:
         meta["config"] = json.dumps(config)
     return meta
 
 
 def net_metadata(ops, input_chw, outputs):
-    c, h, w = input_chw
-    return {"format": "emote-model/1", "outputs": json.dumps(outputs),
-            "input": json.dumps({"channels": c, "height": h, "width": w, "mean": [0.5] * c, "std": [0.25] * c,
-                                 "preprocess": "emote/1"}),
-            "graph": json.dumps(ops),
-            "provenance": json.dumps({"data": "random weights (test fixture)",
-                                      "command": "/usr/bin/python3 tools/make_fixtures.py tests/fixtures",
-                                      "seed": SEED})}
+    return base_metadata(ops, input_chw, outputs=json.dumps(outputs))
 
 
 def write_net_case(outdir, name, ops, state_dict, meta, x, outputs, model_path=None):

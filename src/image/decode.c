@@ -64,11 +64,7 @@ emote_status emote_image_decode_with(const void *data, size_t size, const char *
     }
     emote_status s = check_size_limit(bytes, size, format, max_pixels, name, err);
     if (s == EMOTE_OK) s = image_check_container(format, bytes, size, name, err);
-    if (s != EMOTE_OK) return s;
-    size_t cleaned_size = 0;
-    unsigned char *cleaned = format == IMAGE_PNG ? png_drop_empty_idat(bytes, size, &cleaned_size) : NULL;
-    s = cleaned ? stb_decode(cleaned, cleaned_size, name, image, err) : stb_decode(bytes, size, name, image, err);
-    free(cleaned);
+    if (s == EMOTE_OK) s = stb_decode(bytes, size, format, name, image, err);
     return s;
 }
 

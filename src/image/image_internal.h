@@ -39,8 +39,8 @@ bool image_header_size(image_format format, const unsigned char *data, size_t si
                        uint64_t *height);
 
 /* PNG, GIF, BMP, PNM through the pinned stb_image. */
-emote_status stb_decode(const unsigned char *data, size_t size, const char *name, emote_image *image,
-                        emote_error *err);
+emote_status stb_decode(const unsigned char *data, size_t size, image_format format, const char *name,
+                        emote_image *image, emote_error *err);
 
 /* JPEG through libjpeg-turbo; refuses more than max_pixels. Decodes at 1/2, 1/4 or 1/8 scale when the result still
  * has at least min_width x min_height pixels (0 = full size). *orientation gets the EXIF

@@ -20,11 +20,15 @@
 
 #include <string.h>
 
-emote_status stb_decode(const unsigned char *data, size_t size, const char *name, emote_image *image,
-                        emote_error *err) {
+emote_status stb_decode(const unsigned char *data, size_t size, image_format format, const char *name,
+                        emote_image *image, emote_error *err) {
     int width, height, channels;
     if (size > INT32_MAX) return emote_fail(err, EMOTE_ERR_LIMIT, "%s: too large for the decoder", name);
-    unsigned char *pixels = stbi_load_from_memory(data, (int)size, &width, &height, &channels, 0);
+    size_t cleaned_size = 0;
+    unsigned char *cleaned = format == IMAGE_PNG ? png_drop_empty_idat(data, size, &cleaned_size) : NULL;
+    unsigned char *pixels = cleaned ? stbi_load_from_memory(cleaned, (int)cleaned_size, &width, &height, &channels, 0)
+                                    : stbi_load_from_memory(data, (int)size, &width, &height, &channels, 0);
+    free(cleaned);
     if (!pixels) {
         const char *reason = stbi_failure_reason();
         if (reason && strcmp(reason, "outofmem") == 0)
