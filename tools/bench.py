@@ -179,7 +179,7 @@ def build_harnesses(cc):
         kernel = []
     builds = {
         "bench_engine": [os.path.join(TOOLS, "bench_engine.c"), os.path.join(ROOT, "src", "no_builtin_model.c"),
-                         *kernel, LIBEMOTE, "-lopenblas", "-lcjson", "-lstb", "-lm", "-lpthread"],
+                         *kernel, LIBEMOTE, "-lopenblas", "-lcjson", "-ljpeg", "-lm", "-lpthread"],
         "bench_sgemm": [os.path.join(TOOLS, "bench_sgemm.c"), *kernel, "-lopenblas", "-lpthread"],
     }
     paths = {}
