@@ -11,6 +11,11 @@
 #include "util.h"
 
 enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
+/* The first ops of a CNN make the largest activations (48x48x32 floats: 295 KB an image), too
+ * large for a whole batch to stay in cache between one op and the next. The leading ops whose
+ * input or output is at least SLICE_MIN_FLOATS an image run SLICE_IMAGES images at a time. */
+#define SLICE_IMAGES 2
+#define SLICE_MIN_FLOATS 32768
 #define MAX_THREADS 256
 
 /* One worker's buffers, sized for its share of a batch. */
@@ -19,6 +24,7 @@ typedef struct {
     float *col;                  /* im2col matrices */
     float *scratch;              /* squeeze-excitation vectors */
     float *trace_buffer;         /* NCHW copy for the trace callback */
+    float *slices[2];            /* activations of SLICE_IMAGES images, CNHW */
 } worker;
 
 /* A batch runs in one of two ways. Enough images: each worker takes a share and runs the
@@ -27,6 +33,7 @@ typedef struct {
 struct emote_session {
     const emote_model *model;
     int max_batch, num_workers, per_worker; /* per_worker: images per worker at most */
+    int slice_ops;                          /* leading ops run on slices of a batch */
     worker *workers;
     thread_pool *pool; /* NULL with one thread */
     emote_trace_fn trace;
@@ -72,6 +79,7 @@ static bool worker_alloc(worker *w, const buffer_plan *plan, int images) {
     for (int i = 0; i < NUM_BUFFERS; i++) ok = ok && (w->buffers[i] = alloc_array(plan->activation, (size_t)images * sizeof(float)));
     ok = ok && (w->col = alloc_array(plan->col ? plan->col : 1, sizeof(float)));
     ok = ok && (w->scratch = alloc_array(plan->scratch ? plan->scratch : 1, (size_t)images * sizeof(float)));
+    for (int i = 0; i < 2; i++) ok = ok && (w->slices[i] = alloc_array(plan->activation, SLICE_IMAGES * sizeof(float)));
     return ok && (w->trace_buffer = alloc_array(plan->activation, (size_t)images * sizeof(float)));
 }
 
@@ -80,6 +88,8 @@ static void worker_free(worker *w) {
     free(w->col);
     free(w->scratch);
     free(w->trace_buffer);
+    free(w->slices[0]);
+    free(w->slices[1]);
 }
 
 /* Worker 0 runs whole batches with the pool and shares of batches alone; the others, shares. */
@@ -90,6 +100,12 @@ static bool session_alloc(emote_session *s, int threads) {
     for (int i = 0; i < s->num_workers; i++)
         if (!worker_alloc(&s->workers[i], i ? &share : &whole, i ? s->per_worker : s->max_batch)) return false;
     return threads == 1 || (s->pool = pool_new(threads)) != NULL;
+}
+
+static bool runs_in_slices(const graph_op *op) {
+    bool large = shape_size(op->in) >= SLICE_MIN_FLOATS || shape_size(op->out) >= SLICE_MIN_FLOATS;
+    return large && (op->kind == OP_CONV2D || op->kind == OP_MAXPOOL || op->kind == OP_SQUEEZE_EXCITE ||
+                     op->kind == OP_RESIDUAL || op->kind == OP_RELU);
 }
 
 emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err) {
@@ -123,6 +139,7 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_MEMORY, "out of memory planning buffers for batches of %d images", max_batch);
         return NULL;
     }
+    while (s->slice_ops < model->num_ops && runs_in_slices(&model->ops[s->slice_ops])) s->slice_ops++;
     openblas_set_num_threads(1);
     return s;
 }
@@ -163,23 +180,18 @@ static void run_residual(worker *w, thread_pool *pool, const residual_layer *r, 
     if (r->relu) relu_forward(out, count);
 }
 
-/* Runs op on `in` (CNHW), writing `out`; returns the buffer that holds the result. */
-static const float *run_op(worker *w, thread_pool *pool, const graph_op *op, const float *in, float *out, float *probs, int n) {
+/* Runs op on `in` (CNHW), writing `out` or, for the ops that work in place, `in`; returns
+ * the buffer that holds the result. */
+static float *run_op(worker *w, thread_pool *pool, const graph_op *op, float *in, float *out, float *probs, int n) {
     size_t count = shape_size(op->out) * (size_t)n;
     switch (op->kind) {
     case OP_CONV2D: conv_forward(&op->u.conv, in, out, n, w->col, pool); return out;
     case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, n); return out;
-    case OP_SQUEEZE_EXCITE:
-        memcpy(out, in, count * sizeof(float));
-        squeeze_excite_forward(&op->u.se, out, n, op->in.h * op->in.w, w->scratch);
-        return out;
+    case OP_SQUEEZE_EXCITE: squeeze_excite_forward(&op->u.se, in, n, op->in.h * op->in.w, w->scratch); return in;
     case OP_RESIDUAL: run_residual(w, pool, &op->u.residual, in, out, n); return out;
     case OP_GLOBAL_AVG_POOL: global_avg_pool_forward(in, out, op->in.c, n, op->in.h * op->in.w); return out;
     case OP_LINEAR: dense_forward(&op->u.linear, in, out, n); return out;
-    case OP_RELU:
-        memcpy(out, in, count * sizeof(float));
-        relu_forward(out, count);
-        return out;
+    case OP_RELU: relu_forward(in, count); return in;
     case OP_SOFTMAX: softmax_forward(in, probs, op->in.c, n); return probs;
     case OP_UPSAMPLE:
     case OP_ADD: break; /* multi-output graphs only: src/net.c */
@@ -205,18 +217,41 @@ typedef struct {
     int n;
 } job;
 
-/* Runs the whole graph on one job's images. */
-static void run_job(const job *j) {
-    const emote_session *s = j->session;
-    const emote_model *m = s->model;
-    worker *w = j->worker;
-    float *main_buffers[2] = {w->buffers[BUF_MAIN_A], w->buffers[BUF_MAIN_B]};
-    swap_outer_axes(j->inputs, main_buffers[0], j->n, m->input.channels, (size_t)m->input.height * m->input.width);
-    const float *cur = main_buffers[0];
-    for (int i = 0; i < m->num_ops; i++) {
-        cur = run_op(w, j->pool, &m->ops[i], cur, main_buffers[(i + 1) % 2], j->probs, j->n);
-        if (s->trace) trace_op(s, w, i, &m->ops[i], cur, j->n);
+/* Runs ops [first, end) on n images in buffers[0] (CNHW), ping-ponging with buffers[1];
+ * returns the buffer that holds the result. */
+static float *run_ops(const job *j, int first, int end, float *const buffers[2], int n) {
+    float *cur = buffers[0];
+    for (int i = first; i < end; i++) {
+        const graph_op *op = &j->session->model->ops[i];
+        cur = run_op(j->worker, j->pool, op, cur, cur == buffers[0] ? buffers[1] : buffers[0], j->probs, n);
+        if (j->session->trace) trace_op(j->session, j->worker, i, op, cur, n);
     }
+    return cur;
+}
+
+/* Runs the whole graph on one job's images: the leading slice_ops a slice at a time. */
+static void run_job(const job *j) {
+    const emote_model *m = j->session->model;
+    worker *w = j->worker;
+    const size_t in_plane = (size_t)m->input.height * m->input.width;
+    float *main_buffers[2] = {w->buffers[BUF_MAIN_A], w->buffers[BUF_MAIN_B]};
+    int first_op = j->n > SLICE_IMAGES && !j->session->trace ? j->session->slice_ops : 0;
+    if (first_op) {
+        const shape3 out = m->ops[first_op - 1].out;
+        const size_t out_plane = (size_t)out.h * out.w;
+        for (int first = 0; first < j->n; first += SLICE_IMAGES) {
+            const int n = j->n - first < SLICE_IMAGES ? j->n - first : SLICE_IMAGES;
+            swap_outer_axes(j->inputs + first * m->input.channels * in_plane, w->slices[0], n, m->input.channels,
+                            in_plane);
+            const float *slice = run_ops(j, 0, first_op, w->slices, n);
+            for (int c = 0; c < out.c; c++)
+                memcpy(main_buffers[0] + ((size_t)c * j->n + first) * out_plane, slice + (size_t)c * n * out_plane,
+                       n * out_plane * sizeof(float));
+        }
+    } else {
+        swap_outer_axes(j->inputs, main_buffers[0], j->n, m->input.channels, in_plane);
+    }
+    run_ops(j, first_op, m->num_ops, main_buffers, j->n);
 }
 
 static void run_job_task(void *jobs, int task, int thread) {

@@ -37,11 +37,17 @@ void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n)
         for (int oy = 0; oy < p->out.h; oy++) maxpool_row(p, in + pl * in_plane, out + (pl * p->out.h + oy) * p->out.w, oy);
 }
 
+/* Eight partial sums per plane, so that the adds do not wait on each other. */
 void global_avg_pool_forward(const float *in, float *out, int channels, int n, int hw) {
     const size_t planes = (size_t)channels * n;
     for (size_t pl = 0; pl < planes; pl++) {
-        double sum = 0;
-        for (int i = 0; i < hw; i++) sum += in[pl * hw + i];
+        const float *x = in + pl * hw;
+        double part[8] = {0}, sum = 0;
+        int i = 0;
+        for (; i + 8 <= hw; i += 8)
+            for (int l = 0; l < 8; l++) part[l] += x[i + l];
+        for (; i < hw; i++) sum += x[i];
+        for (int l = 0; l < 8; l++) sum += part[l];
         out[pl] = (float)(sum / hw);
     }
 }
