@@ -34,10 +34,10 @@ typedef struct {
     const command *cmd;
     int argc;
     char **argv;
-    int rest;        /* after "--" (or the last option): the next operand; 0 before */
-    char shorts[256];
-    char name[64];     /* the option just read, as the user spelt it: "-j" or "--threads" */
-    char *value;       /* its value, or the operand */
+    char shorts[256]; /* getopt_long's optstring, derived from cmd->options */
+    int rest;         /* once getopt_long is done (at "--" or the end): the next operand left */
+    char name[64];    /* the option just read, as the user spelt it: "-j" or "--threads" */
+    char *value;      /* its value, or the operand */
 } option_parser;
 
 /* Parses argv[1..argc) (argv[0] is the command's name) by cmd->options. */
