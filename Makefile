@@ -26,6 +26,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# The unit tests also see the CLI's pieces (tests/test_options.c reads the option tables).
+TEST_CLI_OBJ := $(filter-out $(BUILD)/src/cli/main.o,$(CLI_OBJ))
 VERSION     := 0.1.0
 COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
@@ -53,8 +55,8 @@ $(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/*/*.h include/*.h)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
 $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
-$(BUILD)/test_unit: $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
+$(BUILD)/test_unit: $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 	@mkdir -p $(@D)

@@ -108,17 +108,7 @@ expect_stderr "unreadable directory named" "inner: cannot read directory: Permis
 expect_stdout "readable file still classified" "ok.png	c"
 chmod 700 "$TMP/locked/secret.png" "$TMP/locked/inner"
 
-# ---- option spellings: -j2 and --threads=2 mean -j 2 and --threads 2 ----------------
-$EMOTE $M -f tsv -b 2 -j 1 --top 2 "$TMP/faces" >"$TMP/spaced" 2>&1
-run $EMOTE $M -ftsv -b2 --threads=1 --top=2 "$TMP/faces"
-expect "attached and '=' option values read like separate ones" cmp -s "$TMP/spaced" "$TMP/out"
-run $EMOTE $M -f tsv -- -j1
-expect_stderr "after --, -j1 is a path" "-j1: cannot open"
-
-# ---- usage errors: exit 2 ----------------------------------------------------------
-run $EMOTE $M --bogus "$TMP/faces/f1.png"; expect_status "unknown flag: exit 2" 2
-expect_stderr "unknown flag named" "unknown option '--bogus'"
-run $EMOTE $M --tta=1 "$TMP/faces/f1.png"; expect_status "a value given to a flag: exit 2" 2
+# ---- usage errors: exit 2 (option spellings: cli_options.sh) -------------------------
 run $EMOTE $M -b 0 "$TMP/faces/f1.png"; expect_status "batch 0: exit 2" 2
 run $EMOTE $M -f xml "$TMP/faces/f1.png"; expect_status "bad format: exit 2" 2
 run $EMOTE $M --shard 4/3 "$TMP/faces/f1.png"; expect_status "bad shard: exit 2" 2

@@ -303,47 +303,64 @@ static bool open_output(output_target *t, engine *e, bool quiet) {
     return w->out != NULL;
 }
 
-int cmd_classify(int argc, char **argv) {
+enum { OPT_NO_HEADER = OPTION_COMMAND, OPT_RESUME };
+
+static const struct option option_table[] = {
+    {"format", required_argument, NULL, 'f'}, {"top", required_argument, NULL, 'k'},
+    {"no-header", no_argument, NULL, OPT_NO_HEADER}, {"output", required_argument, NULL, 'o'},
+    {"resume", no_argument, NULL, OPT_RESUME}, ENGINE_OPTIONS, HELP_OPTION, {0}};
+
+static int cmd_classify(int argc, char **argv);
+const command classify_command = {"classify", cmd_classify, option_table};
+
+/* Returns -1 to go on, else the exit status (help or a usage error). */
+static int parse_arguments(int argc, char **argv, engine_options *o, writer *w, output_target *out, char **paths,
+                           int *num_paths) {
+    option_parser p;
+    options_start(&p, &classify_command, argc, argv);
+    for (int code; (code = options_next(&p)) != OPTIONS_END;) {
+        switch (code) {
+        case OPTIONS_OPERAND: paths[(*num_paths)++] = p.value; break;
+        case 'h': printf(usage, ENGINE_OPTIONS_HELP); return EXIT_ALL_OK;
+        case 'f':
+            if (!parse_format(p.value, &w->format) || w->format == FORMAT_JSON) {
+                fprintf(stderr, "emote: %s needs table, tsv, csv or jsonl\n", p.name);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'k':
+            if (!parse_int_option(p.name, p.value, 1, 100000, &w->top)) return EXIT_USAGE;
+            break;
+        case OPT_NO_HEADER: w->header = false; break;
+        case 'o':
+            out->path = p.value;
+            if (!*out->path) {
+                fprintf(stderr, "emote: %s needs a file name\n", p.name);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_RESUME: out->resume = true; break;
+        default:
+            if (!engine_option(o, &p, code)) return EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+static int cmd_classify(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
     writer w = {.format = FORMAT_AUTO, .top = -1, .header = true, .path_width = 20, .out = stdout};
     output_target out = {.w = &w};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
-    bool options_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
-            paths[num_paths++] = argv[i];
-            continue;
-        }
-        int handled = parse_engine_option(&o, argc, argv, &i);
-        if (handled < 0) goto usage_error;
-        if (handled) continue;
-        if (!strcmp(a, "--")) options_done = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(usage, ENGINE_OPTIONS_HELP);
-            free(paths);
-            return EXIT_ALL_OK;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--format")) {
-            if (!parse_format(i + 1 < argc ? argv[++i] : NULL, &w.format) || w.format == FORMAT_JSON) {
-                fprintf(stderr, "emote: --format needs table, tsv, csv or jsonl\n");
-                goto usage_error;
-            }
-        } else if (!strcmp(a, "-k") || !strcmp(a, "--top")) {
-            if (!parse_int_option(a, i + 1 < argc ? argv[++i] : NULL, 1, 100000, &w.top)) goto usage_error;
-        } else if (!strcmp(a, "--no-header")) {
-            w.header = false;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!(out.path = i + 1 < argc ? argv[++i] : NULL) || !*out.path) {
-                fprintf(stderr, "emote: %s needs a file name\n", a);
-                goto usage_error;
-            }
-        } else if (!strcmp(a, "--resume")) {
-            out.resume = true;
-        } else {
-            fprintf(stderr, "emote: unknown option '%s' (see emote --help)\n", a);
-            goto usage_error;
-        }
+    if (!paths) {
+        fprintf(stderr, "emote: out of memory\n");
+        return EXIT_FATAL;
+    }
+    int status = parse_arguments(argc, argv, &o, &w, &out, paths, &num_paths);
+    if (status >= 0) {
+        free(paths);
+        return status;
     }
     if (o.stdin_image && num_paths == 0) paths[num_paths++] = "-";
     if (num_paths == 0) {

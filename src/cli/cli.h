@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "emote.h"
+#include "options.h"
 
 /* Exit statuses (documented in --help, emote.1 and README). */
 enum {
@@ -49,14 +50,37 @@ typedef struct {
 
 #define ENGINE_OPTIONS_DEFAULT {NULL, 32, 0, -1, false, false, false, false, false, 0, 0, PROGRESS_AUTO, FACES_OPTIONS_DEFAULT}
 
-/* Parses an option shared by classify/eval/sort at argv[*i] (advancing *i past its value).
- * Returns 1 if handled, 0 if not an engine option, -1 on a bad value (message printed). */
-int parse_engine_option(engine_options *o, int argc, char **argv, int *i);
+/* The options shared by classify, eval and sort, declared here once: their codes and the
+ * entries that each of those commands' option tables includes (see options.h). */
+enum {
+    OPT_READERS = OPTION_LONG_ONLY, OPT_TTA, OPT_STDIN_IMAGE, OPT_NO_EXIF, OPT_SHARD, OPT_PROGRESS, OPT_NO_PROGRESS,
+    OPT_FACES, OPT_MIN_FACE_SCORE, OPT_DETECT_SIZE, OPT_MAX_FACES, OPT_REQUIRE_FACE, OPT_SAVE_CROPS,
+    OPTION_COMMAND /* a command's own long-only options are numbered from here */
+};
+#define ENGINE_OPTIONS                                                \
+    {"model", required_argument, NULL, 'm'},                          \
+    {"batch", required_argument, NULL, 'b'},                          \
+    {"threads", required_argument, NULL, 'j'},                        \
+    {"readers", required_argument, NULL, OPT_READERS},                \
+    {"tta", no_argument, NULL, OPT_TTA},                              \
+    {"null", no_argument, NULL, '0'},                                 \
+    {"stdin-image", no_argument, NULL, OPT_STDIN_IMAGE},              \
+    {"no-exif", no_argument, NULL, OPT_NO_EXIF},                      \
+    {"shard", required_argument, NULL, OPT_SHARD},                    \
+    {"quiet", no_argument, NULL, 'q'},                                \
+    {"progress", no_argument, NULL, OPT_PROGRESS},                    \
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},              \
+    {"faces", no_argument, NULL, OPT_FACES},                          \
+    {"min-face-score", required_argument, NULL, OPT_MIN_FACE_SCORE},  \
+    {"detect-size", required_argument, NULL, OPT_DETECT_SIZE},        \
+    {"max-faces", required_argument, NULL, OPT_MAX_FACES},            \
+    {"require-face", no_argument, NULL, OPT_REQUIRE_FACE},            \
+    {"save-crops", required_argument, NULL, OPT_SAVE_CROPS}
 extern const char ENGINE_OPTIONS_HELP[];
 
-/* Value parsing with usage errors that name the option. */
-bool parse_int_option(const char *opt, const char *value, int min, int max, int *out);
-bool parse_double_option(const char *opt, const char *value, double min, double max, double *out);
+/* Applies the ENGINE_OPTIONS option that options_next returned. False on a bad value (message
+ * printed) or any other code: OPTIONS_ERROR, whose message options_next printed. */
+bool engine_option(engine_options *o, const option_parser *p, int code);
 
 /* ---- inputs ------------------------------------------------------------------ */
 
@@ -85,7 +109,6 @@ typedef struct {
     emote_model *detector; /* the built-in "yunet" with --faces, else NULL */
 } faces_state;
 
-int parse_faces_option(faces_options *f, int argc, char **argv, int *i);
 bool faces_open(faces_state *st, const engine_options *o);
 void faces_close(faces_state *st);
 /* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
@@ -167,11 +190,8 @@ void stop_blas_threads(void);
 
 /* ---- commands ------------------------------------------------------------------ */
 
-int cmd_classify(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_sort(int argc, char **argv);
-int cmd_diff(int argc, char **argv);
-int cmd_info(int argc, char **argv);
+/* Each in its file, with its option table (the list is options.c's COMMANDS). */
+extern const command classify_command, eval_command, sort_command, diff_command, info_command;
 int cmd_version(void);
 
 #endif

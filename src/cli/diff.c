@@ -321,38 +321,41 @@ typedef struct {
     double tolerance;
 } diff_options;
 
+enum { OPT_MAX_CHANGED = OPTION_LONG_ONLY, OPT_TOLERANCE };
+
+static const struct option option_table[] = {
+    {"format", required_argument, NULL, 'f'}, {"max-changed", required_argument, NULL, OPT_MAX_CHANGED},
+    {"tolerance", required_argument, NULL, OPT_TOLERANCE}, HELP_OPTION, {0}};
+
+static int cmd_diff(int argc, char **argv);
+const command diff_command = {"diff", cmd_diff, option_table};
+
 /* Returns -1 to go on, else the exit status (help or a usage error). */
 static int parse_options(int argc, char **argv, diff_options *o) {
-    bool options_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
+    option_parser p;
+    options_start(&p, &diff_command, argc, argv);
+    for (int code; (code = options_next(&p)) != OPTIONS_END;) {
+        bool ok = true;
+        switch (code) {
+        case OPTIONS_OPERAND:
             if (o->num_paths == 2) {
-                fprintf(stderr, "emote: diff takes two files (extra '%s')\n", a);
+                fprintf(stderr, "emote: diff takes two files (extra '%s')\n", p.value);
                 return EXIT_USAGE;
             }
-            o->paths[o->num_paths++] = a;
-        } else if (!strcmp(a, "--")) {
-            options_done = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return EXIT_ALL_OK;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--format")) {
-            if (!parse_format(value, &o->format) || (o->format != FORMAT_TABLE && o->format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: diff --format needs text or json\n");
+            o->paths[o->num_paths++] = p.value;
+            break;
+        case 'h': fputs(usage, stdout); return EXIT_ALL_OK;
+        case 'f':
+            if (!parse_format(p.value, &o->format) || (o->format != FORMAT_TABLE && o->format != FORMAT_JSON)) {
+                fprintf(stderr, "emote: diff %s needs text or json\n", p.name);
                 return EXIT_USAGE;
             }
-            i++;
-        } else if (!strcmp(a, "--max-changed")) {
-            if (!parse_int_option(a, value, 0, INT_MAX, &o->max_changed)) return EXIT_USAGE;
-            i++;
-        } else if (!strcmp(a, "--tolerance")) {
-            if (!parse_double_option(a, value, 0, 1, &o->tolerance)) return EXIT_USAGE;
-            i++;
-        } else {
-            fprintf(stderr, "emote: unknown option '%s' (see emote diff --help)\n", a);
-            return EXIT_USAGE;
+            break;
+        case OPT_MAX_CHANGED: ok = parse_int_option(p.name, p.value, 0, INT_MAX, &o->max_changed); break;
+        case OPT_TOLERANCE: ok = parse_double_option(p.name, p.value, 0, 1, &o->tolerance); break;
+        default: ok = false; /* OPTIONS_ERROR: reported */
         }
+        if (!ok) return EXIT_USAGE;
     }
     if (o->num_paths != 2) {
         fprintf(stderr, "emote: diff needs two prediction files, OLD and NEW (see emote diff --help)\n");
@@ -365,7 +368,7 @@ static int parse_options(int argc, char **argv, diff_options *o) {
     return -1;
 }
 
-int cmd_diff(int argc, char **argv) {
+static int cmd_diff(int argc, char **argv) {
     diff_options o = {{NULL, NULL}, 0, FORMAT_TABLE, 0, -1};
     int status = parse_options(argc, argv, &o);
     if (status >= 0) return status;

@@ -1,6 +1,4 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,34 +32,10 @@ const char ENGINE_OPTIONS_HELP[] =
     "      --require-face   an image with no face counts as failed (exit status 1)\n"
     "      --save-crops DIR write each aligned face crop as DIR/<stem>.face<N>.png\n";
 
-bool parse_int_option(const char *opt, const char *value, int min, int max, int *out) {
-    char *end;
-    errno = 0;
-    long v = value ? strtol(value, &end, 10) : 0;
-    if (!value || !*value || *end || errno || v < min || v > max) {
-        fprintf(stderr, "emote: %s needs an integer from %d to %d, not '%s'\n", opt, min, max, value ? value : "");
-        return false;
-    }
-    *out = (int)v;
-    return true;
-}
-
-bool parse_double_option(const char *opt, const char *value, double min, double max, double *out) {
-    char *end;
-    errno = 0;
-    double v = value ? strtod(value, &end) : 0;
-    if (!value || !*value || *end || errno || !(v >= min && v <= max)) {
-        fprintf(stderr, "emote: %s needs a number from %g to %g, not '%s'\n", opt, min, max, value ? value : "");
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 static bool parse_shard(const char *value, engine_options *o) {
     int k, n, used = 0;
-    if (!value || sscanf(value, "%d/%d%n", &k, &n, &used) != 2 || value[used] || n < 1 || k < 1 || k > n) {
-        fprintf(stderr, "emote: --shard needs K/N with 1 <= K <= N, not '%s'\n", value ? value : "");
+    if (sscanf(value, "%d/%d%n", &k, &n, &used) != 2 || value[used] || n < 1 || k < 1 || k > n) {
+        fprintf(stderr, "emote: --shard needs K/N with 1 <= K <= N, not '%s'\n", value);
         return false;
     }
     o->shard_index = k;
@@ -69,38 +43,34 @@ static bool parse_shard(const char *value, engine_options *o) {
     return true;
 }
 
-int parse_engine_option(engine_options *o, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
-    bool takes_value = true, ok = true;
-    int faces = parse_faces_option(&o->faces, argc, argv, i);
-    if (faces) return faces;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-        ok = value != NULL;
-        if (!ok) fprintf(stderr, "emote: %s needs a file\n", a);
-        o->model_path = value;
-    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
-        ok = parse_int_option(a, value, 1, 4096, &o->batch);
-    } else if (!strcmp(a, "-j") || !strcmp(a, "--threads")) {
-        ok = parse_int_option(a, value, 0, 256, &o->threads);
-    } else if (!strcmp(a, "--readers")) {
-        ok = parse_int_option(a, value, 0, 256, &o->readers);
-    } else if (!strcmp(a, "--shard")) {
-        ok = parse_shard(value, o);
-    } else {
-        takes_value = false;
-        if (!strcmp(a, "--tta")) o->tta = true;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
-        else if (!strcmp(a, "-0") || !strcmp(a, "--null")) o->nul_separated = true;
-        else if (!strcmp(a, "--stdin-image")) o->stdin_image = true;
-        else if (!strcmp(a, "--no-exif")) o->no_exif = true;
-        else if (!strcmp(a, "--progress")) o->progress = PROGRESS_ALWAYS;
-        else if (!strcmp(a, "--no-progress")) o->progress = PROGRESS_NEVER;
-        else return 0;
+bool engine_option(engine_options *o, const option_parser *p, int code) {
+    faces_options *f = &o->faces;
+    double score;
+    bool ok = true;
+    switch (code) {
+    case 'm': o->model_path = p->value; break;
+    case 'b': ok = parse_int_option(p->name, p->value, 1, 4096, &o->batch); break;
+    case 'j': ok = parse_int_option(p->name, p->value, 0, 256, &o->threads); break;
+    case OPT_READERS: ok = parse_int_option(p->name, p->value, 0, 256, &o->readers); break;
+    case OPT_SHARD: ok = parse_shard(p->value, o); break;
+    case OPT_TTA: o->tta = true; break;
+    case 'q': o->quiet = true; break;
+    case '0': o->nul_separated = true; break;
+    case OPT_STDIN_IMAGE: o->stdin_image = true; break;
+    case OPT_NO_EXIF: o->no_exif = true; break;
+    case OPT_PROGRESS: o->progress = PROGRESS_ALWAYS; break;
+    case OPT_NO_PROGRESS: o->progress = PROGRESS_NEVER; break;
+    case OPT_FACES: f->on = true; break;
+    case OPT_REQUIRE_FACE: f->require = true; break;
+    case OPT_MIN_FACE_SCORE:
+        if ((ok = parse_double_option(p->name, p->value, 0.0, 1.0, &score))) f->min_score = (float)score;
+        break;
+    case OPT_DETECT_SIZE: ok = parse_int_option(p->name, p->value, 32, 8192, &f->detect_size); break;
+    case OPT_MAX_FACES: ok = parse_int_option(p->name, p->value, 1, 1024, &f->max_faces); break;
+    case OPT_SAVE_CROPS: f->save_crops = p->value; break;
+    default: return false;
     }
-    if (!ok) return -1;
-    if (takes_value) ++*i;
-    return 1;
+    return ok;
 }
 
 /* --readers by default: reading waits on the disk or network as much as on a core. */

@@ -332,73 +332,77 @@ static int eval_predictions(const engine_options *o, const eval_options *eo, cha
     emote_model_close(model);
     return status;
 }
-int cmd_eval(int argc, char **argv) {
+enum { OPT_PREDICTIONS = OPTION_COMMAND, OPT_MIN_ACCURACY, OPT_MIN_MACRO_F1, OPT_PLOT };
+
+static const struct option option_table[] = {
+    {"format", required_argument, NULL, 'f'}, {"predictions", required_argument, NULL, OPT_PREDICTIONS},
+    {"min-accuracy", required_argument, NULL, OPT_MIN_ACCURACY},
+    {"min-macro-f1", required_argument, NULL, OPT_MIN_MACRO_F1}, {"plot", required_argument, NULL, OPT_PLOT},
+    ENGINE_OPTIONS, HELP_OPTION, {0}};
+
+static int cmd_eval(int argc, char **argv);
+const command eval_command = {"eval", cmd_eval, option_table};
+
+/* Returns -1 to go on, else the exit status (help or a usage error). DIR operands and
+ * --predictions values go to sources, in order. */
+static int parse_arguments(int argc, char **argv, engine_options *o, eval_options *eo, char **sources,
+                           int *num_sources, bool *predictions) {
+    option_parser p;
+    options_start(&p, &eval_command, argc, argv);
+    for (int code; (code = options_next(&p)) != OPTIONS_END;) {
+        switch (code) {
+        case OPTIONS_OPERAND:
+        case OPT_PREDICTIONS:
+            *predictions |= code == OPT_PREDICTIONS;
+            sources[(*num_sources)++] = p.value;
+            break;
+        case 'h': printf(usage, ENGINE_OPTIONS_HELP); return EXIT_ALL_OK;
+        case 'f':
+            if (!parse_format(p.value, &eo->format) || (eo->format != FORMAT_TABLE && eo->format != FORMAT_JSON)) {
+                fprintf(stderr, "emote: eval %s needs text or json\n", p.name);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MIN_ACCURACY:
+            if (!parse_double_option(p.name, p.value, 0, 1, &eo->min_accuracy)) return EXIT_USAGE;
+            break;
+        case OPT_MIN_MACRO_F1:
+            if (!parse_double_option(p.name, p.value, 0, 1, &eo->min_macro_f1)) return EXIT_USAGE;
+            break;
+        case OPT_PLOT:
+            if (!plot_format_supported(p.value)) {
+                fprintf(stderr, "emote: --plot needs a file name ending in .png or .svg\n");
+                return EXIT_USAGE;
+            }
+            eo->plot_path = p.value;
+            break;
+        default:
+            if (!engine_option(o, &p, code)) return EXIT_USAGE;
+        }
+    }
+    o->faces.max_faces = 1; /* --faces: the largest face of each image */
+    return -1;
+}
+
+static int cmd_eval(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
     eval_options eo = {.format = FORMAT_TABLE, .min_accuracy = -1, .min_macro_f1 = -1};
     char **sources = calloc((size_t)argc + 1, sizeof *sources);
     int num_sources = 0;
-    bool options_done = false, predictions = false;
-    int status = EXIT_USAGE;
+    bool predictions = false;
     if (!sources) return EXIT_FATAL;
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i];
-        if (!options_done && !strcmp(a, "--")) {
-            options_done = true;
-            continue;
-        }
-        if (options_done || a[0] != '-' || !a[1]) {
-            sources[num_sources++] = a;
-            continue;
-        }
-        int handled = parse_engine_option(&o, argc, argv, &i);
-        o.faces.max_faces = 1; /* --faces: the largest face of each image */
-        if (handled < 0) goto done;
-        if (handled) continue;
-        char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(usage, ENGINE_OPTIONS_HELP);
-            status = EXIT_ALL_OK;
-            goto done;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--format")) {
-            if (!parse_format(value, &eo.format) || (eo.format != FORMAT_TABLE && eo.format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: eval --format needs text or json\n");
-                goto done;
-            }
-            i++;
-        } else if (!strcmp(a, "--min-accuracy")) {
-            if (!parse_double_option(a, value, 0, 1, &eo.min_accuracy)) goto done;
-            i++;
-        } else if (!strcmp(a, "--min-macro-f1")) {
-            if (!parse_double_option(a, value, 0, 1, &eo.min_macro_f1)) goto done;
-            i++;
-        } else if (!strcmp(a, "--plot")) {
-            if (!value || !plot_format_supported(value)) {
-                fprintf(stderr, "emote: --plot needs a file name ending in .png or .svg\n");
-                goto done;
-            }
-            eo.plot_path = value;
-            i++;
-        } else if (!strcmp(a, "--predictions")) {
-            if (!value) {
-                fprintf(stderr, "emote: --predictions needs a file or pattern\n");
-                goto done;
-            }
-            predictions = true;
-            sources[num_sources++] = argv[++i];
-        } else {
-            fprintf(stderr, "emote: unknown option '%s' (see emote eval --help)\n", a);
-            goto done;
-        }
+    int status = parse_arguments(argc, argv, &o, &eo, sources, &num_sources, &predictions);
+    if (status < 0 && num_sources == 0) {
+        fprintf(stderr, "emote: eval needs a directory (see emote eval --help)\n");
+        status = EXIT_USAGE;
+    } else if (status < 0 && !predictions && num_sources > 1) {
+        fprintf(stderr, "emote: eval takes one directory (got '%s' and '%s')\n", sources[0], sources[1]);
+        status = EXIT_USAGE;
+    } else if (status < 0) {
+        o.stdin_image = false;
+        eo.source = predictions ? "the prediction files" : sources[0];
+        status = predictions ? eval_predictions(&o, &eo, sources, num_sources) : eval_directory(&o, &eo, sources[0]);
     }
-    if (num_sources == 0 || (!predictions && num_sources > 1)) {
-        if (num_sources) fprintf(stderr, "emote: eval takes one directory (got '%s' and '%s')\n", sources[0], sources[1]);
-        else fprintf(stderr, "emote: eval needs a directory (see emote eval --help)\n");
-        goto done;
-    }
-    o.stdin_image = false;
-    eo.source = predictions ? "the prediction files" : sources[0];
-    status = predictions ? eval_predictions(&o, &eo, sources, num_sources) : eval_directory(&o, &eo, sources[0]);
-done:
     free(sources);
     return status;
 }

@@ -1,6 +1,7 @@
 /* --faces: each input image -> the faces the built-in detector finds -> one aligned,
  * preprocessed crop per face in the batch (largest first). The library does the work
- * (emote_detect_faces, emote_face_crop); this file holds the options and the slot filling. */
+ * (emote_detect_faces, emote_face_crop); this file fills the batch and writes the face fields.
+ * Its options are among the engine's (cli.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,26 +9,6 @@
 #include "cli.h"
 #include "stb_image_write.h"
 #include "util.h"
-
-int parse_faces_option(faces_options *f, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
-    double score;
-    bool ok = true;
-    if (!strcmp(a, "--faces")) f->on = true;
-    else if (!strcmp(a, "--require-face")) f->require = true;
-    else if (!strcmp(a, "--min-face-score")) {
-        if ((ok = parse_double_option(a, value, 0.0, 1.0, &score))) f->min_score = (float)score;
-    } else if (!strcmp(a, "--detect-size")) ok = parse_int_option(a, value, 32, 8192, &f->detect_size);
-    else if (!strcmp(a, "--max-faces")) ok = parse_int_option(a, value, 1, 1024, &f->max_faces);
-    else if (!strcmp(a, "--save-crops")) {
-        if (!(ok = value != NULL)) fprintf(stderr, "emote: %s needs a directory\n", a);
-        f->save_crops = value;
-    } else return 0;
-    if (!ok) return -1;
-    if (strcmp(a, "--faces") && strcmp(a, "--require-face")) ++*i;
-    return 1;
-}
 
 bool faces_open(faces_state *st, const engine_options *eo) {
     const faces_options *o = &eo->faces;

@@ -187,49 +187,46 @@ static void print_json(const emote_model *model) {
 
 /* ---- command line ---------------------------------------------------------------- */
 
-static bool set_model(engine_options *o, const char *path) {
-    if (o->model_path) {
-        fprintf(stderr, "emote: info takes one model (got '%s' and '%s')\n", o->model_path, path);
+static bool set_model(const char **model, const char *path) {
+    if (*model) {
+        fprintf(stderr, "emote: info takes one model (got '%s' and '%s')\n", *model, path);
         return false;
     }
-    if (!path) {
-        fprintf(stderr, "emote: -m needs a file\n");
-        return false;
-    }
-    o->model_path = path;
+    *model = path;
     return true;
 }
 
-int cmd_info(int argc, char **argv) {
-    engine_options o = ENGINE_OPTIONS_DEFAULT;
+static const struct option option_table[] = {
+    {"model", required_argument, NULL, 'm'}, {"format", required_argument, NULL, 'f'}, HELP_OPTION, {0}};
+
+static int cmd_info(int argc, char **argv);
+const command info_command = {"info", cmd_info, option_table};
+
+static int cmd_info(int argc, char **argv) {
+    const char *model_path = NULL;
     output_format format = FORMAT_TABLE;
-    o.batch = 1;
-    o.threads = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return EXIT_ALL_OK;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--format")) {
-            if (!parse_format(value, &format) || (format != FORMAT_TABLE && format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: info --format needs text or json\n");
+    option_parser p;
+    options_start(&p, &info_command, argc, argv);
+    for (int code; (code = options_next(&p)) != OPTIONS_END;) {
+        switch (code) {
+        case 'h': fputs(usage, stdout); return EXIT_ALL_OK;
+        case 'f':
+            if (!parse_format(p.value, &format) || (format != FORMAT_TABLE && format != FORMAT_JSON)) {
+                fprintf(stderr, "emote: info %s needs text or json\n", p.name);
                 return EXIT_USAGE;
             }
-            i++;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!set_model(&o, value)) return EXIT_USAGE;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "emote: unknown option '%s' (see emote info --help)\n", a);
-            return EXIT_USAGE;
-        } else if (!set_model(&o, a)) {
-            return EXIT_USAGE;
+            break;
+        case 'm':
+        case OPTIONS_OPERAND:
+            if (!set_model(&model_path, p.value)) return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE; /* OPTIONS_ERROR: reported */
         }
     }
     /* opened like every other command: -m / MODEL, $EMOTE_MODEL, built-in; no session, so
      * that a detector's card shows too */
     emote_error err;
-    emote_model *model = emote_model_open_any(o.model_path ? o.model_path : getenv("EMOTE_MODEL"), &err);
+    emote_model *model = emote_model_open_any(model_path ? model_path : getenv("EMOTE_MODEL"), &err);
     if (!model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return EXIT_FATAL;

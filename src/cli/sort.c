@@ -826,61 +826,48 @@ static bool set_mode(sort_options *o, sort_mode mode) {
     return true;
 }
 
-static bool parse_mode_flag(sort_options *o, const char *a, bool *ok) {
-    for (int m = MODE_COPY; m <= MODE_MOVE; m++) {
-        if (strcmp(a, mode_flags[m]) == 0) {
-            *ok = set_mode(o, (sort_mode)m);
-            return true;
-        }
-    }
+static bool require_value(const option_parser *p, const char *what) {
+    if (*p->value) return true;
+    fprintf(stderr, "emote: %s needs %s\n", p->name, what);
     return false;
 }
 
-static bool require_value(const char *option, const char *value, const char *what) {
-    if (value && *value) return true;
-    fprintf(stderr, "emote: %s needs %s\n", option, what);
-    return false;
-}
+/* The mode flags' codes are OPT_COPY + their sort_mode. */
+enum { OPT_INTO = OPTION_COMMAND, OPT_MANIFEST, OPT_MIN_CONFIDENCE, OPT_DRY_RUN, OPT_FORCE, OPT_COPY };
+
+static const struct option option_table[] = {
+    {"into", required_argument, NULL, OPT_INTO}, {"copy", no_argument, NULL, OPT_COPY + MODE_COPY},
+    {"link", no_argument, NULL, OPT_COPY + MODE_LINK}, {"symlink", no_argument, NULL, OPT_COPY + MODE_SYMLINK},
+    {"move", no_argument, NULL, OPT_COPY + MODE_MOVE}, {"min-confidence", required_argument, NULL, OPT_MIN_CONFIDENCE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"manifest", required_argument, NULL, OPT_MANIFEST},
+    {"force", no_argument, NULL, OPT_FORCE}, ENGINE_OPTIONS, HELP_OPTION, {0}};
+
+static int cmd_sort(int argc, char **argv);
+const command sort_command = {"sort", cmd_sort, option_table};
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_arguments(int argc, char **argv, sort_options *o, char **paths, int *num_paths) {
-    bool options_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+    option_parser p;
+    options_start(&p, &sort_command, argc, argv);
+    for (int code; (code = options_next(&p)) != OPTIONS_END;) {
         bool ok = true;
-        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
-            paths[(*num_paths)++] = argv[i];
-            continue;
+        switch (code) {
+        case OPTIONS_OPERAND: paths[(*num_paths)++] = p.value; break;
+        case 'h': printf(usage, ENGINE_OPTIONS_HELP); return EXIT_ALL_OK;
+        case OPT_INTO: ok = require_value(&p, "a folder"); o->into = p.value; break;
+        case OPT_MANIFEST: ok = require_value(&p, "a file name"); o->manifest_path = p.value; break;
+        case OPT_MIN_CONFIDENCE: ok = parse_double_option(p.name, p.value, 0, 1, &o->min_confidence); break;
+        case OPT_DRY_RUN: o->dry_run = true; break;
+        case OPT_FORCE: o->force = true; break;
+        case OPT_COPY + MODE_COPY:
+        case OPT_COPY + MODE_LINK:
+        case OPT_COPY + MODE_SYMLINK:
+        case OPT_COPY + MODE_MOVE: ok = set_mode(o, (sort_mode)(code - OPT_COPY)); break;
+        default: ok = engine_option(&o->engine, &p, code);
         }
-        int handled = parse_engine_option(&o->engine, argc, argv, &i);
-        if (handled < 0) return EXIT_USAGE;
-        o->engine.faces.max_faces = 1; /* --faces: the largest face of each image */
-        if (handled || parse_mode_flag(o, a, &ok)) {
-            if (!ok) return EXIT_USAGE;
-        } else if (!strcmp(a, "--")) {
-            options_done = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(usage, ENGINE_OPTIONS_HELP);
-            return EXIT_ALL_OK;
-        } else if (!strcmp(a, "--into")) {
-            if (!require_value(a, value, "a folder")) return EXIT_USAGE;
-            o->into = argv[++i];
-        } else if (!strcmp(a, "--manifest")) {
-            if (!require_value(a, value, "a file name")) return EXIT_USAGE;
-            o->manifest_path = argv[++i];
-        } else if (!strcmp(a, "--min-confidence")) {
-            if (!parse_double_option(a, value, 0, 1, &o->min_confidence)) return EXIT_USAGE;
-            i++;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-        } else if (!strcmp(a, "--force")) {
-            o->force = true;
-        } else {
-            fprintf(stderr, "emote: unknown option '%s' (see emote sort --help)\n", a);
-            return EXIT_USAGE;
-        }
+        if (!ok) return EXIT_USAGE;
     }
+    o->engine.faces.max_faces = 1; /* --faces: the largest face of each image */
     return -1;
 }
 
@@ -896,7 +883,7 @@ static bool check_arguments(const sort_options *o, int num_paths) {
     return false;
 }
 
-int cmd_sort(int argc, char **argv) {
+static int cmd_sort(int argc, char **argv) {
     sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY};
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
