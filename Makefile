@@ -58,6 +58,9 @@ $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 $(BUILD)/test_unit: $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
 
+$(BUILD)/check_model: tools/check_model.c src/no_builtin_model.c $(BUILD)/libemote.a
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(OBJ_FLAGS) -c -o $@ $<
@@ -73,8 +76,9 @@ $(BUILD)/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
 $(BUILD)/src/cli/version.o: CFLAGS_BASE += -DEMOTE_VERSION='"$(VERSION)"' -DEMOTE_COMMIT='"$(COMMIT)"'
 $(BUILD)/src/cli/version.o: .FORCE
 .FORCE:
-$(BUILD)/builtin_models.o: src/embed_models.sh $(BUILTIN_FILES) Makefile
+$(BUILD)/builtin_models.o: src/embed_models.sh $(BUILTIN_FILES) Makefile $(BUILD)/check_model
 	@mkdir -p $(@D)
+	$(BUILD)/check_model $(BUILTIN_FILES)
 	sh src/embed_models.sh $(BUILTIN_PRESENT) > $(BUILD)/builtin_models.S
 	$(CC) -c -o $@ $(BUILD)/builtin_models.S
 

@@ -40,6 +40,7 @@ typedef struct {
     uint64_t params;
     emote_model *model;    /* owns every weight buffer */
     bool in_place;         /* the file's bytes outlive the model: tensors may point into them */
+    bool values_checked;   /* a built-in model: its values were checked when it was built in */
     string_table shared;   /* tensor name -> index in tensors: each tensor is loaded once */
     const float **tensors; /* every tensor loaded so far, in the file or in model->weights */
     int num_tensors, tensors_capacity;
@@ -174,7 +175,7 @@ static emote_status load_tensor(loader *ld, const char *tname, const size_t *dim
     const float *data;
     emote_status s = tensor_floats(ld, t, &data);
     if (s) return s;
-    size_t bad = first_non_finite(data, t->numel);
+    size_t bad = ld->values_checked ? t->numel : first_non_finite(data, t->numel);
     if (bad < t->numel)
         return load_fail(ld, "tensor '%s' holds a non-finite value (%g) at element %zu", tname, (double)data[bad], bad);
     const float **tensors = array_reserve_one(ld->tensors, ld->num_tensors, &ld->tensors_capacity, sizeof *tensors);
@@ -725,14 +726,16 @@ static emote_status copy_metadata(loader *ld, emote_model *m) {
 /* ---- public API ---------------------------------------------------------- */
 
 /* Opens a model from a file's bytes. in_place: they outlive the model, so its tensors may
- * point into them rather than be copied. */
-static emote_model *open_model(const unsigned char *data, size_t size, const char *name, bool in_place,
+ * point into them rather than be copied. built_in: bytes compiled into this binary, from a
+ * file that `make` checked by loading it (every check, the weights' values too) before
+ * building it in; scanning 11 MB of weights again would cost a short process a millisecond. */
+static emote_model *open_model(const unsigned char *data, size_t size, const char *name, bool in_place, bool built_in,
                                emote_error *err) {
     st_file file;
     if (st_parse(data, size, name, &file, err)) return NULL;
     emote_model *m = calloc(1, sizeof *m);
     size_t budget = size / 2 < (SIZE_MAX - MODEL_WEIGHT_SLACK_BYTES) / 4 ? 2 * size + MODEL_WEIGHT_SLACK_BYTES : SIZE_MAX;
-    loader ld = {.file = &file, .name = name, .err = err, .model = m, .in_place = in_place,
+    loader ld = {.file = &file, .name = name, .err = err, .model = m, .in_place = in_place, .values_checked = built_in,
                  .floats_left = budget / sizeof(float)};
     emote_status s = EMOTE_OK;
     if (!m || !(m->name = str_dup(name))) {
@@ -760,14 +763,14 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
 }
 
 emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
-    return open_model(data, size, name, false, err);
+    return open_model(data, size, name, false, false, err);
 }
 
 emote_model *emote_model_open(const char *path, emote_error *err) {
     unsigned char *data;
     size_t size;
     if (read_file_all(path, MODEL_MAX_FILE_BYTES, &data, &size, err)) return NULL;
-    emote_model *m = open_model(data, size, path, true, err);
+    emote_model *m = open_model(data, size, path, true, false, err);
     if (m) m->file_data = data; /* its tensors point into it */
     else free(data);
     return m;
@@ -792,7 +795,7 @@ emote_model *emote_model_open_builtin_named(const char *name, emote_error *err) 
     }
     char label[64];
     snprintf(label, sizeof label, "built-in %s", found->name);
-    return open_model(found->data, found->size, label, true, err);
+    return open_model(found->data, found->size, label, true, true, err);
 }
 
 emote_model *emote_model_open_builtin(emote_error *err) { return emote_model_open_builtin_named(NULL, err); }

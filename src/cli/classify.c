@@ -372,6 +372,7 @@ static int cmd_classify(int argc, char **argv) {
         fprintf(stderr, "emote: --resume needs -o FILE and a tsv, csv or jsonl format\n");
         goto usage_error;
     }
+    fit_engine_to_inputs(&o, paths, num_paths);
     engine e;
     if (!engine_open(&e, &o)) {
         free(paths);

@@ -123,6 +123,10 @@ typedef struct {
     faces_state faces; /* --faces: the detector */
 } engine;
 
+/* When the inputs are fewer than a batch and all plain files (no directory, no '-'), sizes
+ * the batch and the readers to them: one image in a process should not set up for 32. */
+void fit_engine_to_inputs(engine_options *o, char *const *paths, int count);
+
 /* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
 bool engine_open(engine *e, const engine_options *o);
 void engine_close(engine *e);

@@ -1,6 +1,7 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -77,6 +78,16 @@ bool engine_option(engine_options *o, const option_parser *p, int code) {
 static int default_readers(void) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 4 ? (cpus < 64 ? (int)cpus : 64) : 4;
+}
+
+void fit_engine_to_inputs(engine_options *o, char *const *paths, int count) {
+    if (count < 1 || count >= o->batch || o->stdin_image) return;
+    for (int i = 0; i < count; i++) {
+        struct stat st;
+        if (!strcmp(paths[i], "-") || (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))) return;
+    }
+    o->batch = count;
+    if (o->readers < 0 || o->readers > count) o->readers = count;
 }
 
 bool engine_open(engine *e, const engine_options *o) {

@@ -892,6 +892,7 @@ static int cmd_sort(int argc, char **argv) {
         return EXIT_FATAL;
     }
     int status = parse_arguments(argc, argv, &o, paths, &num_paths);
+    fit_engine_to_inputs(&o.engine, paths, num_paths);
     if (status < 0) status = check_arguments(&o, num_paths) ? run_sort(&o, paths, num_paths) : EXIT_USAGE;
     free(paths);
     return status;
