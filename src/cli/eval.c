@@ -334,6 +334,7 @@ static int eval_predictions(const engine_options *o, const eval_options *eo, cha
 }
 int cmd_eval(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
+    o.faces.largest_only = true; /* --faces: the largest face of each image */
     eval_options eo = {.format = FORMAT_TABLE, .min_accuracy = -1, .min_macro_f1 = -1};
     char **sources = calloc((size_t)argc + 1, sizeof *sources);
     int num_sources = 0;
@@ -351,7 +352,6 @@ int cmd_eval(int argc, char **argv) {
             continue;
         }
         int handled = parse_engine_option(&o, argc, argv, &i);
-        o.faces.max_faces = 1; /* --faces: the largest face of each image */
         if (handled < 0) goto done;
         if (handled) continue;
         char *value = i + 1 < argc ? argv[i + 1] : NULL;
