@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --faces through the CLI: the README's sample face, composed scenes with several faces,
-# an image without one (--require-face), records per face, eval and sort on the largest
-# face, --save-crops.
+# an image without one (--require-face), records per face, --max-faces and its note, eval
+# and sort on the largest face (sort's _noface/), --save-crops; without --faces, the
+# photo hint.
 source tests/testlib.sh
 S=$ROOT/models/samples/astronaut-collins.jpg
 F=$ROOT/tests/fixtures/faces
@@ -68,6 +69,22 @@ expect "... and leaves it where it is (no _noface/)" test ! -e "$TMP/strict/_nof
 
 run $EMOTE --faces --min-face-score 2 "$S"
 expect_status "--min-face-score out of range is a usage error" 2
+
+# ---- without --faces: a photo gets a hint, once per run --------------------------------
+/usr/bin/python3 -c "
+import numpy as np; from PIL import Image
+Image.fromarray(np.random.default_rng(3).integers(0, 256, (800, 1000, 3), dtype=np.uint8)).save('$TMP/big.jpg')"
+run $EMOTE -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect_stderr "a photo-sized input gets a hint, its size as the file states it (JPEG decoded at 1/4)" \
+    "emote: $TMP/big.jpg is 1000x800, much larger than the model's 48x48 input: it looks like a photo; try --faces"
+expect "... once per run" test "$(grep -c 'try --faces' "$TMP/err")" = 1
+run $EMOTE -q -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect "... not with -q" test ! -s "$TMP/err"
+run $EMOTE --faces -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect "... not with --faces" bash -c "! grep -q 'try --faces' '$TMP/err'"
+make_png "$TMP/edge.png" 192 192
+run $EMOTE -f tsv "$ROOT/models/samples" "$TMP/edge.png"
+expect "... not for crops (130x130, 48x48), nor at 4x the input (192x192)" test ! -s "$TMP/err"
 
 run $EMOTE -f jsonl "$S"
 expect "without --faces nothing changes" /usr/bin/python3 -c "

@@ -102,6 +102,7 @@ typedef struct {
     emote_session *session;
     const engine_options *options;
     faces_state faces; /* --faces: the detector */
+    bool photo_hinted; /* the "try --faces" hint was given (once per run) */
 } engine;
 
 /* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
