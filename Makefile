@@ -17,7 +17,7 @@ MODEL       ?= models/emote-fer2013.safetensors
 # Debian's nodejs and npm when a machine has neither).
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
 DEB_TEST    := $(DEB_BUILD) parallel valgrind python3-numpy python3-pil python3-onnx util-linux pkg-config
-DEB_TOOLS   := $(DEB_TEST) python3-torch
+DEB_TOOLS   := $(DEB_TEST) python3-torch g++
 DEB_SCALE   := $(DEB_TEST) slurm-wlm munge
 
 LIB_SRC := $(wildcard src/*.c src/layers/*.c src/image/*.c src/faces/*.c)
@@ -38,7 +38,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode model-ferplus
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus
 
 all: deps-build emote libemote.a
 
@@ -132,7 +132,7 @@ check: deps-test
 check-scale: deps-scale all
 	bash tests/scale_slurm.sh
 
-bench: deps-tools all bench-decode
+bench: deps-tools all bench-decode bench-faces
 	$(PYTHON) tools/bench.py --model $(MODEL) $(BENCH_ARGS)
 
 # Bytes to model/detector input on one thread (tools/bench_decode.c). With Debian's
@@ -144,6 +144,28 @@ bench-decode: $(BUILD)/libemote.a
 	$(CC) $(CFLAGS_BASE) -O2 -o build/bench/bench_decode tools/bench_decode.c src/no_builtin_model.c \
 	  $(BUILD)/libemote.a $(BENCH_BEFORE) $(LDLIBS)
 	build/bench/bench_decode build/bench/photo-12mp.jpg build/bench/crop-48.png
+
+# Face detection of a 640x480 photo on one thread (tools/bench_faces.c): emote against
+# libfacedetection, the reference library with the same weights, in the same run. The
+# reference is compiled only here, from $(FACEDETECT) with g++ -O3 and its README's flags
+# (AVX2 where the CPU has it); it is never linked into emote. BENCH_FACES_SECONDS: how long.
+FACEDETECT          ?= ../shared/third_party/libfacedetection
+FACEDETECT_SRC      := $(addprefix $(FACEDETECT)/,facedetectcnn.cpp facedetectcnn-model.cpp facedetectcnn-data.cpp)
+FACEDETECT_FLAGS    := -O3 $(if $(shell grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && echo y),-mavx2 -mfma -D_ENABLE_AVX2)
+BENCH_FACES_SECONDS ?= 3
+bench-faces: $(if $(wildcard $(FACEDETECT)/facedetectcnn.cpp),build/bench/bench_faces build/bench/faces-640x480.png)
+	@if [ -x build/bench/bench_faces ]; then build/bench/bench_faces build/bench/faces-640x480.png $(BENCH_FACES_SECONDS) models/yunet.safetensors; \
+	else echo "bench-faces: skipped, $(FACEDETECT) (the reference library's sources) is not there"; fi
+build/bench/faces-640x480.png: tools/make_bench_images.py tests/fixtures/faces/scene-crowd.png
+	$(PYTHON) tools/make_bench_images.py build/bench
+build/bench/bench_faces: tools/bench_faces.c tools/bench_faces_ref.cpp src/cli/blas_kernel.c src/no_builtin_model.c \
+  $(FACEDETECT_SRC) $(BUILD)/libemote.a
+	@mkdir -p build/bench/facedetect
+	echo '#define FACEDETECTION_EXPORT' > build/bench/facedetect/facedetection_export.h
+	cd build/bench/facedetect && $(CXX) $(FACEDETECT_FLAGS) -I. -I$(abspath $(FACEDETECT)) -c \
+	  $(abspath $(FACEDETECT_SRC) tools/bench_faces_ref.cpp)
+	$(CC) $(CFLAGS_BASE) -O2 -DREFERENCE_BUILD='"$(CXX) $(FACEDETECT_FLAGS)"' -o $@ tools/bench_faces.c \
+	  src/cli/blas_kernel.c src/no_builtin_model.c build/bench/facedetect/*.o $(BUILD)/libemote.a $(LDLIBS) -lstdc++
 
 # End-to-end files/s of `emote -f tsv` over the FER2013 val folder against the engine alone
 # (tools/bench_engine.c) at the same batch and threads, with the old loop (--readers 0) and the

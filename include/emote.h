@@ -128,6 +128,9 @@ void emote_tensors_free(emote_tensor *tensors, int n);
 typedef struct {
     int width, height, channels;   /* channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA */
     unsigned char *pixels;         /* row-major, interleaved, owned */
+    /* Decoded images: the size the file states, upright; larger than width x height after
+     * a scaled JPEG decode (emote_decode_options.min_width). 0 for images made otherwise. */
+    int source_width, source_height;
 } emote_image;
 
 /* How to decode. Zeroed (or NULL) = full size, EXIF orientation applied. */
@@ -185,6 +188,7 @@ typedef struct {
     const char *path;   /* as the input function gave it */
     const float *probs; /* num_classes probabilities; NULL when error is set */
     const char *error;  /* why this input failed */
+    int width, height;  /* the image's size as its file states it, upright; 0 if not decoded */
 } emote_result;
 
 /* Next input in order: sets *path (copied before the next call) and returns 1, or returns

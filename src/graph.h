@@ -114,4 +114,11 @@ const char *op_kind_name(op_kind kind);
  * upsample, add. */
 bool op_set_input(graph_op *op, shape3 in, shape3 with);
 
+/* The largest height or width a size-free graph runs at (src/net.c). */
+#define GRAPH_MAX_SIDE 8192
+
+/* Sets the shapes of ops[0 .. num_ops) in order (op_set_input) for one image of shape
+ * `input`: -1 when every op fits, else the index of the first op that does not. */
+int graph_set_input(graph_op *ops, int num_ops, shape3 input);
+
 #endif

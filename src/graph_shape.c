@@ -1,5 +1,5 @@
-/* Shape inference for one op, shared by the model loader (at the file's nominal input size)
- * and src/net.c (again for every input size a size-free graph runs at). */
+/* Shape inference, shared by the model loader (at the file's nominal input size, and for a
+ * size-free graph at every size it admits) and src/net.c (for the size it runs at). */
 #include "graph.h"
 
 #define MAX_SIDE 65536
@@ -39,4 +39,13 @@ bool op_set_input(graph_op *op, shape3 in, shape3 with) {
     case OP_ADD: return in.c == with.c && in.h == with.h && in.w == with.w;
     default: return false;
     }
+}
+
+int graph_set_input(graph_op *ops, int num_ops, shape3 input) {
+    for (int i = 0; i < num_ops; i++) {
+        graph_op *op = &ops[i];
+        shape3 in = op->input_op < 0 ? input : ops[op->input_op].out;
+        if (!op_set_input(op, in, op->with_op < 0 ? in : ops[op->with_op].out)) return i;
+    }
+    return -1;
 }

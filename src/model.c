@@ -412,6 +412,22 @@ static void describe_op(graph_op *op) {
              op->out.h, op->out.w);
 }
 
+/* "the input" or "op 3 (upsample)": where a value comes from, for messages. */
+static void value_source(const graph_op *ops, int op, char *buf, size_t cap) {
+    if (op < 0) snprintf(buf, cap, "the input");
+    else snprintf(buf, cap, "op %d (%s)", op, op_kind_name(ops[op].kind));
+}
+
+/* An add whose operands (shapes set in ops) differ; `when` starts the message. */
+static emote_status add_mismatch(loader *ld, const graph_op *ops, const graph_op *add, const char *when) {
+    char a[48], b[48];
+    value_source(ops, add->input_op, a, sizeof a);
+    value_source(ops, add->with_op, b, sizeof b);
+    shape3 x = add->in, y = ops[add->with_op].out;
+    return load_fail(ld, "%sadds %s, %dx%dx%d, and %s, %dx%dx%d: the shapes differ", when, a, x.c, x.h, x.w, b, y.c,
+                     y.h, y.w);
+}
+
 static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, shape3 with, bool last, graph_op *op) {
     const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(json, "op");
     const char *kind = cJSON_IsString(kind_item) ? kind_item->valuestring : "";
@@ -454,9 +470,7 @@ static emote_status parse_op(loader *ld, const cJSON *json, shape3 in, shape3 wi
         if (!op_set_input(op, in, in)) return load_fail(ld, "upsampling %dx%d by %d is too large", in.h, in.w, op->scale);
     } else if (strcmp(kind, "add") == 0) {
         op->kind = OP_ADD;
-        if (!op_set_input(op, in, with))
-            return load_fail(ld, "adds %dx%dx%d and %dx%dx%d: the shapes differ", in.c, in.h, in.w, with.c, with.h,
-                             with.w);
+        if (!op_set_input(op, in, with)) return add_mismatch(ld, ld->model->ops, op, "");
     } else if (strcmp(kind, "softmax") == 0) {
         op->kind = OP_SOFTMAX;
         if (!is_vector) return load_fail(ld, "softmax needs a vector input, got %dx%dx%d", in.c, in.h, in.w);
@@ -680,6 +694,33 @@ static emote_status load_graph(loader *ld, emote_model *m) {
     return s;
 }
 
+/* A size-free graph runs at every multiple of size_multiple up to GRAPH_MAX_SIDE, so its adds
+ * must match at each (inputs too small for a kernel are refused when run). Heights and widths
+ * flow through the ops independently: square inputs cover every shape. */
+static emote_status check_every_size(loader *ld, const emote_model *m) {
+    if (m->size_multiple == 0) return EMOTE_OK;
+    graph_op *ops = malloc(sizeof(graph_op) * (size_t)m->num_ops);
+    if (!ops) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
+    memcpy(ops, m->ops, sizeof(graph_op) * (size_t)m->num_ops);
+    emote_status s = EMOTE_OK;
+    for (int side = m->size_multiple; !s && side <= GRAPH_MAX_SIDE; side += m->size_multiple) {
+        int bad = graph_set_input(ops, m->num_ops, (shape3){m->input.channels, side, side});
+        if (bad < 0 || ops[bad].kind != OP_ADD) continue;
+        char when[128];
+        snprintf(when, sizeof when, "at a %dx%d input (a multiple of \"size_multiple\" %d), graph op %d ", side, side,
+                 m->size_multiple, bad);
+        s = add_mismatch(ld, ops, &ops[bad], when);
+    }
+    free(ops);
+    return s;
+}
+
+static bool listed_before(char *const *names, int count, const char *name) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], name) == 0) return true;
+    return false;
+}
+
 /* "outputs": the named values a multi-output model (a detector) returns; absent for a classifier. */
 static emote_status load_output_names(loader *ld, emote_model *m) {
     if (!st_metadata(ld->file, "outputs")) return EMOTE_OK;
@@ -699,6 +740,8 @@ static emote_status load_output_names(loader *ld, emote_model *m) {
         if (s) break;
         if (!cJSON_IsString(item) || !item->valuestring[0])
             s = load_fail(ld, "\"outputs\" must list op names (strings)");
+        else if (listed_before(m->output_names, m->num_outputs, item->valuestring))
+            s = load_fail(ld, "\"outputs\" lists '%s' twice", item->valuestring);
         else if (!(m->output_names[m->num_outputs++] = str_dup(item->valuestring)))
             s = emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
     }
@@ -751,6 +794,7 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
     if (!s) s = load_input_spec(&ld, &m->input);
     if (!s) s = load_size_multiple(&ld, m);
     if (!s) s = load_graph(&ld, m);
+    if (!s) s = check_every_size(&ld, m);
     table_free(&ld.shared);
     free(ld.tensors);
     st_free(&file);

@@ -9,8 +9,6 @@
 #include "net.h"
 #include "util.h"
 
-#define NET_MAX_SIDE 8192
-
 typedef struct {
     graph_op *ops;   /* shallow copy: shapes for this input, weights shared with the model */
     int *last_use;   /* index of the last op reading op i's output (num_ops: an output) */
@@ -31,11 +29,11 @@ static emote_status check_size(const emote_model *m, int height, int width, emot
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s is a classifier, not a multi-output model", m->name);
     int multiple = m->size_multiple;
     bool fits = multiple ? height >= multiple && width >= multiple && height % multiple == 0 && width % multiple == 0 &&
-                               height <= NET_MAX_SIDE && width <= NET_MAX_SIDE
+                               height <= GRAPH_MAX_SIDE && width <= GRAPH_MAX_SIDE
                          : height == m->input.height && width == m->input.width;
     if (!fits && multiple)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: input %dx%d must be multiples of %d, at most %d", m->name,
-                          width, height, multiple, NET_MAX_SIDE);
+                          width, height, multiple, GRAPH_MAX_SIDE);
     if (!fits)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: input %dx%d must be %dx%d", m->name, width, height,
                           m->input.width, m->input.height);
@@ -50,15 +48,13 @@ static emote_status plan(const emote_model *m, int height, int width, net_state 
     st->values = calloc_array((size_t)n, sizeof(float *));
     if (!st->ops || !st->last_use || !st->values) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
     memcpy(st->ops, m->ops, sizeof(graph_op) * (size_t)n);
-    shape3 input = {m->input.channels, height, width};
+    int bad = graph_set_input(st->ops, n, (shape3){m->input.channels, height, width});
+    if (bad >= 0) /* the loader checked the adds at every size: the input is too small */
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: a %dx%d input is too small for op %d (%s)", m->name, width,
+                          height, bad, op_kind_name(st->ops[bad].kind));
     size_t col = 1;
     for (int i = 0; i < n; i++) {
-        graph_op *op = &st->ops[i];
-        shape3 in = op->input_op < 0 ? input : st->ops[op->input_op].out;
-        shape3 with = op->with_op < 0 ? in : st->ops[op->with_op].out;
-        if (!op_set_input(op, in, with))
-            return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: a %dx%d input is too small for op %d (%s)", m->name, width,
-                              height, i, op_kind_name(op->kind));
+        const graph_op *op = &st->ops[i];
         if (op->kind == OP_CONV2D && conv_col_floats(&op->u.conv, 1, 1) > col) col = conv_col_floats(&op->u.conv, 1, 1);
         st->last_use[i] = i;
         if (op->input_op >= 0) st->last_use[op->input_op] = i;

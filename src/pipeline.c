@@ -28,6 +28,7 @@ typedef struct {
     char *path;
     char error[EMOTE_ERROR_MAX];
     bool ok; /* READY and input holds the preprocessed tensor */
+    int width, height; /* the image's size as its file states it (emote_result) */
     slot_state state;
     float *input;
 } slot;
@@ -69,6 +70,8 @@ static void read_slot(const pipeline *p, slot *s) {
         snprintf(s->error, sizeof s->error, "%s", err.message);
     else
         s->ok = true;
+    s->width = image.source_width;
+    s->height = image.source_height;
     emote_image_free(&image);
 }
 
@@ -101,6 +104,7 @@ static bool fill_slots(pipeline *p, emote_input_fn next, void *user) {
         if (!next(user, &path, &error)) return false;
         slot *s = slot_at(p, p->tail);
         s->ok = false;
+        s->width = s->height = 0;
         s->error[0] = '\0';
         s->path = str_dup(path ? path : "?");
         s->state = SLOT_QUEUED;
@@ -183,7 +187,7 @@ static bool run_batch(pipeline *p, int n, emote_result_fn on_result, void *user,
     rows = 0;
     for (int i = 0; i < n; i++) {
         slot *s = slot_at(p, p->head + i);
-        emote_result r = {s->path ? s->path : "?", NULL, NULL};
+        emote_result r = {s->path ? s->path : "?", NULL, NULL, s->width, s->height};
         if (!s->ok) r.error = s->error;
         else if (!batch_ok) r.error = batch_error;
         else r.probs = p->probs + (size_t)rows * p->classes;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --faces through the CLI: the README's sample face, composed scenes with several faces,
-# an image without one (--require-face), records per face, eval and sort on the largest
-# face, --save-crops.
+# an image without one (--require-face), records per face, --max-faces and its note, eval
+# and sort on the largest face (sort's _noface/), --save-crops; without --faces, the
+# photo hint.
 source tests/testlib.sh
 S=$ROOT/models/samples/astronaut-collins.jpg
 F=$ROOT/tests/fixtures/faces
@@ -27,8 +28,13 @@ run $EMOTE --faces --require-face -f csv "$F/scene-empty.png"
 expect_status "--require-face: no face fails" 1
 expect "csv has the face columns" grep -q '^path,face,box_x,box_y,box_w,box_h,face_score,right_eye_x' "$TMP/out"
 
-run $EMOTE --faces --max-faces 2 -f tsv --no-header "$F/scene-crowd.png"
-expect "--max-faces 2 keeps the two largest" test "$(wc -l < "$TMP/out")" = 2
+run $EMOTE --faces --max-faces 2 -f tsv --no-header "$F/scene-crowd.png" "$F/scene-one.png"
+expect "--max-faces 2 keeps the two largest" test "$(grep -c scene-crowd "$TMP/out")" = 2
+expect_stderr "more faces than --max-faces: said on stderr" \
+    "emote: $F/scene-crowd.png: 4 faces found, classifying the 2 largest (--max-faces)"
+expect "... once, for that image only" test "$(grep -c 'faces found' "$TMP/err")" = 1
+run $EMOTE --faces --max-faces 2 -q -f tsv "$F/scene-crowd.png"
+expect "... not with -q" test ! -s "$TMP/err"
 
 mkdir -p "$TMP/crops"
 run $EMOTE --faces --save-crops "$TMP/crops" -f tsv "$F/scene-two-scales.png"
@@ -36,12 +42,49 @@ expect "--save-crops writes one PNG per face" test -s "$TMP/crops/scene-two-scal
 
 mkdir -p "$TMP/set/happy"
 cp "$F/scene-crowd.png" "$F/scene-one.png" "$TMP/set/happy/"
-run $EMOTE eval --faces "$TMP/set"
+run $EMOTE eval --faces --max-faces 2 "$TMP/set"
 expect_status "eval --faces: exit 0" 0
 expect "eval --faces counts images, not faces" grep -q 'images *2 evaluated' "$TMP/out"
+expect "eval --faces: no --max-faces note (it uses the largest face)" bash -c "! grep -q 'faces found' '$TMP/err'"
+
+# ---- sort --faces: by the largest face; no face -> _noface/ ---------------------------
+run $EMOTE sort --faces --manifest "$TMP/sorted.csv" "$F" --into "$TMP/sorted"
+expect_status "sort --faces: exit 0" 0
+expect "the image with no face is in _noface/" cmp -s "$TMP/sorted/_noface/scene-empty.png" "$F/scene-empty.png"
+expect "the others are under their label, none elsewhere" bash -c "
+    cd '$TMP/sorted' && [ \"\$(find . -type f | grep -v '^./_noface/' | grep -c '^./[a-z]*/scene-')\" = 4 ] &&
+    [ \"\$(find . -type f | wc -l)\" = 5 ]"
+expect_stderr "the summary counts _noface" "_noface 1"
+expect "manifest: _noface row has the destination, no label or confidence" \
+    grep -qx "$F/scene-empty.png,$TMP/sorted/_noface/scene-empty.png,,,copied" "$TMP/sorted.csv"
+run $EMOTE sort --faces "$F" --into "$TMP/sorted"
+expect_stderr "sort --faces again: all already sorted" "sorted 0 images into $TMP/sorted; 5 already sorted"
+run $EMOTE sort --faces --dry-run "$F" --into "$TMP/planned"
+expect_stdout "--dry-run plans _noface/" "$F/scene-empty.png	$TMP/planned/_noface/scene-empty.png"
+expect "--dry-run writes nothing" test ! -e "$TMP/planned"
+run $EMOTE sort --faces --require-face "$F" --into "$TMP/strict"
+expect_status "sort --faces --require-face: no face fails (exit 1)" 1
+expect_stderr "... names the image" "scene-empty.png: no face found"
+expect "... and leaves it where it is (no _noface/)" test ! -e "$TMP/strict/_noface" -a -f "$F/scene-empty.png"
 
 run $EMOTE --faces --min-face-score 2 "$S"
 expect_status "--min-face-score out of range is a usage error" 2
+
+# ---- without --faces: a photo gets a hint, once per run --------------------------------
+/usr/bin/python3 -c "
+import numpy as np; from PIL import Image
+Image.fromarray(np.random.default_rng(3).integers(0, 256, (800, 1000, 3), dtype=np.uint8)).save('$TMP/big.jpg')"
+run $EMOTE -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect_stderr "a photo-sized input gets a hint, its size as the file states it (JPEG decoded at 1/4)" \
+    "emote: $TMP/big.jpg is 1000x800, much larger than the model's 48x48 input: it looks like a photo; try --faces"
+expect "... once per run" test "$(grep -c 'try --faces' "$TMP/err")" = 1
+run $EMOTE -q -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect "... not with -q" test ! -s "$TMP/err"
+run $EMOTE --faces -f tsv "$TMP/big.jpg" "$F/scene-crowd.png"
+expect "... not with --faces" bash -c "! grep -q 'try --faces' '$TMP/err'"
+make_png "$TMP/edge.png" 192 192
+run $EMOTE -f tsv "$ROOT/models/samples" "$TMP/edge.png"
+expect "... not for crops (130x130, 48x48), nor at 4x the input (192x192)" test ! -s "$TMP/err"
 
 run $EMOTE -f jsonl "$S"
 expect "without --faces nothing changes" /usr/bin/python3 -c "

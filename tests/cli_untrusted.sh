@@ -81,6 +81,41 @@ mkdir -p "$TMP/eval/angry" && cp "$SAMPLE" "$TMP/eval/angry/"
 guarded $EMOTE eval -m "$CORPUS/model/model-logits-overflow-nan-in-jsonl.safetensors" "$TMP/eval"
 expect "logits overflow: eval does not count the image" bash -c "! grep -q 'evaluated' '$TMP/out' || grep -q '0 evaluated' '$TMP/out'"
 
+# Bad multi-output graphs (the detector's kind of file), made from a good fixture: each is
+# refused at load with the file and the reason (tests/test_model.c checks every message).
+/usr/bin/python3 - "$FIXTURES/upsample_add_two_outputs.safetensors" "$TMP" <<'PY'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+edits = {  # file -> (metadata key, edit of its JSON value)
+    "output-nowhere": ("outputs", lambda v: v.__setitem__(1, "nowhere")),
+    "output-twice": ("outputs", lambda v: v.__setitem__(1, "fine")),
+    "add-shapes-differ": ("graph", lambda v: v[4].__setitem__("with", "coarse")),
+    "upsample-by-4": ("graph", lambda v: v[3].__setitem__("scale", 4)),
+    "odd-sides": ("input", lambda v: v.__setitem__("size_multiple", 1)),
+}
+for name, (key, edit) in edits.items():
+    header = json.loads(data[8:8 + n])
+    value = json.loads(header["__metadata__"][key])
+    edit(value)
+    header["__metadata__"][key] = json.dumps(value)
+    text = json.dumps(header).encode()
+    with open(f"{sys.argv[2]}/{name}.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+PY
+for case in "output-nowhere:output 'nowhere' is not the name of any graph op" \
+            "output-twice:\"outputs\" lists 'fine' twice" \
+            "add-shapes-differ:graph op 4 (add): adds op 3 (upsample), 8x12x16, and op 2 (conv2d), 8x6x8" \
+            "upsample-by-4:graph op 4 (add): adds op 3 (upsample), 8x24x32, and op 0 (conv2d), 8x12x16" \
+            "odd-sides:at a 3x3 input (a multiple of \"size_multiple\" 1), graph op 4 adds"; do
+    f=${case%%:*}
+    guarded $EMOTE -m "$TMP/$f.safetensors" "$SAMPLE"
+    expect_status "multi-output $f: exit 3" 3
+    expect_stderr "multi-output $f: file and reason" "emote: $TMP/$f.safetensors: ${case#*:}"
+    guarded $EMOTE info "$TMP/$f.safetensors"
+    expect_status "info, multi-output $f: exit 3" 3
+done
+
 if [ -f "$FINDINGS/make-special-cases.sh" ] && [ "${EMOTE_SUITE:-}" != asan ]; then
     bash "$FINDINGS/make-special-cases.sh" "$TMP/cases" >/dev/null 2>&1
     guarded $EMOTE -m "$TMP/cases/model-100k-tensors.safetensors" -f tsv "$TMP/cases/face.png"

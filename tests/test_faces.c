@@ -100,7 +100,7 @@ TEST(faces_in_tiny_gray_and_rgba_images) {
     emote_face *faces;
     int n;
     unsigned char px[4 * 5 * 3] = {0};
-    emote_image tiny = {5, 3, 4, px};
+    emote_image tiny = {.width = 5, .height = 3, .channels = 4, .pixels = px};
     CHECKF(emote_detect_faces(m, &tiny, NULL, &faces, &n, &err) == EMOTE_OK, "%s", err.message);
     CHECK(n == 0);
     free(faces);
@@ -109,8 +109,8 @@ TEST(faces_in_tiny_gray_and_rgba_images) {
     CHECKF(emote_image_load("models/samples/astronaut-collins.png", &img, &err) == EMOTE_OK, "%s", err.message);
     if (img.pixels) {
         size_t count = (size_t)img.width * img.height;
-        gray = (emote_image){img.width, img.height, 1, malloc(count)};
-        rgba = (emote_image){img.width, img.height, 4, malloc(count * 4)};
+        gray = (emote_image){.width = img.width, .height = img.height, .channels = 1, .pixels = malloc(count)};
+        rgba = (emote_image){.width = img.width, .height = img.height, .channels = 4, .pixels = malloc(count * 4)};
         for (size_t i = 0; i < count; i++) {
             gray.pixels[i] = img.pixels[3 * i + 1];
             memcpy(rgba.pixels + 4 * i, img.pixels + 3 * i, 3);

@@ -159,6 +159,7 @@ TEST(image_decodes_png_gray_rgb_rgba_and_gray_alpha) {
         emote_error err;
         CHECKF(emote_image_load(path, &image, &err) == EMOTE_OK, "%s", err.message);
         CHECKF(same_pixels(&image, pixels, 7, 5, channels), "channels %d", channels);
+        CHECK(image.source_width == 7 && image.source_height == 5);
         emote_image_free(&image);
         free(pixels);
     }
@@ -638,6 +639,8 @@ TEST(jpeg_scaled_decoding_keeps_the_requested_minimum) {
         CHECKF(emote_image_decode_with(jpeg, size, "big", &o, &image, &err) == EMOTE_OK, "%s", err.message);
         CHECKF(image.width == cases[i].width && image.height == cases[i].height, "min %dx%d: got %dx%d",
                cases[i].min_width, cases[i].min_height, image.width, image.height);
+        CHECKF(image.source_width == 800 && image.source_height == 600, "source %dx%d", image.source_width,
+               image.source_height);
         emote_image_free(&image);
     }
     free(jpeg);
@@ -648,6 +651,8 @@ TEST(jpeg_scaled_decoding_keeps_the_requested_minimum) {
     emote_error err;
     CHECK(emote_image_decode_with(jpeg, size, "side", &o, &image, &err) == EMOTE_OK);
     CHECKF(image.width == 300 && image.height == 400, "got %dx%d", image.width, image.height);
+    CHECKF(image.source_width == 600 && image.source_height == 800, "source %dx%d", image.source_width,
+           image.source_height);
     emote_image_free(&image);
     free(jpeg);
     temp_close(&t);

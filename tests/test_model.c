@@ -12,16 +12,18 @@
 #include "util.h"
 
 #define GOOD_MODEL "tests/fixtures/emotenet_small.safetensors"
+/* Multi-output: conv "skip" 8x12x16, maxpool, conv "coarse" 8x6x8, upsample x2, add "skip", relu "fine". */
+#define GOOD_NET "tests/fixtures/upsample_add_two_outputs.safetensors"
 
 typedef struct {
     unsigned char *bytes;
     size_t size;
 } blob;
 
-static blob read_fixture(void) {
+static blob read_fixture(const char *path) {
     blob b = {NULL, 0};
     emote_error err;
-    if (read_file_all(GOOD_MODEL, (size_t)1 << 30, &b.bytes, &b.size, &err)) fprintf(stderr, "  %s\n", err.message);
+    if (read_file_all(path, (size_t)1 << 30, &b.bytes, &b.size, &err)) fprintf(stderr, "  %s\n", err.message);
     return b;
 }
 
@@ -83,7 +85,7 @@ TEST(model_missing_or_empty_file_is_refused) {
 }
 
 TEST(model_truncated_file_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     blob cut = {b.bytes, b.size / 2};
     expect_refused(failures, "truncated", &cut, "outside", "truncated");
     blob tiny = {b.bytes, 5};
@@ -92,7 +94,7 @@ TEST(model_truncated_file_is_refused) {
 }
 
 TEST(model_header_length_past_the_end_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     uint64_t fake = b.size + 100;
     for (int i = 0; i < 8; i++) b.bytes[i] = (unsigned char)(fake >> (8 * i));
     expect_refused(failures, "header length", &b, "header length", "past the end");
@@ -102,7 +104,7 @@ TEST(model_header_length_past_the_end_is_refused) {
 }
 
 TEST(model_bad_json_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     b.bytes[8] = 'x';
     expect_refused(failures, "bad json", &b, "not a valid JSON", NULL);
     free(b.bytes);
@@ -139,18 +141,22 @@ static void extra_label(cJSON *h) {
     cJSON_ReplaceItemInObject(meta, "labels", cJSON_CreateString("[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\"]"));
 }
 
-static void unknown_op(cJSON *h) {
+/* Metadata values holding JSON ("graph", "input", "outputs"): parse, edit, store back. */
+static void edit_metadata_json(cJSON *h, const char *key, void (*edit)(cJSON *value)) {
     cJSON *meta = cJSON_GetObjectItem(h, "__metadata__");
-    cJSON *graph = cJSON_Parse(cJSON_GetObjectItem(meta, "graph")->valuestring);
-    cJSON_AddItemToArray(graph, cJSON_Parse("{\"op\":\"teleport\"}"));
-    char *text = cJSON_PrintUnformatted(graph);
-    cJSON_ReplaceItemInObject(meta, "graph", cJSON_CreateString(text));
+    cJSON *value = cJSON_Parse(cJSON_GetObjectItem(meta, key)->valuestring);
+    edit(value);
+    char *text = cJSON_PrintUnformatted(value);
+    cJSON_ReplaceItemInObject(meta, key, cJSON_CreateString(text));
     free(text);
-    cJSON_Delete(graph);
+    cJSON_Delete(value);
 }
 
+static void add_teleport(cJSON *graph) { cJSON_AddItemToArray(graph, cJSON_Parse("{\"op\":\"teleport\"}")); }
+static void unknown_op(cJSON *h) { edit_metadata_json(h, "graph", add_teleport); }
+
 TEST(model_missing_tensor_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     blob bad = with_header(&b, rename_fc_bias);
     expect_refused(failures, "missing tensor", &bad, "'fc.bias' is missing", NULL);
     free(bad.bytes);
@@ -158,7 +164,7 @@ TEST(model_missing_tensor_is_refused) {
 }
 
 TEST(model_wrong_shape_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     blob bad = with_header(&b, transpose_se_fc1);
     expect_refused(failures, "wrong shape", &bad, "'se.fc1.weight' has shape [12, 3], expected [12, 12]", NULL);
     free(bad.bytes);
@@ -172,7 +178,7 @@ TEST(model_wrong_shape_is_refused) {
 }
 
 TEST(model_inconsistent_metadata_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     blob bad = with_header(&b, drop_graph);
     expect_refused(failures, "no graph", &bad, "no \"graph\"", NULL);
     free(bad.bytes);
@@ -186,7 +192,7 @@ TEST(model_inconsistent_metadata_is_refused) {
 }
 
 TEST(model_nan_weight_is_refused) {
-    blob b = read_fixture();
+    blob b = read_fixture(GOOD_MODEL);
     st_file f;
     emote_error err;
     CHECK(st_parse(b.bytes, b.size, "fixture", &f, &err) == EMOTE_OK);
@@ -198,5 +204,59 @@ TEST(model_nan_weight_is_refused) {
         expect_refused(failures, "nan", &b, "'fc.weight' holds a non-finite value", NULL);
     }
     st_free(&f);
+    free(b.bytes);
+}
+
+/* ---- multi-output graphs ----------------------------------------------------------- */
+
+static void second_output_nowhere(cJSON *outputs) {
+    cJSON_ReplaceItemInArray(outputs, 1, cJSON_CreateString("nowhere"));
+}
+static void second_output_fine(cJSON *outputs) { cJSON_ReplaceItemInArray(outputs, 1, cJSON_CreateString("fine")); }
+static void add_with_coarse(cJSON *graph) {
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(graph, 4), "with", cJSON_CreateString("coarse"));
+}
+static void upsample_by_4(cJSON *graph) {
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(graph, 3), "scale", cJSON_CreateNumber(4));
+}
+static void multiple_of_1(cJSON *input) { cJSON_AddNumberToObject(input, "size_multiple", 1); }
+static void multiple_of_2(cJSON *input) { cJSON_AddNumberToObject(input, "size_multiple", 2); }
+
+static void output_nowhere(cJSON *h) { edit_metadata_json(h, "outputs", second_output_nowhere); }
+static void output_twice(cJSON *h) { edit_metadata_json(h, "outputs", second_output_fine); }
+static void add_of_different_shapes(cJSON *h) { edit_metadata_json(h, "graph", add_with_coarse); }
+static void upsample_too_far(cJSON *h) { edit_metadata_json(h, "graph", upsample_by_4); }
+static void any_size(cJSON *h) { edit_metadata_json(h, "input", multiple_of_1); }
+static void even_sizes(cJSON *h) { edit_metadata_json(h, "input", multiple_of_2); }
+
+TEST(model_bad_multi_output_graphs_are_refused) {
+    blob b = read_fixture(GOOD_NET);
+    static const struct {
+        const char *what;
+        void (*mutate)(cJSON *header);
+        const char *expect;
+    } cases[] = {
+        {"output naming no op", output_nowhere, "output 'nowhere' is not the name of any graph op"},
+        {"output listed twice", output_twice, "\"outputs\" lists 'fine' twice"},
+        {"add of different shapes", add_of_different_shapes,
+         "graph op 4 (add): adds op 3 (upsample), 8x12x16, and op 2 (conv2d), 8x6x8: the shapes differ"},
+        {"upsample output of the wrong size", upsample_too_far,
+         "graph op 4 (add): adds op 3 (upsample), 8x24x32, and op 0 (conv2d), 8x12x16: the shapes differ"},
+        /* pooled by 2 then upsampled by 2: odd sides do not come back to their size */
+        {"size_multiple 1 admits odd sides", any_size,
+         "at a 3x3 input (a multiple of \"size_multiple\" 1), graph op 4 adds op 3 (upsample), 8x2x2, and op 0 "
+         "(conv2d), 8x3x3: the shapes differ"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        blob bad = with_header(&b, cases[i].mutate);
+        expect_refused(failures, cases[i].what, &bad, cases[i].expect, NULL);
+        free(bad.bytes);
+    }
+    blob good = with_header(&b, even_sizes); /* every even side works */
+    emote_error err;
+    emote_model *m = emote_model_open_memory(good.bytes, good.size, "even.safetensors", &err);
+    CHECKF(m != NULL && emote_model_size_multiple(m) == 2, "%s", m ? "" : err.message);
+    emote_model_close(m);
+    free(good.bytes);
     free(b.bytes);
 }

@@ -25,7 +25,8 @@ class _Error(ctypes.Structure):
 
 class _Image(ctypes.Structure):
     _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int), ("channels", ctypes.c_int),
-                ("pixels", ctypes.POINTER(ctypes.c_ubyte))]
+                ("pixels", ctypes.POINTER(ctypes.c_ubyte)),
+                ("source_width", ctypes.c_int), ("source_height", ctypes.c_int)]
 
 
 class _InputSpec(ctypes.Structure):

@@ -27,11 +27,12 @@ typedef struct {
     bool on, require;       /* --faces, --require-face */
     float min_score;        /* --min-face-score */
     int detect_size;        /* --detect-size */
-    int max_faces;          /* --max-faces (eval and sort: 1, the largest) */
+    int max_faces;          /* --max-faces */
     const char *save_crops; /* --save-crops DIR */
+    bool largest_only;      /* eval, sort: the largest face of each image, whatever --max-faces */
 } faces_options;
 
-#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL}
+#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL, false}
 
 typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
@@ -111,9 +112,12 @@ typedef struct {
 
 bool faces_open(faces_state *st, const engine_options *o);
 void faces_close(faces_state *st);
+/* The most faces of one image that are classified: --max-faces, or 1 for eval and sort. */
+int faces_limit(const faces_options *o);
 /* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
- * o->max_faces), *faces: malloc'd, largest first. Returns the face count, or -1 + err. */
-int faces_prepare(const faces_state *st, const faces_options *o, const emote_model *classifier, const char *path,
+ * faces_limit), *faces: malloc'd, largest first. Says on stderr (unless -q) when the image
+ * has more faces than --max-faces. Returns the face count, or -1 + err. */
+int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
                   const emote_image *image, float *rows, emote_face **faces, emote_error *err);
 
 typedef struct {
@@ -121,6 +125,7 @@ typedef struct {
     emote_session *session;
     const engine_options *options;
     faces_state faces; /* --faces: the detector */
+    bool photo_hinted; /* the "try --faces" hint was given (once per run) */
 } engine;
 
 /* When the inputs are fewer than a batch and all plain files (no directory, no '-'), sizes

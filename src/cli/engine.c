@@ -105,7 +105,7 @@ bool engine_open(engine *e, const engine_options *o) {
         return false;
     }
     /* --faces: room for a batch of images plus the faces of the image that ends it */
-    int capacity = o->batch + (o->faces.on ? o->faces.max_faces : 0);
+    int capacity = o->batch + (o->faces.on ? faces_limit(&o->faces) : 0);
     e->session = emote_session_new(e->model, capacity, o->threads, &err);
     if (!e->session) {
         fprintf(stderr, "emote: %s\n", err.message);
@@ -136,7 +136,12 @@ int top_label(const float *probs, int classes) {
 #define DECODE_MARGIN 4
 #endif
 
+/* Without --faces, an input more than PHOTO_FACTOR times the model's input on a side is
+ * most likely a photo, whose label (of the whole picture, shrunk) means little. */
+#define PHOTO_FACTOR 4
+
 typedef struct {
+    engine *e;
     input_source *src;
     skip_fn skip;
     void *skip_user;
@@ -155,8 +160,22 @@ static int next_input(void *user, const char **path, const char **error) {
     return 1;
 }
 
+static void hint_photo(engine *e, const emote_result *er) {
+    const emote_input_spec *in = emote_model_input(e->model);
+    if (e->photo_hinted || e->options->quiet ||
+        (er->width <= PHOTO_FACTOR * in->width && er->height <= PHOTO_FACTOR * in->height))
+        return;
+    e->photo_hinted = true;
+    char message[EMOTE_ERROR_MAX];
+    format_message(message, sizeof message,
+                   "%s is %dx%d, much larger than the model's %dx%d input: it looks like a photo; try --faces",
+                   er->path, er->width, er->height, in->width, in->height);
+    print_error(message);
+}
+
 static int deliver(void *user, const emote_result *er) {
     run_state *r = user;
+    hint_photo(r->e, er);
     result out = {.path = er->path, .probs = er->probs, .error = er->error};
     return r->on_result(r->user, &out);
 }
@@ -177,7 +196,7 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
                                  .decode = {.min_width = DECODE_MARGIN * in->width,
                                             .min_height = DECODE_MARGIN * in->height,
                                             .ignore_orientation = o->no_exif}};
-    run_state state = {src, skip, skip_user, on_result, user};
+    run_state state = {e, src, skip, skip_user, on_result, user};
     emote_pipeline_counts counts;
     emote_error err;
     if (emote_pipeline_run(e->model, e->session, &po, next_input, deliver, &state, &counts, &err)) {

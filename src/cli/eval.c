@@ -380,12 +380,12 @@ static int parse_arguments(int argc, char **argv, engine_options *o, eval_option
             if (!engine_option(o, &p, code)) return EXIT_USAGE;
         }
     }
-    o->faces.max_faces = 1; /* --faces: the largest face of each image */
     return -1;
 }
 
 static int cmd_eval(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
+    o.faces.largest_only = true; /* --faces: the largest face of each image */
     eval_options eo = {.format = FORMAT_TABLE, .min_accuracy = -1, .min_macro_f1 = -1};
     char **sources = calloc((size_t)argc + 1, sizeof *sources);
     int num_sources = 0;

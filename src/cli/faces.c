@@ -42,11 +42,23 @@ static void save_crop(const char *dir, const char *path, int index, const emote_
         fprintf(stderr, "emote: %s: cannot write the face crop\n", name);
 }
 
-int faces_prepare(const faces_state *st, const faces_options *o, const emote_model *classifier, const char *path,
+int faces_limit(const faces_options *o) { return o->largest_only ? 1 : o->max_faces; }
+
+int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
                   const emote_image *image, float *rows, emote_face **faces, emote_error *err) {
-    emote_detect_options d = {o->min_score, 0.45f, o->detect_size, o->max_faces};
-    int n;
+    const faces_options *o = &eo->faces;
+    emote_detect_options d = {o->min_score, 0.45f, o->detect_size, 0};
+    int n, limit = faces_limit(o);
     if (emote_detect_faces(st->detector, image, &d, faces, &n, err)) return -1;
+    if (n > limit) {
+        if (!eo->quiet && !o->largest_only) {
+            char message[EMOTE_ERROR_MAX];
+            format_message(message, sizeof message, "%s: %d faces found, classifying the %d largest (--max-faces)",
+                           path, n, limit);
+            print_error(message);
+        }
+        n = limit;
+    }
     const emote_input_spec *in = emote_model_input(classifier);
     int side = in->width > in->height ? in->width : in->height;
     for (int k = 0; k < n; k++) {
@@ -120,7 +132,7 @@ static void prepare(engine *e, face_slot *s, const input_item *item, float *inpu
     float *row = inputs + (size_t)*rows * emote_input_floats(e->model);
     int n = -1;
     if (!emote_image_load_with(item->path, &decode, &image, &err))
-        n = faces_prepare(&e->faces, &o->faces, e->model, item->path, &image, row, &s->faces, &err);
+        n = faces_prepare(&e->faces, o, e->model, item->path, &image, row, &s->faces, &err);
     if (n < 0) snprintf(s->error, sizeof s->error, "%s", err.message);
     s->ok = n >= 0;
     s->row = *rows;
@@ -173,7 +185,7 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
                           void *user) {
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
-    int capacity = o->batch + o->faces.max_faces, classes = emote_model_num_classes(e->model);
+    int capacity = o->batch + faces_limit(&o->faces), classes = emote_model_num_classes(e->model);
     face_slot *slots = calloc_array((size_t)o->batch, sizeof *slots);
     float *inputs = alloc_array(emote_input_floats(e->model), (size_t)capacity * sizeof(float));
     float *probs = alloc_array((size_t)classes, (size_t)capacity * sizeof(float));

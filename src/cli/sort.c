@@ -28,7 +28,9 @@ static const char usage[] =
     "\n"
     "Classifies images and files each one under DIR/<label>/. PATH is an image file, a\n"
     "directory (walked recursively) or '-' to read paths from stdin. Images already inside\n"
-    "DIR are skipped, so DIR may lie inside an input directory.\n"
+    "DIR are skipped, so DIR may lie inside an input directory. With --faces, each image is\n"
+    "filed by its largest face; images with no face go to DIR/_noface/ (with --require-face\n"
+    "they fail instead and stay where they are).\n"
     "\n"
     "      --into DIR          destination folder, created when missing (required)\n"
     "      --copy              copy the images (default)\n"
@@ -52,10 +54,10 @@ static const char usage[] =
     "such .*.emote-tmp.* files once they are 15 minutes old. Files that fail to decode stay\n"
     "where they are.\n"
     "\n"
-    "Manifest columns: source, destination, label (the top label, also for _uncertain),\n"
-    "confidence, action (copied, linked, symlinked, moved, already-sorted or failed; failed\n"
-    "rows have empty destination, label and confidence). JSON lines carry the same keys, null\n"
-    "where CSV is empty, plus \"error\" on failed rows.\n"
+    "Manifest columns: source, destination, label (the top label, also for _uncertain; empty\n"
+    "for _noface), confidence, action (copied, linked, symlinked, moved, already-sorted or\n"
+    "failed; failed rows have empty destination, label and confidence). JSON lines carry the\n"
+    "same keys, null where CSV is empty, plus \"error\" on failed rows.\n"
     "\n"
     "Exit status: 0 every image sorted or already sorted; 1 some inputs failed (each is listed\n"
     "on stderr, the rest are sorted); 2 usage error, or the manifest exists and --force is not\n"
@@ -66,13 +68,17 @@ static const char usage[] =
     "  emote sort --move --min-confidence 0.6 inbox/ --into labelled/\n"
     "  find crops -name '*.png' -print0 | emote sort -0 --symlink - --into by-label/\n"
     "  emote sort --dry-run photos/ --into sorted/ | less\n"
-    "  emote sort --manifest sorted.csv photos/ --into sorted/\n";
+    "  emote sort --manifest sorted.csv photos/ --into sorted/\n"
+    "  emote sort --faces --move camera/ --into by-expression/\n";
 
-#define UNCERTAIN_FOLDER "_uncertain"
 #define TEMP_MARK ".emote-tmp."
 #define STALE_TEMP_SECONDS (15 * 60)
 #define MAX_SUFFIX 100000
 #define ERROR_SIZE (2 * PATH_MAX + 256)
+
+/* The folders after the labels' (index classes + EXTRA_...). */
+enum { EXTRA_UNCERTAIN, EXTRA_NOFACE, NUM_EXTRA_FOLDERS };
+static const char *const extra_folders[NUM_EXTRA_FOLDERS] = {"_uncertain", "_noface"};
 
 typedef enum { MODE_COPY, MODE_LINK, MODE_SYMLINK, MODE_MOVE } sort_mode;
 static const char *const mode_flags[] = {"--copy", "--link", "--symlink", "--move"};
@@ -453,8 +459,8 @@ typedef struct {
 typedef struct {
     const sort_options *opt;
     const emote_model *model;
-    int classes;
-    label_folder *folders; /* one per label, then _uncertain */
+    int classes, num_folders;
+    label_folder *folders; /* one per label, then the extra folders */
     long *filed;           /* images newly filed, per folder */
     long already, failed, skipped, stale_removed;
     char *real_into;  /* NULL while DIR does not exist (dry run) */
@@ -468,15 +474,16 @@ typedef struct {
 } sorter;
 
 static const char *folder_name(const sorter *s, int k) {
-    return k < s->classes ? emote_model_label(s->model, k) : UNCERTAIN_FOLDER;
+    return k < s->classes ? emote_model_label(s->model, k) : extra_folders[k - s->classes];
 }
 
 /* Labels come from the model file: each must be a plain, distinct folder name. */
 static bool labels_are_folder_names(const emote_model *model) {
     for (int k = 0; k < emote_model_num_classes(model); k++) {
         const char *label = emote_model_label(model, k);
-        if (!*label || !strcmp(label, ".") || !strcmp(label, "..") || strchr(label, '/') ||
-            !strcmp(label, UNCERTAIN_FOLDER)) {
+        bool ok = *label && strcmp(label, ".") && strcmp(label, "..") && !strchr(label, '/');
+        for (int x = 0; ok && x < NUM_EXTRA_FOLDERS; x++) ok = strcmp(label, extra_folders[x]) != 0;
+        if (!ok) {
             fprintf(stderr, "emote: the model's label '%s' cannot be used as a folder name\n", label);
             return false;
         }
@@ -698,31 +705,37 @@ static void record_failure(sorter *s, const char *path, const char *message) {
     manifest_add(&s->manifest, &r);
 }
 
-static void sort_classified(sorter *s, const result *res) {
-    int top = top_label(res->probs, s->classes);
-    double confidence = res->probs[top];
-    int k = confidence < s->opt->min_confidence ? s->classes : top;
+/* Files the image at path under folder k; its manifest row gets label (NULL: none) and confidence. */
+static void sort_into(sorter *s, const char *path, int k, const char *label, double confidence) {
     char *dest = NULL;
-    outcome o = file_image(s, res->path, k, &dest);
+    outcome o = file_image(s, path, k, &dest);
     if (o == OUTCOME_FAILED) {
-        record_failure(s, res->path, s->error);
+        record_failure(s, path, s->error);
         return;
     }
     if (o == OUTCOME_FILED) s->filed[k]++;
     else s->already++;
     if (s->opt->dry_run) {
         progress_before_stdout(&s->progress);
-        printf("%s\t%s\n", res->path, o == OUTCOME_FILED ? dest : "(already sorted)");
+        printf("%s\t%s\n", path, o == OUTCOME_FILED ? dest : "(already sorted)");
     }
     const char *action = o == OUTCOME_FILED ? mode_actions[s->opt->mode] : "already-sorted";
-    sort_record r = {res->path, dest, emote_model_label(s->model, top), action, NULL, confidence};
+    sort_record r = {path, dest, label, action, NULL, confidence};
     manifest_add(&s->manifest, &r);
     free(dest);
+}
+
+static void sort_classified(sorter *s, const result *res) {
+    int top = top_label(res->probs, s->classes);
+    double confidence = res->probs[top];
+    int k = confidence < s->opt->min_confidence ? s->classes + EXTRA_UNCERTAIN : top;
+    sort_into(s, res->path, k, emote_model_label(s->model, top), confidence);
 }
 
 static bool sort_result(void *user, const result *r) {
     sorter *s = user;
     if (lies_inside_into(s, r->path)) s->skipped++;
+    else if (r->no_face && !s->opt->engine.faces.require) sort_into(s, r->path, s->classes + EXTRA_NOFACE, NULL, 0);
     else if (r->error) record_failure(s, r->path, r->error);
     else sort_classified(s, r);
     progress_tick(&s->progress);
@@ -736,11 +749,11 @@ static void print_summary(const sorter *s) {
         return;
     }
     long total = 0;
-    for (int k = 0; k <= s->classes; k++) total += s->filed[k];
+    for (int k = 0; k < s->num_folders; k++) total += s->filed[k];
     fprintf(stderr, "%s %ld image%s into %s", s->opt->dry_run ? "would sort" : "sorted", total, total == 1 ? "" : "s",
             s->opt->into);
     const char *sep = ": ";
-    for (int k = 0; k <= s->classes; k++) {
+    for (int k = 0; k < s->num_folders; k++) {
         if (!s->filed[k]) continue;
         fprintf(stderr, "%s%s %ld", sep, folder_name(s, k), s->filed[k]);
         sep = ", ";
@@ -753,7 +766,7 @@ static void print_summary(const sorter *s) {
 }
 
 static void sorter_free(sorter *s) {
-    for (int k = 0; s->folders && k <= s->classes; k++) free(s->folders[k].path);
+    for (int k = 0; s->folders && k < s->num_folders; k++) free(s->folders[k].path);
     free(s->folders);
     free(s->filed);
     free(s->real_into);
@@ -768,12 +781,13 @@ static bool sorter_init(sorter *s, const sort_options *o, const emote_model *mod
     s->opt = o;
     s->model = model;
     s->classes = emote_model_num_classes(model);
+    s->num_folders = s->classes + NUM_EXTRA_FOLDERS;
     s->umask_bits = umask(0);
     umask(s->umask_bits);
-    s->folders = calloc_array((size_t)s->classes + 1, sizeof *s->folders);
-    s->filed = calloc_array((size_t)s->classes + 1, sizeof *s->filed);
+    s->folders = calloc_array((size_t)s->num_folders, sizeof *s->folders);
+    s->filed = calloc_array((size_t)s->num_folders, sizeof *s->filed);
     bool ok = s->folders && s->filed;
-    for (int k = 0; ok && k <= s->classes; k++) ok = (s->folders[k].path = join_path(o->into, folder_name(s, k))) != NULL;
+    for (int k = 0; ok && k < s->num_folders; k++) ok = (s->folders[k].path = join_path(o->into, folder_name(s, k))) != NULL;
     if (!ok) failf(s->error, "out of memory");
     if (ok && !o->dry_run) ok = make_directories(o->into, s->error);
     if (ok && !(s->real_into = realpath(o->into, NULL)) && !(o->dry_run && errno == ENOENT))
@@ -867,7 +881,6 @@ static int parse_arguments(int argc, char **argv, sort_options *o, char **paths,
         }
         if (!ok) return EXIT_USAGE;
     }
-    o->engine.faces.max_faces = 1; /* --faces: the largest face of each image */
     return -1;
 }
 
@@ -885,6 +898,7 @@ static bool check_arguments(const sort_options *o, int num_paths) {
 
 static int cmd_sort(int argc, char **argv) {
     sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY};
+    o.engine.faces.largest_only = true; /* --faces: the largest face of each image */
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     if (!paths) {

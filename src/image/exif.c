@@ -86,5 +86,10 @@ emote_status image_apply_orientation(emote_image *image, int orientation, const 
     image->pixels = upright;
     image->width = (int)out_width;
     image->height = (int)out_height;
+    if (swaps) {
+        int source_width = image->source_width;
+        image->source_width = image->source_height;
+        image->source_height = source_width;
+    }
     return EMOTE_OK;
 }

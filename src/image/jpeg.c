@@ -143,7 +143,8 @@ emote_status jpeg_decode(const unsigned char *data, size_t size, const char *nam
 
     int channels = cmyk ? 3 : cinfo.output_components;
     if (cmyk) cmyk_to_rgb(pixels, width * height);
-    *image = (emote_image){.width = (int)width, .height = (int)height, .channels = channels, .pixels = pixels};
+    *image = (emote_image){.width = (int)width, .height = (int)height, .channels = channels, .pixels = pixels,
+                           .source_width = (int)cinfo.image_width, .source_height = (int)cinfo.image_height};
     if (orientation) *orientation = oriented;
     return EMOTE_OK;
 }

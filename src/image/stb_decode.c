@@ -42,7 +42,8 @@ emote_status stb_decode(const unsigned char *data, size_t size, image_format for
         return emote_fail(err, EMOTE_ERR_FORMAT, "%s: corrupt image: decoded %dx%d pixels, %d channels", name, width,
                           height, channels);
     }
-    *image = (emote_image){.width = width, .height = height, .channels = channels, .pixels = pixels};
+    *image = (emote_image){.width = width, .height = height, .channels = channels, .pixels = pixels,
+                           .source_width = width, .source_height = height};
     return EMOTE_OK;
 }
 
