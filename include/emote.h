@@ -235,14 +235,18 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
                                 const emote_detect_options *options, emote_face **faces, int *count,
                                 emote_error *err);
 
-/* The face as a size x size crop, rotated so the eyes are level, of side scale * the box's
- * longer side around the box centre (same channels as image; out->pixels owned). */
+/* The face as a size x size crop of side scale * the box's longer side around the box
+ * centre, rotated so that the eyes are level to within EMOTE_FACE_LEVEL_DEGREES: a face
+ * tilted by less is left as it is, as the classifiers were trained on such faces (same
+ * channels as image; out->pixels owned). */
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
                              emote_image *out, emote_error *err);
-/* The crop scale emote uses by default (README "Faces in photos"); a build may override
- * it with -DEMOTE_FACE_CROP_SCALE=... (how the default was measured). */
+#define EMOTE_FACE_LEVEL_DEGREES 15.0f
+/* The crop scale emote uses (README "Faces in photos"; the CLI averages the classifier over
+ * 0.9, 1 and 1.1 times it); a build may override it with -DEMOTE_FACE_CROP_SCALE=... (how
+ * it was measured). */
 #ifndef EMOTE_FACE_CROP_SCALE
-#define EMOTE_FACE_CROP_SCALE 1.1f
+#define EMOTE_FACE_CROP_SCALE 1.0f
 #endif
 
 #ifdef __cplusplus

@@ -114,6 +114,8 @@ bool faces_open(faces_state *st, const engine_options *o);
 void faces_close(faces_state *st);
 /* The most faces of one image that are classified: --max-faces, or 1 for eval and sort. */
 int faces_limit(const faces_options *o);
+/* Crops classified per face, their probabilities averaged (faces.c). */
+#define FACE_FRAMINGS 3
 /* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
  * faces_limit), *faces: malloc'd, largest first. Says on stderr (unless -q) when the image
  * has more faces than --max-faces. Returns the face count, or -1 + err. */

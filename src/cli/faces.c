@@ -44,6 +44,11 @@ static void save_crop(const char *dir, const char *path, int index, const emote_
 
 int faces_limit(const faces_options *o) { return o->largest_only ? 1 : o->max_faces; }
 
+/* Each face is classified at these crop scales (times EMOTE_FACE_CROP_SCALE) and the
+ * probabilities averaged: a detector's box frames a face differently from the crops the
+ * classifier learnt from, and the average is less sensitive to that (README, framing). */
+static const float framings[FACE_FRAMINGS] = {0.9f, 1.0f, 1.1f};
+
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
                   const emote_image *image, float *rows, emote_face **faces, emote_error *err) {
     const faces_options *o = &eo->faces;
@@ -63,16 +68,30 @@ int faces_prepare(const faces_state *st, const engine_options *eo, const emote_m
     int side = in->width > in->height ? in->width : in->height;
     for (int k = 0; k < n; k++) {
         float box = (*faces)[k].w > (*faces)[k].h ? (*faces)[k].w : (*faces)[k].h;
-        int size = (int)(box * EMOTE_FACE_CROP_SCALE);
-        size = size < side ? side : size > 4 * side ? 4 * side : size;
-        emote_image crop;
-        if (emote_face_crop(image, &(*faces)[k], EMOTE_FACE_CROP_SCALE, size, &crop, err)) return -1;
-        emote_status s = emote_preprocess(in, &crop, rows + (size_t)k * emote_input_floats(classifier), err);
-        if (!s && o->save_crops) save_crop(o->save_crops, path, k, &crop);
-        emote_image_free(&crop);
-        if (s) return -1;
+        for (int f = 0; f < FACE_FRAMINGS; f++) {
+            float scale = EMOTE_FACE_CROP_SCALE * framings[f];
+            int size = (int)(box * scale);
+            size = size < side ? side : size > 4 * side ? 4 * side : size;
+            emote_image crop;
+            if (emote_face_crop(image, &(*faces)[k], scale, size, &crop, err)) return -1;
+            float *row = rows + (size_t)(k * FACE_FRAMINGS + f) * emote_input_floats(classifier);
+            emote_status s = emote_preprocess(in, &crop, row, err);
+            if (!s && o->save_crops && framings[f] == 1.0f) save_crop(o->save_crops, path, k, &crop);
+            emote_image_free(&crop);
+            if (s) return -1;
+        }
     }
     return n;
+}
+
+/* The mean of face k's FACE_FRAMINGS rows of probabilities, written over the first. */
+static float *average_framings(float *probs, int classes) {
+    for (int c = 0; c < classes; c++) {
+        double sum = 0;
+        for (int f = 0; f < FACE_FRAMINGS; f++) sum += probs[(size_t)f * classes + c];
+        probs[c] = (float)(sum / FACE_FRAMINGS);
+    }
+    return probs;
 }
 
 /* ---- records ------------------------------------------------------------------ */
@@ -137,7 +156,7 @@ static void prepare(engine *e, face_slot *s, const input_item *item, float *inpu
     s->ok = n >= 0;
     s->row = *rows;
     s->num_faces = n > 0 ? n : 0;
-    *rows += s->num_faces;
+    *rows += s->num_faces * FACE_FRAMINGS;
     emote_image_free(&image);
 }
 
@@ -148,7 +167,7 @@ static bool all_finite(const float *v, int n) {
 }
 
 /* Hands out one result per face (one "no face found" when none); true if the input failed. */
-static bool report(engine *e, face_slot *s, const float *probs, const char *batch_error, result_fn on_result,
+static bool report(engine *e, face_slot *s, float *probs, const char *batch_error, result_fn on_result,
                    void *user, bool *go_on) {
     int classes = emote_model_num_classes(e->model);
     bool no_face = s->path && s->ok && s->num_faces == 0, failed = false;
@@ -158,7 +177,7 @@ static bool report(engine *e, face_slot *s, const float *probs, const char *batc
         else if (!s->ok) r.error = s->error;
         else if (no_face) r.error = "no face found";
         else if (batch_error) r.error = batch_error;
-        else r.probs = probs + (size_t)(s->row + k) * classes;
+        else r.probs = average_framings(probs + (size_t)(s->row + k * FACE_FRAMINGS) * classes, classes);
         if (r.probs && !all_finite(r.probs, classes)) {
             format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
             r.probs = NULL;
@@ -185,7 +204,7 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
                           void *user) {
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
-    int capacity = o->batch + faces_limit(&o->faces), classes = emote_model_num_classes(e->model);
+    int capacity = o->batch + faces_limit(&o->faces) * FACE_FRAMINGS, classes = emote_model_num_classes(e->model);
     face_slot *slots = calloc_array((size_t)o->batch, sizeof *slots);
     float *inputs = alloc_array(emote_input_floats(e->model), (size_t)capacity * sizeof(float));
     float *probs = alloc_array((size_t)classes, (size_t)capacity * sizeof(float));

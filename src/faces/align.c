@@ -1,6 +1,7 @@
-/* Aligned face crops: rotate about the box centre so the eyes are level (landmarks 0-1 are
- * the right eye, 2-3 the left, on the image's left and right), then take a square of side
- * scale * max(w, h) around the centre, sampled bilinearly, edges clamped. */
+/* Aligned face crops: rotate about the box centre so the eyes are level to within
+ * EMOTE_FACE_LEVEL_DEGREES (landmarks 0-1 are the right eye, 2-3 the left, on the image's
+ * left and right), then take a square of side scale * max(w, h) around the centre, sampled
+ * bilinearly, edges clamped. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,7 +26,8 @@ emote_status emote_face_crop(const emote_image *image, const emote_face *face, f
                              emote_error *err) {
     if (size < 1 || size > 4096 || !(scale > 0.0f && scale <= 16.0f))
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "face crop of %d pixels at scale %g is out of range", size, (double)scale);
-    float angle = atan2f(face->landmarks[3] - face->landmarks[1], face->landmarks[2] - face->landmarks[0]);
+    float tilt = atan2f(face->landmarks[3] - face->landmarks[1], face->landmarks[2] - face->landmarks[0]);
+    float angle = copysignf(fmaxf(fabsf(tilt) - EMOTE_FACE_LEVEL_DEGREES * (float)M_PI / 180.0f, 0.0f), tilt);
     float cs = cosf(angle), sn = sinf(angle);
     float cx = face->x + face->w / 2, cy = face->y + face->h / 2;
     float side = scale * fmaxf(face->w, face->h);
