@@ -16,7 +16,7 @@ MODEL       ?= models/emote-fer2013.safetensors
 # and tests/cli_export_onnx.sh skips its check where they are missing (.ci/run installs
 # Debian's nodejs and npm when a machine has neither).
 DEB_BUILD   := build-essential libopenblas-dev libcjson-dev libjpeg62-turbo-dev
-DEB_TEST    := $(DEB_BUILD) parallel valgrind python3-numpy python3-pil python3-onnx util-linux pkg-config
+DEB_TEST    := $(DEB_BUILD) parallel valgrind python3-numpy python3-pil python3-onnx python3-yaml util-linux pkg-config
 DEB_TOOLS   := $(DEB_TEST) python3-torch g++
 DEB_SCALE   := $(DEB_TEST) slurm-wlm munge
 

@@ -2,7 +2,8 @@
 # At scale: the reading pipeline gives the records of the old loop (--readers 0); -o FILE
 # and --resume after kill -9 at random points and after a record torn at random bytes;
 # foreign files refused and left untouched; error records retried; 4 shards run by GNU
-# parallel give the single run's records and, through eval --predictions, its exact report.
+# parallel give the single run's records and, through eval --predictions, its exact report;
+# the README's Kubernetes Indexed Job manifest checked and its pod command run per index.
 source tests/testlib.sh
 M="-m $TEST_MODEL"
 
@@ -152,6 +153,54 @@ if command -v parallel >/dev/null; then
 else
     skip "4 shards by GNU parallel" "parallel is not installed (Debian package parallel)"
 fi
+# ---- the README's Kubernetes Indexed Job, each pod's command run as the pod would ------------
+# No cluster here: the manifest is read from the README, its fields checked, and its container
+# command run unchanged by sh for every JOB_COMPLETION_INDEX, with the volume's mountPath
+# pointing at a folder of ours (the one substitution) and emote first on PATH.
+K8S=$TMP/k8s
+mkdir -p "$K8S/bin" "$K8S/data/out"
+ln -s "$(cd "$(dirname "$EMOTE")" && pwd)/$(basename "$EMOTE")" "$K8S/bin/emote"
+find "$TREE" -type f -print0 >"$K8S/data/files.list0"
+if /usr/bin/python3 - "$ROOT/README.md" "$K8S/data" >"$K8S/job" 2>"$K8S/why" <<'PY'
+import re, sys, yaml
+text = open(sys.argv[1]).read()
+block = re.search(r"Kubernetes Indexed Job.*?```yaml\n(.*?)```", text, re.S).group(1)
+job = yaml.safe_load(block)
+spec = job["spec"]
+pod = spec["template"]["spec"]
+container, = pod["containers"]
+mount, = container["volumeMounts"]
+assert job["kind"] == "Job" and spec["completionMode"] == "Indexed", "not an Indexed Job"
+assert spec["completions"] == spec["parallelism"], "completions and parallelism differ"
+assert pod["restartPolicy"] == "OnFailure", "an evicted pod must restart (and resume)"
+assert container["command"][:2] == ["sh", "-c"], container["command"]
+assert f"/{spec['completions']}" in container["command"][2], "--shard K/N must use N = completions"
+command = container["command"][2].replace(mount["mountPath"], sys.argv[2])
+print(spec["completions"])
+print(command)
+PY
+then
+    pods=$(sed -n 1p "$K8S/job")
+    command=$(sed -n 2p "$K8S/job")
+    # pod 3 is evicted early (killed), then restarted: it resumes its part
+    (export PATH="$K8S/bin:$PATH" JOB_COMPLETION_INDEX=3; timeout -s KILL 0.05 sh -c "$command"; sh -c "$command") 2>/dev/null
+    for i in $(seq 0 $((pods - 1))); do
+        [ "$i" = 3 ] || (export PATH="$K8S/bin:$PATH" JOB_COMPLETION_INDEX=$i; sh -c "$command") 2>/dev/null
+    done
+    (PATH="$K8S/bin:$PATH" emote -0 -q -f jsonl - <"$K8S/data/files.list0" >"$K8S/single.jsonl") 2>/dev/null
+    expect "Kubernetes Indexed Job ($pods pods, one killed and restarted): the single run's records" \
+        bash -c "diff <(sort '$K8S'/data/out/part-*.jsonl) <(sort '$K8S/single.jsonl') >/dev/null"
+    expect "... each record once" test "$(cat "$K8S"/data/out/part-*.jsonl | wc -l)" = "$(wc -l <"$K8S/single.jsonl")"
+    expect "... one part per pod, named by JOB_COMPLETION_INDEX 0..$((pods - 1))" \
+        test -s "$K8S/data/out/part-0.jsonl" -a -s "$K8S/data/out/part-$((pods - 1)).jsonl" -a ! -e "$K8S/data/out/part-$pods.jsonl"
+else
+    if grep -q "No module named 'yaml'" "$K8S/why"; then
+        skip "Kubernetes manifest" "python3-yaml is not installed"
+    else
+        expect "the README's Kubernetes manifest: $(tail -1 "$K8S/why")" false
+    fi
+fi
+
 run $EMOTE eval $M --predictions "$TMP/nothing-*.jsonl"
 expect_status "eval --predictions with no matching file: exit 3" 3
 run $EMOTE eval $M --predictions "$TMP/text"
