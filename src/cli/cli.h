@@ -38,7 +38,7 @@ typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
     int batch;              /* -b */
     int threads;            /* -j, 0 = one per CPU */
-    int readers;            /* --readers, -1 = default (one per CPU, at least 4) */
+    int readers;            /* --readers, -1 = default (two per CPU, 8 to 64) */
     bool tta;               /* --tta: average with the mirrored image */
     bool quiet;             /* -q: no warnings on stderr (errors still go there) */
     bool nul_separated;     /* -0: paths on stdin end with NUL, not newline */

@@ -13,7 +13,7 @@ const char ENGINE_OPTIONS_HELP[] =
     "  -b, --batch N        images per forward pass (default 32)\n"
     "  -j, --threads N      worker threads (default 0 = one per CPU)\n"
     "      --readers N      threads reading and decoding ahead of the model (default:\n"
-    "                       one per CPU, at least 4; 0 = read between forward passes)\n"
+    "                       two per CPU, 8 to 64; 0 = read between forward passes)\n"
     "      --tta            average each image with its mirror image\n"
     "  -0, --null           paths read from stdin ('-') end with NUL, not newline\n"
     "      --stdin-image    stdin holds one image's bytes; its record has path '-'\n"
@@ -77,7 +77,7 @@ bool engine_option(engine_options *o, const option_parser *p, int code) {
 /* --readers by default: reading waits on the disk or network as much as on a core. */
 static int default_readers(void) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 4 ? (cpus < 64 ? (int)cpus : 64) : 4;
+    return cpus > 4 ? (cpus < 32 ? 2 * (int)cpus : 64) : 8;
 }
 
 void fit_engine_to_inputs(engine_options *o, char *const *paths, int count) {
