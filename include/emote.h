@@ -242,9 +242,9 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
                              emote_image *out, emote_error *err);
 #define EMOTE_FACE_LEVEL_DEGREES 15.0f
-/* The crop scale emote uses (README "Faces in photos"; the CLI averages the classifier over
- * 0.9, 1 and 1.1 times it); a build may override it with -DEMOTE_FACE_CROP_SCALE=... (how
- * it was measured). */
+/* The crop scale emote uses; the CLI averages the classifier over 0.9, 1 and 1.1 times it
+ * (README "Faces in photos", tools/framing_study.py). A build may override it with
+ * -DEMOTE_FACE_CROP_SCALE=... */
 #ifndef EMOTE_FACE_CROP_SCALE
 #define EMOTE_FACE_CROP_SCALE 1.0f
 #endif
