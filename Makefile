@@ -33,12 +33,13 @@ COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown
 
 # Built-in models, NAME=FILE, the default first: those whose file exists are embedded in the
 # binary (src/embed_models.sh); libemote.a's src/no_builtin_model.c has none.
-BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors yunet=models/yunet.safetensors
+BUILTIN_MODELS ?= fer2013=$(MODEL) ferplus=models/emote-ferplus.safetensors \
+  fer2013-faces=models/emote-fer2013-faces.safetensors yunet=models/yunet.safetensors
 BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(subst =, ,$(m)))),$(m)))
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces
 
 all: deps-build emote libemote.a
 
@@ -186,6 +187,15 @@ model: deps-tools
 	$(PYTHON) tools/train.py --epochs 50 --out runs/default
 	$(PYTHON) tools/train.py --init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2
 	$(PYTHON) tools/export.py --force runs/stage2/best.pt $(MODEL)
+	$(MAKE) all
+
+# The classifier --faces uses (-m fer2013-faces): the default model fine-tuned on FER2013
+# train as FER2013 crops and as the detector crops them (tools/face_crops_dataset.py).
+model-faces: deps-tools all
+	$(PYTHON) tools/face_crops_dataset.py
+	$(PYTHON) tools/train.py --data build/facecrops/mix --init-model $(MODEL) --epochs 5 --lr 0.01 \
+	  --warmup-epochs 0.5 --out runs/facecrops
+	$(PYTHON) tools/export.py --force runs/facecrops/best.pt models/emote-fer2013-faces.safetensors
 	$(MAKE) all
 
 # The FER+ model (-m ferplus): the default model's weights fine-tuned on the FER+ crowd votes

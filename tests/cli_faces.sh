@@ -67,6 +67,13 @@ expect_status "sort --faces --require-face: no face fails (exit 1)" 1
 expect_stderr "... names the image" "scene-empty.png: no face found"
 expect "... and leaves it where it is (no _noface/)" test ! -e "$TMP/strict/_noface" -a -f "$F/scene-empty.png"
 
+run $EMOTE --faces -f jsonl "$F/scene-crowd.png"
+cp "$TMP/out" "$TMP/default-classifier.jsonl"
+run $EMOTE --faces -m fer2013-faces -f jsonl "$F/scene-crowd.png"
+expect "--faces classifies with the built-in fer2013-faces" cmp -s "$TMP/out" "$TMP/default-classifier.jsonl"
+run $EMOTE --faces -m fer2013 -f jsonl "$F/scene-crowd.png"
+expect "... and -m still chooses (fer2013 gives other probabilities)" bash -c "! cmp -s '$TMP/out' '$TMP/default-classifier.jsonl'"
+
 run $EMOTE --faces --min-face-score 2 "$S"
 expect_status "--min-face-score out of range is a usage error" 2
 

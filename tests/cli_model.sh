@@ -57,5 +57,12 @@ else
     run $EMOTE eval -f json --min-accuracy 0.69 "$VAL"
     expect_status "FER2013 val: top-1 accuracy >= 0.69 (C engine, no TTA)" 0
     expect "FER2013 val: all 3,589 images evaluated" grep -q '"images":3589,"failed":0' "$TMP/out"
+    # --faces on the same faces upscaled 4x into a 384x384 canvas (tools/framing_study.py):
+    # detected, cropped, classified by fer2013-faces (README "Faces in photos")
+    /usr/bin/python3 -c "import sys; sys.path.insert(0, '$ROOT/tools'); import framing_study as f; f.pad_val('$VAL', '$TMP/padded')"
+    run $EMOTE eval --faces -q -f json --min-accuracy 0.68 "$TMP/padded"
+    expect_status "FER2013 val in photos: --faces top-1 >= 0.68 on the faces found" 0
+    expect "... a face found in at least 3,500 of the 3,589" /usr/bin/python3 -c "
+import json; r = json.load(open('$TMP/out')); assert r['images'] >= 3500, r['images']"
 fi
 finish
