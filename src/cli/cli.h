@@ -181,6 +181,9 @@ int top_label(const float *probs, int classes);
 typedef enum { FORMAT_AUTO, FORMAT_TABLE, FORMAT_TSV, FORMAT_CSV, FORMAT_JSONL, FORMAT_JSON } output_format;
 
 bool parse_format(const char *name, output_format *out);
+/* -f of the commands that print one report (eval, diff, info): text or json; false after
+ * printing the usage error. */
+bool parse_report_format(const option_parser *p, output_format *out);
 /* Writes s as a JSON string literal (with quotes), always valid UTF-8: control
  * characters escaped, each byte that is not part of a UTF-8 character as \ufffd. */
 void json_write_string(FILE *f, const char *s);

@@ -346,10 +346,7 @@ static int parse_options(int argc, char **argv, diff_options *o) {
             break;
         case 'h': fputs(usage, stdout); return EXIT_ALL_OK;
         case 'f':
-            if (!parse_format(p.value, &o->format) || (o->format != FORMAT_TABLE && o->format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: diff %s needs text or json\n", p.name);
-                return EXIT_USAGE;
-            }
+            if (!parse_report_format(&p, &o->format)) return EXIT_USAGE;
             break;
         case OPT_MAX_CHANGED: ok = parse_int_option(p.name, p.value, 0, INT_MAX, &o->max_changed); break;
         case OPT_TOLERANCE: ok = parse_double_option(p.name, p.value, 0, 1, &o->tolerance); break;

@@ -360,10 +360,7 @@ static int parse_arguments(int argc, char **argv, engine_options *o, eval_option
             break;
         case 'h': printf(usage, ENGINE_OPTIONS_HELP); return EXIT_ALL_OK;
         case 'f':
-            if (!parse_format(p.value, &eo->format) || (eo->format != FORMAT_TABLE && eo->format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: eval %s needs text or json\n", p.name);
-                return EXIT_USAGE;
-            }
+            if (!parse_report_format(&p, &eo->format)) return EXIT_USAGE;
             break;
         case OPT_MIN_ACCURACY:
             if (!parse_double_option(p.name, p.value, 0, 1, &eo->min_accuracy)) return EXIT_USAGE;

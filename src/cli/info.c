@@ -211,10 +211,7 @@ static int cmd_info(int argc, char **argv) {
         switch (code) {
         case 'h': fputs(usage, stdout); return EXIT_ALL_OK;
         case 'f':
-            if (!parse_format(p.value, &format) || (format != FORMAT_TABLE && format != FORMAT_JSON)) {
-                fprintf(stderr, "emote: info %s needs text or json\n", p.name);
-                return EXIT_USAGE;
-            }
+            if (!parse_report_format(&p, &format)) return EXIT_USAGE;
             break;
         case 'm':
         case OPTIONS_OPERAND:

@@ -20,6 +20,12 @@ bool parse_format(const char *name, output_format *out) {
     return false;
 }
 
+bool parse_report_format(const option_parser *p, output_format *out) {
+    if (parse_format(p->value, out) && (*out == FORMAT_TABLE || *out == FORMAT_JSON)) return true;
+    fprintf(stderr, "emote: %s %s needs text or json\n", p->cmd->name, p->name);
+    return false;
+}
+
 void json_write_string(FILE *f, const char *s) {
     fputc('"', f);
     const unsigned char *p = (const unsigned char *)s;
