@@ -74,6 +74,13 @@ expect "--faces classifies with the built-in fer2013-faces" cmp -s "$TMP/out" "$
 run $EMOTE --faces -m fer2013 -f jsonl "$F/scene-crowd.png"
 expect "... and -m still chooses (fer2013 gives other probabilities)" bash -c "! cmp -s '$TMP/out' '$TMP/default-classifier.jsonl'"
 
+run $EMOTE --faces -j 1 -b 1 -f jsonl "$F"/scene-*.png "$S"
+cp "$TMP/out" "$TMP/one-thread.jsonl"
+for args in "-j 2 -b 2" "-j 3 -b 64"; do
+    run $EMOTE --faces $args -f jsonl "$F"/scene-*.png "$S"
+    expect "--faces $args: the records of -j 1 -b 1, in input order" cmp -s "$TMP/out" "$TMP/one-thread.jsonl"
+done
+
 run $EMOTE --faces --min-face-score 2 "$S"
 expect_status "--min-face-score out of range is a usage error" 2
 

@@ -114,6 +114,8 @@ bool faces_open(faces_state *st, const engine_options *o);
 void faces_close(faces_state *st);
 /* The most faces of one image that are classified: --max-faces, or 1 for eval and sort. */
 int faces_limit(const faces_options *o);
+/* Threads that decode and detect with --faces (-j; 0: one per CPU). */
+int faces_threads(const engine_options *o);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
 /* Crops classified per face, their probabilities averaged (faces.c). */

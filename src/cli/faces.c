@@ -5,9 +5,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "stb_image_write.h"
+#include "thread_pool.h"
 #include "util.h"
 
 bool faces_open(faces_state *st, const engine_options *eo) {
@@ -137,26 +139,40 @@ typedef struct {
     emote_face *faces; /* malloc'd, largest first */
 } face_slot;
 
-/* Decodes at full size (boxes are in source pixels), detects, crops and preprocesses. */
-static void prepare(engine *e, face_slot *s, const input_item *item, float *inputs, int *rows) {
-    const engine_options *o = e->options;
-    *s = (face_slot){.path = str_dup(item->path)};
-    if (item->error) {
-        snprintf(s->error, sizeof s->error, "%s", item->error);
-        return;
-    }
+int faces_threads(const engine_options *o) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return o->threads > 0 ? o->threads : cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+}
+
+/* Inputs are prepared a group at a time, one per thread: decoding a photo and finding its
+ * faces is most of the work. Each writes its rows into its own part of `rows`. */
+typedef struct {
+    engine *e;
+    face_slot *slots;
+    float *rows; /* per slot: faces_limit() * FACE_FRAMINGS rows */
+} face_group;
+
+static size_t slot_floats(const engine *e) {
+    return (size_t)faces_limit(&e->options->faces) * FACE_FRAMINGS * emote_input_floats(e->model);
+}
+
+/* Task: decodes at full size (boxes are in source pixels), detects, crops and preprocesses. */
+static void prepare(void *arg, int task, int thread) {
+    (void)thread;
+    const face_group *g = arg;
+    face_slot *s = &g->slots[task];
+    if (!s->path || s->error[0]) return;
+    const engine_options *o = g->e->options;
     emote_image image = {0};
     emote_error err;
     const emote_decode_options decode = {.ignore_orientation = o->no_exif};
-    float *row = inputs + (size_t)*rows * emote_input_floats(e->model);
     int n = -1;
-    if (!emote_image_load_with(item->path, &decode, &image, &err))
-        n = faces_prepare(&e->faces, o, e->model, item->path, &image, row, &s->faces, &err);
+    if (!emote_image_load_with(s->path, &decode, &image, &err))
+        n = faces_prepare(&g->e->faces, o, g->e->model, s->path, &image, g->rows + task * slot_floats(g->e), &s->faces,
+                          &err);
     if (n < 0) snprintf(s->error, sizeof s->error, "%s", err.message);
     s->ok = n >= 0;
-    s->row = *rows;
     s->num_faces = n > 0 ? n : 0;
-    *rows += s->num_faces * FACE_FRAMINGS;
     emote_image_free(&image);
 }
 
@@ -198,17 +214,22 @@ static bool next_unskipped(input_source *src, skip_fn skip, void *skip_user, inp
     return true;
 }
 
-/* --faces runs on the calling thread (not yet through emote_pipeline_run, whose inputs
- * give one result each): batches of up to -b images' faces. */
+/* --faces has its own loop (emote_pipeline_run's inputs give one result each): inputs are
+ * decoded and searched -j at a time, each on a thread, then the faces of up to -b images
+ * are classified in one batch. */
 run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                           void *user) {
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
-    int capacity = o->batch + faces_limit(&o->faces) * FACE_FRAMINGS, classes = emote_model_num_classes(e->model);
-    face_slot *slots = calloc_array((size_t)o->batch, sizeof *slots);
-    float *inputs = alloc_array(emote_input_floats(e->model), (size_t)capacity * sizeof(float));
+    const int workers = faces_threads(o), per_slot = faces_limit(&o->faces) * FACE_FRAMINGS;
+    const int capacity = o->batch + workers * per_slot, classes = emote_model_num_classes(e->model);
+    const size_t row_floats = emote_input_floats(e->model);
+    face_slot *slots = calloc_array((size_t)o->batch + workers, sizeof *slots);
+    float *inputs = alloc_array(row_floats, (size_t)capacity * sizeof(float));
     float *probs = alloc_array((size_t)classes, (size_t)capacity * sizeof(float));
-    bool more = slots && inputs && probs, go_on = true;
+    float *group_rows = alloc_array(slot_floats(e), (size_t)workers * sizeof(float));
+    thread_pool *pool = workers > 1 ? pool_new(workers) : NULL;
+    bool more = slots && inputs && probs && group_rows && (workers == 1 || pool), go_on = true;
     if (!more) {
         fprintf(stderr, "emote: out of memory\n");
         counts.failed = 1;
@@ -216,8 +237,23 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
     while (more && go_on) {
         int used = 0, rows = 0;
         input_item item;
-        while (used < o->batch && rows < o->batch && (more = next_unskipped(src, skip, skip_user, &item)))
-            prepare(e, &slots[used++], &item, inputs, &rows);
+        while (used < o->batch && rows < o->batch && more) {
+            face_group g = {e, slots + used, group_rows};
+            int size = 0;
+            while (size < workers && (more = next_unskipped(src, skip, skip_user, &item))) {
+                g.slots[size] = (face_slot){.path = str_dup(item.path)};
+                if (item.error) snprintf(g.slots[size].error, sizeof g.slots[size].error, "%s", item.error);
+                size++;
+            }
+            pool_run(pool, prepare, &g, size);
+            for (int i = 0; i < size; i++, used++) { /* the rows in input order */
+                face_slot *s = &slots[used];
+                s->row = rows;
+                memcpy(inputs + (size_t)rows * row_floats, group_rows + i * slot_floats(e),
+                       (size_t)s->num_faces * FACE_FRAMINGS * row_floats * sizeof(float));
+                rows += s->num_faces * FACE_FRAMINGS;
+            }
+        }
         emote_error err;
         const char *batch_error = rows > 0 && emote_classify(e->session, inputs, rows, probs, &err) ? err.message : NULL;
         for (int i = 0; i < used; i++) {
@@ -225,6 +261,8 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
             if (report(e, &slots[i], probs, batch_error, on_result, user, &go_on)) counts.failed++;
         }
     }
+    pool_free(pool);
+    free(group_rows);
     free(slots);
     free(inputs);
     free(probs);
