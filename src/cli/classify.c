@@ -177,7 +177,7 @@ static bool write_record(void *user, const result *r) {
     render_record(w, r);
     if (r->error && !r->no_face) {
         progress_clear(&w->progress);
-        print_error(r->error);
+        print_input_error(r->path, r->error);
     }
     fflush(w->out);
     progress_tick(&w->progress);

@@ -116,6 +116,9 @@ void faces_close(faces_state *st);
 int faces_limit(const faces_options *o);
 /* Threads that decode and detect with --faces (-j; 0: one per CPU). */
 int faces_threads(const engine_options *o);
+/* Rows of one forward pass with --faces: a batch of images plus the faces of the group of
+ * images that ends it. */
+int faces_batch_capacity(const engine_options *o);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
 /* Crops classified per face, their probabilities averaged (faces.c). */
@@ -197,6 +200,9 @@ void json_write_path(FILE *f, const char *key, const char *path);
 void text_write_escaped(FILE *f, const char *s);
 /* "emote: MESSAGE" on stderr, escaped as text_write_escaped does. */
 void print_error(const char *message);
+/* "emote: PATH: MESSAGE" for an input that failed; the path once, as most messages (the
+ * decoders') already begin with it and some ("no face found") do not. */
+void print_input_error(const char *path, const char *message);
 /* Writes s as a CSV field, quoted when needed. */
 void csv_write_field(FILE *f, const char *s);
 

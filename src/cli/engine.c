@@ -114,8 +114,7 @@ bool engine_open(engine *e, const engine_options *o) {
         engine_close(e);
         return false;
     }
-    /* --faces: room for a batch of images plus the faces of the image that ends it */
-    int capacity = o->batch + (o->faces.on ? faces_threads(o) * faces_limit(&o->faces) * FACE_FRAMINGS : 0);
+    int capacity = o->faces.on ? faces_batch_capacity(o) : o->batch;
     e->session = emote_session_new(e->model, capacity, o->threads, &err);
     if (!e->session) {
         fprintf(stderr, "emote: %s\n", err.message);

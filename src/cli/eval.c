@@ -77,10 +77,8 @@ static int true_label_of(const eval_state *s, const char *path) {
 static bool record_result(void *user, const result *r) {
     eval_state *s = user;
     if (r->error) {
-        char message[EMOTE_ERROR_MAX];
         progress_clear(&s->progress);
-        if (r->no_face) format_message(message, sizeof message, "%s: %s", r->path, r->error); /* others name it */
-        print_error(r->no_face ? message : r->error);
+        print_input_error(r->path, r->error);
     } else {
         int truth = true_label_of(s, r->path);
         if (truth >= 0) confusion_add(&s->confusion, truth, top_label(r->probs, s->confusion.classes));

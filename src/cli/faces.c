@@ -144,6 +144,10 @@ int faces_threads(const engine_options *o) {
     return o->threads > 0 ? o->threads : cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
 }
 
+int faces_batch_capacity(const engine_options *o) {
+    return o->batch + faces_threads(o) * faces_limit(&o->faces) * FACE_FRAMINGS;
+}
+
 /* Inputs are prepared a group at a time, one per thread: decoding a photo and finding its
  * faces is most of the work. Each writes its rows into its own part of `rows`. */
 typedef struct {
@@ -221,8 +225,8 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
                           void *user) {
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
-    const int workers = faces_threads(o), per_slot = faces_limit(&o->faces) * FACE_FRAMINGS;
-    const int capacity = o->batch + workers * per_slot, classes = emote_model_num_classes(e->model);
+    const int workers = faces_threads(o), capacity = faces_batch_capacity(o);
+    const int classes = emote_model_num_classes(e->model);
     const size_t row_floats = emote_input_floats(e->model);
     face_slot *slots = calloc_array((size_t)o->batch + workers, sizeof *slots);
     float *inputs = alloc_array(row_floats, (size_t)capacity * sizeof(float));

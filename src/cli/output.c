@@ -79,6 +79,16 @@ void print_error(const char *message) {
     fputc('\n', stderr);
 }
 
+void print_input_error(const char *path, const char *message) {
+    fputs("emote: ", stderr);
+    if (strncmp(message, path, strlen(path)) != 0) {
+        text_write_escaped(stderr, path);
+        fputs(": ", stderr);
+    }
+    text_write_escaped(stderr, message);
+    fputc('\n', stderr);
+}
+
 void csv_write_field(FILE *f, const char *s) {
     if (!strpbrk(s, ",\"\n\r")) {
         fputs(s, f);

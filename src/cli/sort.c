@@ -698,8 +698,7 @@ static outcome file_image(sorter *s, const char *path, int k, char **dest_out) {
 
 static void record_failure(sorter *s, const char *path, const char *message) {
     progress_clear(&s->progress);
-    if (strncmp(message, path, strlen(path)) == 0) fprintf(stderr, "emote: %s\n", message);
-    else fprintf(stderr, "emote: %s: %s\n", path, message);
+    print_input_error(path, message);
     s->failed++;
     sort_record r = {path, NULL, NULL, "failed", message, 0};
     manifest_add(&s->manifest, &r);
