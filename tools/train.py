@@ -12,10 +12,13 @@ out, accuracy and selection on the majority label of the val split (FER+ PublicT
 
 The shipped model has two stages (`make model`): 50 epochs from scratch, then
 `--init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2`,
-a warm restart with a fresh optimizer and a shorter cosine cycle. Model selection uses the val split only. Every epoch writes `last.pt` (resumable
+a warm restart with a fresh optimizer and a shorter cosine cycle. Model selection uses a held-out tenth of train (--holdout-percent, by a hash of each image's
+pixels), so that the val figure is a test figure. Every epoch writes `last.pt` (resumable
 with --resume), `best.pt` (best val accuracy so far) and one JSON line to `log.jsonl`.
 """
 import argparse
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -65,6 +68,46 @@ def parse_args(argv=None):
                         "a second, low learning-rate stage")
     p.add_argument("--max-train-images", type=int, default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--time-iterations", type=int, default=0, help="time N training steps, print seconds/epoch, exit")
+    p.add_argument("--bf16", dest="bf16", action="store_true", default=None,
+                   help="bfloat16 autocast for forward and loss, fp32 master weights (default where the CPU has "
+                        "avx512_bf16 or amx_bf16, or on CUDA)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
+    p.add_argument("--holdout-percent", type=int, default=10,
+                   help="keep this share of train aside (by a hash of each image's pixels, stable) to pick the "
+                        "best epoch; val is then only reported, a test figure (0: select on val as before)")
+    p.add_argument("--cutmix", type=float, default=0.0,
+                   help="probability of CutMix per batch (Beta(1,1) box; loss mixed by area)")
+    return p.parse_args(argv)
+
+
+def cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def holdout_mask(images, percent):
+    """True for images kept aside: SHA-1 of the pixels, first 4 bytes mod 100 < percent (stable across runs)."""
+    if percent <= 0:
+        return np.zeros(len(images), dtype=bool)
+    return np.array([int.from_bytes(hashlib.sha1(im.tobytes()).digest()[:4], "big") % 100 < percent for im in images], dtype=bool)
+
+
+def cutmix(x, gen):
+    """Pastes a box of a shuffled copy of the batch into x; returns (x, permutation, kept area fraction)."""
+    n, _, h, w = x.shape
+    lam = float(torch.rand(1, generator=gen))
+    perm = torch.randperm(n, generator=gen)
+    bh, bw = int(round(h * math.sqrt(1 - lam))), int(round(w * math.sqrt(1 - lam)))
+    cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
+    y0, y1 = max(cy - bh // 2, 0), min(cy + bh // 2, h)
+    x0, x1 = max(cx - bw // 2, 0), min(cx + bw // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    return x, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)
     return p.parse_args(argv)
 
 
@@ -103,7 +146,7 @@ def to_input(pixels_u8):
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, device, num_classes, batch=512):
+def evaluate(model, images, labels, device, num_classes, batch=512, prefix="val"):
     model.eval()
     logits, logits_tta = [], []
     for i in range(0, len(images), batch):
@@ -115,8 +158,8 @@ def evaluate(model, images, labels, device, num_classes, batch=512):
     pred_tta = torch.cat(logits_tta).argmax(1).numpy()
     k = num_classes
     recall = [float((pred[labels == c] == c).mean()) for c in range(k)]
-    return {"val_acc": float((pred == labels).mean()), "val_acc_tta": float((pred_tta == labels).mean()),
-            "val_mean_class_acc": float(np.mean(recall)), "val_recall": recall}
+    return {f"{prefix}_acc": float((pred == labels).mean()), f"{prefix}_acc_tta": float((pred_tta == labels).mean()),
+            f"{prefix}_mean_class_acc": float(np.mean(recall)), f"{prefix}_recall": recall}
 
 
 def lr_at(step, total, warmup, peak):
@@ -146,7 +189,16 @@ def main(argv=None):
     if args.max_train_images:
         train_x, train_y = train_x[:args.max_train_images], train_y[:args.max_train_images]
         train_t = train_t[:args.max_train_images] if train_t is not None else None
-    print(f"train {len(train_x)} images, val {len(val_x)} images, device {device}", flush=True)
+    held = holdout_mask(train_x, args.holdout_percent)
+    hold_x, hold_y = train_x[held], train_y[held]
+    train_x, train_y = train_x[~held], train_y[~held]
+    train_t = train_t[~held] if train_t is not None else None
+    select_key = "holdout_acc" if held.any() else "val_acc"
+    if args.bf16 is None:
+        args.bf16 = device.type == "cuda" or cpu_has_bf16()
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
+    print(f"train {len(train_x)} images, held out {len(hold_x)} (selection on {select_key}), val {len(val_x)} "
+          f"images, device {device}, {'bf16 autocast' if args.bf16 else 'fp32'}", flush=True)
 
     config = dict(DEFAULT_CONFIG)
     if args.init_model:
@@ -182,7 +234,7 @@ def main(argv=None):
     total_steps = steps_per_epoch * args.epochs
     warmup = int(args.warmup_epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
-    start_epoch, best = 0, {"val_acc": -1.0}
+    start_epoch, best = 0, {select_key: -1.0}
     last_path, best_path = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt")
     if args.resume and os.path.exists(last_path):
         ck = torch.load(last_path, map_location=device)
@@ -203,11 +255,22 @@ def main(argv=None):
             idx = perm[it * args.batch_size:(it + 1) * args.batch_size]
             x = augment(to_input(train_x[idx]), gen).to(device).contiguous(memory_format=MEMORY_FORMAT)
             y = torch.from_numpy(train_y[idx]).long().to(device)
-            out = model(x)
+            mix = args.cutmix > 0 and float(torch.rand(1, generator=gen)) < args.cutmix
+            if mix:
+                x, mix_perm, mix_keep = cutmix(x, gen)
+            with autocast():
+                out = model(x)
+            out = out.float()
             if train_t is not None:  # PLD: cross-entropy against the vote distribution
-                loss = -(torch.from_numpy(train_t[idx]).to(device) * F.log_softmax(out, 1)).sum(1).mean()
+                target = torch.from_numpy(train_t[idx]).to(device)
+                if mix:
+                    target = mix_keep * target + (1 - mix_keep) * target[mix_perm]
+                loss = -(target * F.log_softmax(out, 1)).sum(1).mean()
             else:
                 loss = F.cross_entropy(out, y, weight=class_weight, label_smoothing=args.label_smoothing)
+                if mix:
+                    loss = mix_keep * loss + (1 - mix_keep) * F.cross_entropy(
+                        out, y[mix_perm], weight=class_weight, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -219,9 +282,11 @@ def main(argv=None):
                 print(f"{per_step:.3f} s/step, {per_step * steps_per_epoch:.0f} s/epoch", flush=True)
                 return
         metrics = evaluate(model, val_x, val_y, device, len(labels))
+        if len(hold_x):
+            metrics.update(evaluate(model, hold_x, hold_y, device, len(labels), prefix="holdout"))
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0, **metrics}
-        if metrics["val_acc"] > best["val_acc"]:
+        if metrics[select_key] > best[select_key]:
             best = dict(record)
             torch.save({"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record,
                         "args": vars(args)}, best_path)
@@ -231,8 +296,9 @@ def main(argv=None):
         with open(os.path.join(args.out, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
-                          if k != "val_recall"}), flush=True)
-    print(f"best val_acc {best['val_acc']:.4f} at epoch {best.get('epoch')}", flush=True)
+                          if not k.endswith("_recall")}), flush=True)
+    print(f"best {select_key} {best[select_key]:.4f} at epoch {best.get('epoch')} "
+          f"(val_acc {best.get('val_acc', float('nan')):.4f})", flush=True)
 
 
 if __name__ == "__main__":
