@@ -39,7 +39,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces model-ferplus-faces
 
 all: deps-build emote libemote.a
 
@@ -196,6 +196,15 @@ model-faces: deps-tools all
 	$(PYTHON) tools/train.py --data build/facecrops/mix --init-model $(MODEL) --epochs 5 --lr 0.01 \
 	  --warmup-epochs 0.5 --out runs/facecrops
 	$(PYTHON) tools/export.py --force runs/facecrops/best.pt models/emote-fer2013-faces.safetensors
+	$(MAKE) all
+
+# The FER+ classifier for --faces (-m ferplus-faces): the FER+ model fine-tuned on the FER+ votes
+# of FER2013 train as FER2013 cut it and as the detector crops it (the same crops as model-faces).
+model-ferplus-faces: deps-tools all
+	$(PYTHON) tools/face_crops_dataset.py
+	$(PYTHON) tools/train.py --labels ferplus --data build/facecrops/mix --init-model models/emote-ferplus.safetensors \
+	  --epochs 5 --lr 0.01 --warmup-epochs 0.5 --out runs/ferplus-faces
+	$(PYTHON) tools/export.py --force runs/ferplus-faces/best.pt models/emote-ferplus-faces.safetensors
 	$(MAKE) all
 
 # The FER+ model (-m ferplus): the default model's weights fine-tuned on the FER+ crowd votes

@@ -31,7 +31,20 @@ DATA = {
                "27,956 images with an emotion majority); model selection on FER+ PublicTest majority labels "
                "(3,505 of the 3,589 val images)",
 }
-METRIC_KEYS = ("val_acc", "val_acc_tta", "val_mean_class_acc")
+METRIC_KEYS = ("val_acc", "val_acc_tta", "val_mean_class_acc", "holdout_acc")
+
+
+def data_description(args):
+    """DATA for the checkpoint's labels, with where the epoch was picked (--holdout-percent)."""
+    text = DATA[args.get("labels", "fer2013")]
+    held = args.get("holdout_percent", 0)
+    if held:
+        text = text.split("; model selection on")[0] + (
+            f"; model selection on {held} % of train kept aside by pixel hash (train.py --holdout-percent), "
+            "val only measured")
+    if args.get("data") and "facecrops" in args["data"]:
+        text += "; train also as the detector crops it (tools/face_crops_dataset.py)"
+    return text
 
 
 def training_command(args):
@@ -95,7 +108,7 @@ def metadata_for(model, ck, extra_metrics):
         "graph": json.dumps(graph_of(model)),
         "config": json.dumps(c),
         "provenance": json.dumps({
-            "data": DATA[ck.get("args", {}).get("labels", "fer2013")],
+            "data": data_description(ck.get("args", {})),
             "training_command": " && ".join(training_commands(ck)),
             "commit": git_commit(),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

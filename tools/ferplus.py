@@ -60,25 +60,36 @@ def pld_target(votes):
     return (kept[:EMOTIONS] / kept[:EMOTIONS].sum()).astype(np.float32)
 
 
-def load_ferplus(split_folder, csv_path=DEFAULT_CSV):
-    """(images uint8 [N,48,48], targets float32 [N,8], majority int64 [N], paths) for one
-    FER2013 split folder (<label>/NNNNN.png, any label), in row order."""
+def row_of(name):
+    """The fer2013.csv row of a file name: NNNNN.png, or face-NNNNN.png (a detector crop of it)."""
+    return int(os.path.splitext(name)[0].rsplit("-", 1)[-1])
+
+
+def ferplus_files(split_folder, csv_path=DEFAULT_CSV):
+    """(targets float32 [N,8], paths) of the files of one split folder (<label>/NNNNN.png or
+    face-NNNNN.png, any label) that FER+ keeps, ordered by row, then path."""
     votes = read_votes(csv_path)
-    files = {}
+    files = []
     for label in sorted(os.listdir(split_folder)):
         d = os.path.join(split_folder, label)
-        for name in os.listdir(d):
-            files[int(os.path.splitext(name)[0])] = os.path.join(d, name)
-    xs, ts, paths = [], [], []
-    for row in sorted(files):
+        files += [(row_of(name), os.path.join(d, name)) for name in os.listdir(d)]
+    ts, paths = [], []
+    for row, path in sorted(files):
         target = pld_target(votes[row]) if row in votes else None
-        if target is None:
-            continue
-        with Image.open(files[row]) as im:
+        if target is not None:
+            ts.append(target)
+            paths.append(path)
+    return np.stack(ts), paths
+
+
+def load_ferplus(split_folder, csv_path=DEFAULT_CSV):
+    """(images uint8 [N,48,48], targets float32 [N,8], majority int64 [N], paths) for one
+    FER2013 split folder (see ferplus_files)."""
+    targets, paths = ferplus_files(split_folder, csv_path)
+    xs = []
+    for path in paths:
+        with Image.open(path) as im:
             if im.size != (48, 48) or im.mode != "L":
-                raise ValueError(f"{files[row]}: expected 48x48 grayscale, got {im.size} {im.mode}")
+                raise ValueError(f"{path}: expected 48x48 grayscale, got {im.size} {im.mode}")
             xs.append(np.asarray(im, dtype=np.uint8))
-        ts.append(target)
-        paths.append(files[row])
-    targets = np.stack(ts)
     return np.stack(xs), targets, targets.argmax(1).astype(np.int64), paths

@@ -5,13 +5,16 @@ label. Nothing is copied.
 
     /usr/bin/python3 tools/ferplus_folders.py ../shared/data/fer2013/val build/ferplus/val
     ./emote eval -m ferplus build/ferplus/val
+
+Any image size works: build/framing/padded (val padded into 384x384 canvases,
+tools/framing_study.py) gives FER+ test as the detector crops it, for `eval --faces`.
 """
 import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ferplus import DEFAULT_CSV, FERPLUS_LABELS, load_ferplus  # noqa: E402
+from ferplus import DEFAULT_CSV, FERPLUS_LABELS, ferplus_files  # noqa: E402
 
 
 def main(argv=None):
@@ -20,7 +23,8 @@ def main(argv=None):
     p.add_argument("out", help="folder to create (must not exist)")
     p.add_argument("--csv", default=DEFAULT_CSV, help="fer2013new.csv")
     args = p.parse_args(argv)
-    _, _, majority, paths = load_ferplus(args.split, args.csv)
+    targets, paths = ferplus_files(args.split, args.csv)
+    majority = targets.argmax(1)
     os.makedirs(args.out)
     for label in FERPLUS_LABELS:
         os.makedirs(os.path.join(args.out, label))
