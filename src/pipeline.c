@@ -220,6 +220,22 @@ static void pipeline_free(pipeline *p) {
     free(p->mirrored);
 }
 
+/* The contract of emote_pipeline_run (include/emote.h). */
+static emote_status check_arguments(const emote_model *model, const emote_session *session,
+                                    const emote_pipeline_options *o, emote_input_fn next, emote_result_fn on_result,
+                                    emote_error *err) {
+    if (!model || !session || !o || !next || !on_result)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: no %s (NULL)",
+                          !model ? "model" : !session ? "session" : !o ? "options" : !next ? "input function" : "result function");
+    if (emote_session_model(session) != model)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: the session was made for %s, not for %s",
+                          emote_model_name(emote_session_model(session)), emote_model_name(model));
+    if (o->batch > emote_session_max_batch(session))
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: batch %d is larger than the session's %d", o->batch,
+                          emote_session_max_batch(session));
+    return EMOTE_OK;
+}
+
 static emote_status pipeline_init(pipeline *p, const emote_pipeline_options *o, emote_error *err) {
     int depth = o->depth > 0 ? o->depth : DEFAULT_DEPTH;
     if (o->batch < 1 || o->readers < 0 || o->readers > MAX_READERS || depth > 1024 || o->batch > 65536)
@@ -257,7 +273,8 @@ emote_status emote_pipeline_run(const emote_model *model, emote_session *session
     emote_pipeline_counts local = {0, 0};
     if (!counts) counts = &local;
     *counts = local;
-    emote_status status = pipeline_init(&p, options, err);
+    emote_status status = check_arguments(model, session, options, next, on_result, err);
+    if (!status) status = pipeline_init(&p, options, err);
     if (status) return status;
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.queued, NULL);

@@ -109,6 +109,10 @@ static bool runs_in_slices(const graph_op *op) {
 }
 
 emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err) {
+    if (!model) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_session_new: no model (NULL)");
+        return NULL;
+    }
     if (max_batch < 1 || max_batch > 65536) {
         emote_fail(err, EMOTE_ERR_ARGUMENT, "batch size %d is outside 1..65536", max_batch);
         return NULL;
@@ -152,7 +156,11 @@ void emote_session_free(emote_session *s) {
     free(s);
 }
 
+const emote_model *emote_session_model(const emote_session *s) { return s ? s->model : NULL; }
+int emote_session_max_batch(const emote_session *s) { return s ? s->max_batch : 0; }
+
 void emote_session_set_trace(emote_session *s, emote_trace_fn fn, void *user) {
+    if (!s) return;
     s->trace = fn;
     s->trace_user = user;
 }
@@ -260,6 +268,9 @@ static void run_job_task(void *jobs, int task, int thread) {
 }
 
 emote_status emote_classify(emote_session *s, const float *inputs, int n, float *probs, emote_error *err) {
+    if (!s || !inputs || !probs)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_classify: no %s (NULL)",
+                          !s ? "session" : !inputs ? "inputs" : "probs");
     if (n < 1 || n > s->max_batch)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "batch of %d images is outside 1..%d", n, s->max_batch);
     size_t in_floats = emote_input_floats(s->model);

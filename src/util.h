@@ -17,6 +17,10 @@
 emote_status emote_fail(emote_error *err, emote_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An image argument of the public API: not NULL, pixels present, 1..4 channels, at least
+ * 1x1 and at most EMOTE_MAX_PIXELS. `who` names the function in the message. */
+emote_status check_image_argument(const emote_image *image, const char *who, emote_error *err);
+
 /* printf into buf[cap] with emote_fail's rule for long names. */
 void format_message(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void format_message_v(char *buf, size_t cap, const char *fmt, va_list ap);
