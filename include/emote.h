@@ -188,6 +188,10 @@ emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *i
  * depth * batch inputs, each one preprocessed tensor (emote_input_floats floats) plus its
  * path and a message buffer (EMOTE_ERROR_MAX bytes); each reader also holds one decoded
  * image at a time. Results are bitwise those of emote_classify on the same images. */
+/* Optional: non-zero when the next call of the input function would wait for its caller's
+ * producer (a slow writer on a pipe). */
+typedef int (*emote_input_waits_fn)(void *user);
+
 typedef struct {
     int batch;   /* images per forward pass, 1..the session's max_batch */
     int readers; /* reader threads; 0 = read on the calling thread between passes */
@@ -195,6 +199,9 @@ typedef struct {
     int tta;     /* non-zero: average each image with its mirror image */
     int dash_is_stdin_image; /* non-zero: the path "-" names one image's bytes on stdin */
     emote_decode_options decode;
+    /* Before asking for an input that would wait, the pipeline hands out every input it has
+     * read, in a smaller batch if need be, so that results stream. NULL: inputs never wait. */
+    emote_input_waits_fn input_would_wait;
 } emote_pipeline_options;
 
 typedef struct {

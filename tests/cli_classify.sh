@@ -48,6 +48,27 @@ printf '%s\n' "$TMP/faces/f2.png" "$TMP/faces/f1.png" | $EMOTE $M -f tsv --no-he
 expect "paths from stdin, in the order given" bash -c "cut -f1 '$TMP/out' | grep -c png | grep -qx 2 && head -1 '$TMP/out' | grep -q f2.png"
 printf '%s\0' "$TMP/faces/f3.png" "$TMP/faces/f1.png" | $EMOTE $M -0 -f tsv --no-header - >"$TMP/out" 2>"$TMP/err"
 expect "NUL-separated paths from stdin" bash -c "head -1 '$TMP/out' | grep -q f3.png && test \$(wc -l <'$TMP/out') = 2"
+# Streaming: each path written to stdin gets its record before the next path is written
+# (the pipeline used to wait for its queue to fill: three more paths with -b 1).
+# streams NAME OPTIONS...: feeds 3 paths one at a time through a coprocess.
+streams() {
+    local name=$1 got=0 line i
+    shift
+    coproc STREAM { exec timeout 60 $EMOTE $M -f tsv --no-header "$@" - 2>"$TMP/stream.err"; }
+    for i in 1 2 3; do
+        echo "$TMP/faces/f$i.png" >&"${STREAM[1]}"
+        IFS= read -r -t 10 line <&"${STREAM[0]}" || break
+        case "$line" in "$TMP/faces/f$i.png"*) got=$((got + 1)) ;; esac
+    done
+    exec {STREAM[1]}>&-
+    wait "$STREAM_PID" 2>/dev/null
+    expect "$name: each record arrives before the next path is written" test "$got" = 3
+}
+streams "stdin, default readers"
+streams "stdin, -b 1" -b 1
+streams "stdin, --readers 0" --readers 0
+streams "stdin, -b 4 --readers 2" -b 4 --readers 2
+streams "stdin, --faces" --faces
 run $EMOTE $M -f jsonl --stdin-image <"$TMP/faces/f1.png"
 expect "raw image bytes on stdin" bash -c "grep -q '\"path\":\"-\",\"label\"' '$TMP/out'"
 expect "stdin image gives the same answer as the file" bash -c "

@@ -182,3 +182,39 @@ TEST(contract_pipeline_checks_its_session) {
     emote_model_close(m);
     emote_model_close(d);
 }
+
+/* An input function that would wait gets asked for the next path only once every path
+ * before it has its result: results stream. */
+typedef struct {
+    list_input list;
+    int asked_with_results_missing;
+} slow_input;
+
+static int next_slow_path(void *user, const char **path, const char **error) {
+    slow_input *s = user;
+    if (s->list.next > s->list.results) s->asked_with_results_missing++;
+    return next_path(&s->list, path, error);
+}
+
+static int always_waits(void *user) {
+    (void)user;
+    return 1;
+}
+
+TEST(pipeline_streams_when_the_input_would_wait) {
+    emote_error err = {{0}};
+    emote_model *m = open_model(CLASSIFIER, failures);
+    emote_session *s = m ? emote_session_new(m, 4, 1, &err) : NULL;
+    static const char *const paths[] = {"models/samples/astronaut-collins-mirrored-48px.png", "no/such.png",
+                                        "models/samples/astronaut-collins.png", NULL};
+    for (int readers = 0; s && readers <= 2; readers += 2) {
+        slow_input in = {{paths, 0, 0, 0}, 0};
+        emote_pipeline_options o = {.batch = 4, .readers = readers, .input_would_wait = always_waits};
+        CHECKF(emote_pipeline_run(m, s, &o, next_slow_path, count_result, &in, NULL, &err) == EMOTE_OK, "%s",
+               err.message);
+        CHECKF(in.list.results == 3 && in.asked_with_results_missing == 0, "readers %d: %d results, asked %d times early",
+               readers, in.list.results, in.asked_with_results_missing);
+    }
+    emote_session_free(s);
+    emote_model_close(m);
+}

@@ -98,6 +98,8 @@ typedef struct {
 input_source *input_source_new(char **paths, int count, const engine_options *o);
 /* false at the end. Applies --shard. */
 bool input_source_next(input_source *src, input_item *item);
+/* True when input_source_next would now wait for a slow writer of paths on stdin. */
+bool input_source_would_wait(const input_source *src);
 void input_source_free(input_source *src);
 
 bool has_image_extension(const char *path);

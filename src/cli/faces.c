@@ -220,7 +220,7 @@ static bool next_unskipped(input_source *src, skip_fn skip, void *skip_user, inp
 
 /* --faces has its own loop (emote_pipeline_run's inputs give one result each): inputs are
  * decoded and searched -j at a time, each on a thread, then the faces of up to -b images
- * are classified in one batch. */
+ * are classified in one batch; fewer when paths on stdin are slow to come (streaming). */
 run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                           void *user) {
     const engine_options *o = e->options;
@@ -241,10 +241,11 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
     while (more && go_on) {
         int used = 0, rows = 0;
         input_item item;
-        while (used < o->batch && rows < o->batch && more) {
+        while (used < o->batch && rows < o->batch && more && (used == 0 || !input_source_would_wait(src))) {
             face_group g = {e, slots + used, group_rows};
             int size = 0;
-            while (size < workers && (more = next_unskipped(src, skip, skip_user, &item))) {
+            while (size < workers && (size == 0 || !input_source_would_wait(src)) &&
+                   (more = next_unskipped(src, skip, skip_user, &item))) {
                 g.slots[size] = (face_slot){.path = str_dup(item.path)};
                 if (item.error) snprintf(g.slots[size].error, sizeof g.slots[size].error, "%s", item.error);
                 size++;
