@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include "graph.h"
 #include "layers/layers.h"
 #include "thread_pool.h"
@@ -17,6 +19,9 @@ enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
 #define SLICE_IMAGES 2
 #define SLICE_MIN_FLOATS 32768
 #define MAX_THREADS 256
+/* OpenBLAS maps a work buffer of this size (its BUFFER_SIZE, 128 MiB in 0.3.21 on x86-64) for
+ * each thread in an sgemm at once, and when the mapping fails it retries forever. */
+#define BLAS_BUFFER_BYTES ((size_t)128 << 20)
 
 /* One worker's buffers, sized for its share of a batch. */
 typedef struct {
@@ -102,6 +107,16 @@ static bool session_alloc(emote_session *s, int threads) {
     return threads == 1 || (s->pool = pool_new(threads)) != NULL;
 }
 
+/* Whether `threads` OpenBLAS buffers still fit in the address space (ulimit -v): mapped (not
+ * touched) and unmapped again. Where they do not, sgemm would hang; a session is refused. */
+static bool blas_buffers_fit(int threads) {
+    size_t bytes = BLAS_BUFFER_BYTES * (size_t)threads;
+    void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe == MAP_FAILED) return false;
+    munmap(probe, bytes);
+    return true;
+}
+
 static bool runs_in_slices(const graph_op *op) {
     bool large = shape_size(op->in) >= SLICE_MIN_FLOATS || shape_size(op->out) >= SLICE_MIN_FLOATS;
     return large && (op->kind == OP_CONV2D || op->kind == OP_MAXPOOL || op->kind == OP_SQUEEZE_EXCITE ||
@@ -141,6 +156,13 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
     if (!session_alloc(s, threads)) {
         emote_session_free(s);
         emote_fail(err, EMOTE_ERR_MEMORY, "out of memory planning buffers for batches of %d images", max_batch);
+        return NULL;
+    }
+    if (!blas_buffers_fit(threads)) {
+        emote_session_free(s);
+        emote_fail(err, EMOTE_ERR_MEMORY,
+                   "out of memory: OpenBLAS needs %zu MiB of address space for each of %d threads (ulimit -v?); "
+                   "fewer threads (-j) need less", BLAS_BUFFER_BYTES >> 20, threads);
         return NULL;
     }
     while (s->slice_ops < model->num_ops && runs_in_slices(&model->ops[s->slice_ops])) s->slice_ops++;
