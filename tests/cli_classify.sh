@@ -80,7 +80,19 @@ else
         expect "ulimit -v 200000, $args: exit 0 or 3 (not a hang)" test "$STATUS" = 0 -o "$STATUS" = 3
         [ "$STATUS" = 3 ] && expect_stderr "ulimit -v 200000, $args: says out of memory" "out of memory"
     done
+    # --faces batches grow with the faces found: --max-faces 400 used to plan a session for
+    # -b + 400 x 3 crops per thread (thousands of images, gigabytes).
+    bash -c "ulimit -v 1000000; timeout 60 $EMOTE --faces --max-faces 400 -j 2 $FIXTURES/faces/scene-crowd.png" \
+        >"$TMP/out" 2>"$TMP/err"
+    STATUS=$?
+    expect_status "--faces --max-faces 400 under ulimit -v 1000000: exit 0" 0
 fi
+# The faces of one image may make more crops than -b: they are classified in passes of -b.
+run $EMOTE --faces -f tsv --no-header -b 32 "$FIXTURES/faces/scene-crowd.png"
+cp "$TMP/out" "$TMP/faces-b32"
+run $EMOTE --faces -f tsv --no-header -b 2 "$FIXTURES/faces/scene-crowd.png"
+expect "--faces -b 2 (12 crops in passes of 2): the records of -b 32, byte for byte" \
+    bash -c "test \$(wc -l <'$TMP/out') -ge 3 && cmp -s '$TMP/out' '$TMP/faces-b32'"
 
 run $EMOTE $M -f jsonl --stdin-image <"$TMP/faces/f1.png"
 expect "raw image bytes on stdin" bash -c "grep -q '\"path\":\"-\",\"label\"' '$TMP/out'"

@@ -114,8 +114,7 @@ bool engine_open(engine *e, const engine_options *o) {
         engine_close(e);
         return false;
     }
-    int capacity = o->faces.on ? faces_batch_capacity(o) : o->batch;
-    e->session = emote_session_new(e->model, capacity, o->threads, &err);
+    e->session = emote_session_new(e->model, o->batch, o->threads, &err);
     if (!e->session) {
         fprintf(stderr, "emote: %s\n", err.message);
         engine_close(e);
