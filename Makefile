@@ -215,8 +215,14 @@ model-ferplus: deps-tools
 	$(PYTHON) tools/export.py --force runs/ferplus/best.pt models/emote-ferplus.safetensors
 	$(MAKE) all
 
-fixtures: deps-tools
+fixtures: deps-tools $(BUILD)/jpeg_scans
 	$(PYTHON) tools/make_fixtures.py tests/fixtures
+	$(BUILD)/jpeg_scans models/samples/astronaut-collins.jpg tests/fixtures/jpeg/scan-per-component.jpg
+	$(BUILD)/jpeg_scans models/samples/astronaut-collins.jpg tests/fixtures/jpeg/no-luma-scan.jpg 0
+	$(BUILD)/jpeg_scans models/samples/astronaut-collins.jpg tests/fixtures/jpeg/no-chroma-scan.jpg 2
+$(BUILD)/jpeg_scans: tools/jpeg_scans.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< -ljpeg
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -3,6 +3,14 @@
  * Errors are values: functions that can fail return NULL or a non-zero
  * emote_status and fill an emote_error whose message names the file and reason.
  *
+ * Contract: every entry point checks its arguments and answers a bad one with
+ * EMOTE_ERR_ARGUMENT (or NULL) and a reason, never a crash. A pointer may be NULL only
+ * where its comment says so; `err` may always be NULL (no message then). The accessors
+ * (emote_model_*, emote_session_*) answer NULL or 0 for a NULL model or session. Images
+ * given to the library (emote_image) must have pixels, 1..4 channels and 1 to
+ * EMOTE_MAX_PIXELS pixels. Sizes that a buffer must have (inputs, probs, outputs) cannot be
+ * checked: they are stated with each function and are the caller's part.
+ *
  * Typical use:
  *   emote_error err;
  *   emote_model *m = emote_model_open("model.safetensors", &err);
@@ -49,7 +57,8 @@ typedef struct {
 
 /* Opens and fully validates a safetensors model file. NULL + err on failure. */
 emote_model *emote_model_open(const char *path, emote_error *err);
-/* Same from memory (copied); `name` is used in messages. */
+/* Same from memory (copied): data must not be NULL; `name` is used in messages (NULL:
+ * "<memory>"). */
 emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err);
 /* The default model compiled into the binary, or NULL if this build has none. */
 emote_model *emote_model_open_builtin(emote_error *err);
@@ -79,15 +88,18 @@ const char *emote_model_op_kind(const emote_model *model, int op);
 
 typedef struct emote_session emote_session;
 
-/* Plans every buffer for batches of up to max_batch images, run by `threads` worker
- * threads (each takes a share of the images; 0 = one per online CPU). Results are
+/* Plans every buffer for batches of up to max_batch (1..65536) images of `model` (a
+ * classifier, not NULL; it must outlive the session, which is bound to it), run by `threads`
+ * (0..256) worker threads (each takes a share of the images; 0 = one per online CPU). Results are
  * bitwise identical whatever the batch size, position in the batch or thread count.
  * Sets OpenBLAS to one thread per call, process-wide: the workers are the parallelism. */
 emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err);
-void emote_session_free(emote_session *session);
+void emote_session_free(emote_session *session);   /* NULL: nothing */
+const emote_model *emote_session_model(const emote_session *session); /* the model it runs */
+int emote_session_max_batch(const emote_session *session);
 
-/* inputs: n preprocessed images, each channels*height*width floats (CHW).
- * probs: n * num_classes floats, softmax probabilities in label order. */
+/* inputs: n (1..max_batch) preprocessed images, each channels*height*width floats (CHW).
+ * probs: n * num_classes floats, softmax probabilities in label order. None may be NULL. */
 emote_status emote_classify(emote_session *session, const float *inputs, int n, float *probs,
                             emote_error *err);
 
@@ -112,11 +124,12 @@ typedef struct {
     float *data;                   /* CHW, owned: emote_tensors_free */
 } emote_tensor;
 
-/* input: channels x height x width floats, already normalised (CHW). Fills
- * outputs[emote_model_num_outputs(model)]. Thread-safe: the model is only read. */
+/* model: a multi-output model; input: channels x height x width floats, already normalised
+ * (CHW); height and width as emote_model_size_multiple says. Fills
+ * outputs[emote_model_num_outputs(model)]. None may be NULL. Thread-safe: the model is only read. */
 emote_status emote_model_run(const emote_model *model, const float *input, int height, int width,
                              emote_tensor *outputs, emote_error *err);
-void emote_tensors_free(emote_tensor *tensors, int n);
+void emote_tensors_free(emote_tensor *tensors, int n); /* NULL: nothing */
 
 /* ---- images ------------------------------------------------------------ */
 
@@ -175,6 +188,10 @@ emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *i
  * depth * batch inputs, each one preprocessed tensor (emote_input_floats floats) plus its
  * path and a message buffer (EMOTE_ERROR_MAX bytes); each reader also holds one decoded
  * image at a time. Results are bitwise those of emote_classify on the same images. */
+/* Optional: non-zero when the next call of the input function would wait for its caller's
+ * producer (a slow writer on a pipe). */
+typedef int (*emote_input_waits_fn)(void *user);
+
 typedef struct {
     int batch;   /* images per forward pass, 1..the session's max_batch */
     int readers; /* reader threads; 0 = read on the calling thread between passes */
@@ -182,6 +199,9 @@ typedef struct {
     int tta;     /* non-zero: average each image with its mirror image */
     int dash_is_stdin_image; /* non-zero: the path "-" names one image's bytes on stdin */
     emote_decode_options decode;
+    /* Before asking for an input that would wait, the pipeline hands out every input it has
+     * read, in a smaller batch if need be, so that results stream. NULL: inputs never wait. */
+    emote_input_waits_fn input_would_wait;
 } emote_pipeline_options;
 
 typedef struct {
@@ -202,9 +222,10 @@ typedef struct {
     long done, failed; /* results handed out, and how many of them carry an error */
 } emote_pipeline_counts;
 
-/* Runs every input through model and session (planned for at least options->batch).
- * Fails only when nothing can start (bad options, out of memory, no threads); per-input
- * failures are results. */
+/* Runs every input through model and session: the session must be one made for this model
+ * (emote_session_new(model, ...)) with max_batch >= options->batch; model, session, options,
+ * next and on_result must not be NULL; user and counts may be. Fails only when nothing can
+ * start (bad arguments, out of memory, no threads); per-input failures are results. */
 emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
                                 const emote_pipeline_options *options, emote_input_fn next,
                                 emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
@@ -234,28 +255,30 @@ typedef struct {
 /* Finds faces with a detector model (the built-in "yunet"): gray, gray+alpha, RGB and RGBA
  * images of any size. *faces (malloc'd, free()) holds *count faces, largest first. A box is
  * the detector's: it may reach past the image's edges (a face cut by the edge keeps its
- * centre and size, which emote_face_crop needs); emote_face_clip bounds it for display. */
+ * centre and size, which emote_face_crop needs); emote_face_clip bounds it for display.
+ * options may be NULL (EMOTE_DETECT_DEFAULTS); detector, image, faces and count may not. */
 emote_status emote_detect_faces(const emote_model *detector, const emote_image *image,
                                 const emote_detect_options *options, emote_face **faces, int *count,
                                 emote_error *err);
 
 /* Keeps the `keep` most confident of count faces (a larger box breaks a tie in score), in
- * place, ordered largest first; returns how many are kept. */
+ * place, ordered largest first; returns how many are kept (0 when faces is NULL). */
 int emote_keep_best_faces(emote_face *faces, int count, int keep);
 
 /* The face that stands for a whole image (eval --faces, sort --faces): the largest of the
  * faces scoring within EMOTE_MAIN_FACE_MARGIN of the best one, so that a large box the
- * detector is unsure of (a wall, a hand) cannot outrank a clear face. -1 when count < 1. */
+ * detector is unsure of (a wall, a hand) cannot outrank a clear face. -1 when count < 1
+ * or faces is NULL. */
 int emote_main_face(const emote_face *faces, int count);
 #define EMOTE_MAIN_FACE_MARGIN 0.2f
 
-/* The box limited to a width x height image (landmarks are left as they are). */
+/* The box limited to a width x height image (landmarks are left as they are); NULL: nothing. */
 void emote_face_clip(emote_face *face, int width, int height);
 
-/* The face as a size x size crop of side scale * the box's longer side around the box
- * centre, rotated so that the eyes are level to within EMOTE_FACE_LEVEL_DEGREES: a face
+/* The face as a size x size (1..4096) crop of side scale (0..16] * the box's longer side
+ * around the box centre, rotated so that the eyes are level to within EMOTE_FACE_LEVEL_DEGREES: a face
  * tilted by less is left as it is, as the classifiers were trained on such faces (same
- * channels as image; out->pixels owned). */
+ * channels as image; out->pixels owned). image, face and out must not be NULL. */
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
                              emote_image *out, emote_error *err);
 #define EMOTE_FACE_LEVEL_DEGREES 15.0f

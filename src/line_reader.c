@@ -1,6 +1,7 @@
 #include "line_reader.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,14 @@ void line_reader_free(line_reader *r) {
     free(r->line);
     r->line = NULL;
     r->capacity = r->length = 0;
+}
+
+bool line_reader_would_wait(const line_reader *r) {
+#ifdef __GLIBC__ /* bytes stdio has read ahead (what gnulib's freadahead looks at) */
+    if (r->stream->_IO_read_ptr < r->stream->_IO_read_end) return false;
+#endif
+    struct pollfd p = {.fd = fileno(r->stream), .events = POLLIN};
+    return poll(&p, 1, 0) == 0;
 }
 
 /* Room for one more byte and the terminating NUL; false when out of memory. */

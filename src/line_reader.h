@@ -4,6 +4,7 @@
 #ifndef EMOTE_LINE_READER_H
 #define EMOTE_LINE_READER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -28,5 +29,8 @@ typedef struct {
 void line_reader_init(line_reader *r, FILE *stream, int delimiter, size_t max_length);
 line_status line_reader_next(line_reader *r);
 void line_reader_free(line_reader *r);
+/* True when line_reader_next would now wait for its stream: nothing buffered and nothing
+ * to read on its descriptor yet (a slow writer on a pipe or terminal; never a file). */
+bool line_reader_would_wait(const line_reader *r);
 
 #endif

@@ -807,10 +807,19 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
 }
 
 emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
+    if (!name) name = "<memory>";
+    if (!data) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: no model data (NULL)", name);
+        return NULL;
+    }
     return open_model(data, size, name, false, false, err);
 }
 
 emote_model *emote_model_open(const char *path, emote_error *err) {
+    if (!path) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_model_open: no path (NULL)");
+        return NULL;
+    }
     unsigned char *data;
     size_t size;
     if (read_file_all(path, MODEL_MAX_FILE_BYTES, &data, &size, err)) return NULL;
@@ -873,24 +882,25 @@ void emote_model_close(emote_model *m) {
     free(m);
 }
 
-const char *emote_model_name(const emote_model *m) { return m->name; }
-int emote_model_num_classes(const emote_model *m) { return m->num_classes; }
+/* The accessors answer NULL or 0 for a NULL model. */
+const char *emote_model_name(const emote_model *m) { return m ? m->name : NULL; }
+int emote_model_num_classes(const emote_model *m) { return m ? m->num_classes : 0; }
 const char *emote_model_label(const emote_model *m, int i) {
-    return i >= 0 && i < m->num_classes ? m->labels[i] : NULL;
+    return m && i >= 0 && i < m->num_classes ? m->labels[i] : NULL;
 }
-const emote_input_spec *emote_model_input(const emote_model *m) { return &m->input; }
+const emote_input_spec *emote_model_input(const emote_model *m) { return m ? &m->input : NULL; }
 size_t emote_input_floats(const emote_model *m) {
-    return (size_t)m->input.channels * (size_t)m->input.height * (size_t)m->input.width;
+    return m ? (size_t)m->input.channels * (size_t)m->input.height * (size_t)m->input.width : 0;
 }
-uint64_t emote_model_param_count(const emote_model *m) { return m->params; }
-uint64_t emote_model_macs(const emote_model *m) { return m->macs; }
-int emote_model_num_ops(const emote_model *m) { return m->num_ops; }
+uint64_t emote_model_param_count(const emote_model *m) { return m ? m->params : 0; }
+uint64_t emote_model_macs(const emote_model *m) { return m ? m->macs : 0; }
+int emote_model_num_ops(const emote_model *m) { return m ? m->num_ops : 0; }
 const char *emote_model_op_kind(const emote_model *m, int op) {
-    return op >= 0 && op < m->num_ops ? m->ops[op].description : NULL;
+    return m && op >= 0 && op < m->num_ops ? m->ops[op].description : NULL;
 }
 
 const char *emote_model_metadata(const emote_model *m, const char *key) {
-    for (int i = 0; i < m->num_metadata; i++)
+    for (int i = 0; m && key && i < m->num_metadata; i++)
         if (strcmp(m->metadata_keys[i], key) == 0) return m->metadata_values[i];
     return NULL;
 }

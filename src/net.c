@@ -124,6 +124,9 @@ emote_status net_run(const emote_model *m, const float *input, int height, int w
 
 emote_status emote_model_run(const emote_model *m, const float *input, int height, int width, emote_tensor *outputs,
                              emote_error *err) {
+    if (!m || !input || !outputs)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_model_run: no %s (NULL)",
+                          !m ? "model" : !input ? "input" : "outputs");
     return net_run(m, input, height, width, outputs, NULL, NULL, err);
 }
 
@@ -134,8 +137,8 @@ void emote_tensors_free(emote_tensor *tensors, int n) {
     }
 }
 
-int emote_model_num_outputs(const emote_model *m) { return m->num_outputs; }
+int emote_model_num_outputs(const emote_model *m) { return m ? m->num_outputs : 0; }
 const char *emote_model_output_name(const emote_model *m, int i) {
-    return i >= 0 && i < m->num_outputs ? m->output_names[i] : NULL;
+    return m && i >= 0 && i < m->num_outputs ? m->output_names[i] : NULL;
 }
-int emote_model_size_multiple(const emote_model *m) { return m->size_multiple; }
+int emote_model_size_multiple(const emote_model *m) { return m ? m->size_multiple : 0; }

@@ -1,6 +1,8 @@
 /* The reading pipeline: inputs flow through a ring of slots, numbered in input order.
  *
- *   caller's thread: takes paths from the input function into free slots (QUEUED),
+ *   caller's thread: takes paths from the input function into free slots (QUEUED) while
+ *                    there is room (and, when the input function would wait, not before
+ *                    the inputs already taken are handed out: results stream),
  *                    waits until the oldest `batch` slots are READY, copies their tensors
  *                    into one batch, runs the forward pass, hands out the results in order
  *                    and frees the slots;
@@ -97,27 +99,33 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-/* Fills free slots from the input function; false once it has no more inputs. */
-static bool fill_slots(pipeline *p, emote_input_fn next, void *user) {
-    while (p->tail - p->head < p->capacity) {
-        const char *path = NULL, *error = NULL;
-        if (!next(user, &path, &error)) return false;
-        slot *s = slot_at(p, p->tail);
-        s->ok = false;
-        s->width = s->height = 0;
-        s->error[0] = '\0';
-        s->path = str_dup(path ? path : "?");
-        s->state = SLOT_QUEUED;
-        if (!s->path || error) {
-            snprintf(s->error, sizeof s->error, "%s", s->path ? error : "out of memory");
-            s->state = SLOT_READY;
-        }
-        pthread_mutex_lock(&p->lock);
-        p->tail++;
-        pthread_cond_signal(&p->queued);
-        pthread_mutex_unlock(&p->lock);
+/* Queues the next input into slot `tail`; false once the input function has no more. */
+static bool take_input(pipeline *p, emote_input_fn next, void *user) {
+    const char *path = NULL, *error = NULL;
+    if (!next(user, &path, &error)) return false;
+    slot *s = slot_at(p, p->tail);
+    s->ok = false;
+    s->width = s->height = 0;
+    s->error[0] = '\0';
+    s->path = str_dup(path ? path : "?");
+    s->state = SLOT_QUEUED;
+    if (!s->path || error) {
+        snprintf(s->error, sizeof s->error, "%s", s->path ? error : "out of memory");
+        s->state = SLOT_READY;
     }
+    pthread_mutex_lock(&p->lock);
+    p->tail++;
+    pthread_cond_signal(&p->queued);
+    pthread_mutex_unlock(&p->lock);
     return true;
+}
+
+/* Whether to take another input before running a batch: while there is room, unless the
+ * input function would wait while inputs already taken could be handed out (streaming). */
+static bool should_take_input(const pipeline *p, void *user) {
+    long in_flight = p->tail - p->head;
+    if (in_flight >= p->capacity) return false;
+    return in_flight == 0 || !p->options->input_would_wait || !p->options->input_would_wait(user);
 }
 
 /* Waits until slots [head, head + n) are READY; without readers, reads them here. */
@@ -220,6 +228,22 @@ static void pipeline_free(pipeline *p) {
     free(p->mirrored);
 }
 
+/* The contract of emote_pipeline_run (include/emote.h). */
+static emote_status check_arguments(const emote_model *model, const emote_session *session,
+                                    const emote_pipeline_options *o, emote_input_fn next, emote_result_fn on_result,
+                                    emote_error *err) {
+    if (!model || !session || !o || !next || !on_result)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: no %s (NULL)",
+                          !model ? "model" : !session ? "session" : !o ? "options" : !next ? "input function" : "result function");
+    if (emote_session_model(session) != model)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: the session was made for %s, not for %s",
+                          emote_model_name(emote_session_model(session)), emote_model_name(model));
+    if (o->batch > emote_session_max_batch(session))
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "pipeline: batch %d is larger than the session's %d", o->batch,
+                          emote_session_max_batch(session));
+    return EMOTE_OK;
+}
+
 static emote_status pipeline_init(pipeline *p, const emote_pipeline_options *o, emote_error *err) {
     int depth = o->depth > 0 ? o->depth : DEFAULT_DEPTH;
     if (o->batch < 1 || o->readers < 0 || o->readers > MAX_READERS || depth > 1024 || o->batch > 65536)
@@ -257,7 +281,8 @@ emote_status emote_pipeline_run(const emote_model *model, emote_session *session
     emote_pipeline_counts local = {0, 0};
     if (!counts) counts = &local;
     *counts = local;
-    emote_status status = pipeline_init(&p, options, err);
+    emote_status status = check_arguments(model, session, options, next, on_result, err);
+    if (!status) status = pipeline_init(&p, options, err);
     if (status) return status;
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.queued, NULL);
@@ -270,7 +295,10 @@ emote_status emote_pipeline_run(const emote_model *model, emote_session *session
     } else {
         bool more = true, go_on = true;
         while (go_on) {
-            if (more) more = fill_slots(&p, next, user);
+            if (more && should_take_input(&p, user)) {
+                more = take_input(&p, next, user);
+                continue;
+            }
             int n = (int)(p.tail - p.head < options->batch ? p.tail - p.head : options->batch);
             if (n == 0) break;
             wait_ready(&p, n);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include "graph.h"
 #include "layers/layers.h"
 #include "thread_pool.h"
@@ -17,6 +19,9 @@ enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
 #define SLICE_IMAGES 2
 #define SLICE_MIN_FLOATS 32768
 #define MAX_THREADS 256
+/* OpenBLAS maps a work buffer of this size (its BUFFER_SIZE, 128 MiB in 0.3.21 on x86-64) for
+ * each thread in an sgemm at once, and when the mapping fails it retries forever. */
+#define BLAS_BUFFER_BYTES ((size_t)128 << 20)
 
 /* One worker's buffers, sized for its share of a batch. */
 typedef struct {
@@ -102,6 +107,16 @@ static bool session_alloc(emote_session *s, int threads) {
     return threads == 1 || (s->pool = pool_new(threads)) != NULL;
 }
 
+/* Whether `threads` OpenBLAS buffers still fit in the address space (ulimit -v): mapped (not
+ * touched) and unmapped again. Where they do not, sgemm would hang; a session is refused. */
+static bool blas_buffers_fit(int threads) {
+    size_t bytes = BLAS_BUFFER_BYTES * (size_t)threads;
+    void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe == MAP_FAILED) return false;
+    munmap(probe, bytes);
+    return true;
+}
+
 static bool runs_in_slices(const graph_op *op) {
     bool large = shape_size(op->in) >= SLICE_MIN_FLOATS || shape_size(op->out) >= SLICE_MIN_FLOATS;
     return large && (op->kind == OP_CONV2D || op->kind == OP_MAXPOOL || op->kind == OP_SQUEEZE_EXCITE ||
@@ -109,6 +124,10 @@ static bool runs_in_slices(const graph_op *op) {
 }
 
 emote_session *emote_session_new(const emote_model *model, int max_batch, int threads, emote_error *err) {
+    if (!model) {
+        emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_session_new: no model (NULL)");
+        return NULL;
+    }
     if (max_batch < 1 || max_batch > 65536) {
         emote_fail(err, EMOTE_ERR_ARGUMENT, "batch size %d is outside 1..65536", max_batch);
         return NULL;
@@ -139,6 +158,13 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_MEMORY, "out of memory planning buffers for batches of %d images", max_batch);
         return NULL;
     }
+    if (!blas_buffers_fit(threads)) {
+        emote_session_free(s);
+        emote_fail(err, EMOTE_ERR_MEMORY,
+                   "out of memory: OpenBLAS needs %zu MiB of address space for each of %d threads (ulimit -v?); "
+                   "fewer threads (-j) need less", BLAS_BUFFER_BYTES >> 20, threads);
+        return NULL;
+    }
     while (s->slice_ops < model->num_ops && runs_in_slices(&model->ops[s->slice_ops])) s->slice_ops++;
     openblas_set_num_threads(1);
     return s;
@@ -152,7 +178,11 @@ void emote_session_free(emote_session *s) {
     free(s);
 }
 
+const emote_model *emote_session_model(const emote_session *s) { return s ? s->model : NULL; }
+int emote_session_max_batch(const emote_session *s) { return s ? s->max_batch : 0; }
+
 void emote_session_set_trace(emote_session *s, emote_trace_fn fn, void *user) {
+    if (!s) return;
     s->trace = fn;
     s->trace_user = user;
 }
@@ -260,6 +290,9 @@ static void run_job_task(void *jobs, int task, int thread) {
 }
 
 emote_status emote_classify(emote_session *s, const float *inputs, int n, float *probs, emote_error *err) {
+    if (!s || !inputs || !probs)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_classify: no %s (NULL)",
+                          !s ? "session" : !inputs ? "inputs" : "probs");
     if (n < 1 || n > s->max_batch)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "batch of %d images is outside 1..%d", n, s->max_batch);
     size_t in_floats = emote_input_floats(s->model);

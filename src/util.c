@@ -76,6 +76,11 @@ void *alloc_array(size_t count, size_t size) {
     return malloc(bytes ? bytes : 1);
 }
 
+void *realloc_array(void *items, size_t count, size_t size) {
+    size_t bytes;
+    return size_mul(count, size, &bytes) && bytes > 0 ? realloc(items, bytes) : NULL;
+}
+
 void *calloc_array(size_t count, size_t size) {
     size_t bytes;
     if (!size_mul(count, size, &bytes)) return NULL;

@@ -17,6 +17,10 @@
 emote_status emote_fail(emote_error *err, emote_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An image argument of the public API: not NULL, pixels present, 1..4 channels, at least
+ * 1x1 and at most EMOTE_MAX_PIXELS. `who` names the function in the message. */
+emote_status check_image_argument(const emote_image *image, const char *who, emote_error *err);
+
 /* printf into buf[cap] with emote_fail's rule for long names. */
 void format_message(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void format_message_v(char *buf, size_t cap, const char *fmt, va_list ap);
@@ -30,6 +34,8 @@ bool size_mul3(size_t a, size_t b, size_t c, size_t *out);
 /* malloc/calloc of count * size bytes with the product overflow-checked; NULL on failure. */
 void *alloc_array(size_t count, size_t size);
 void *calloc_array(size_t count, size_t size);
+/* realloc to count * size bytes, the product overflow-checked; NULL on failure (items kept). */
+void *realloc_array(void *items, size_t count, size_t size);
 
 /* Opens path for reading only if it is a regular file: never blocks (O_NONBLOCK while
  * opening), refuses directories, FIFOs, sockets and devices ("not a regular file").

@@ -48,6 +48,52 @@ printf '%s\n' "$TMP/faces/f2.png" "$TMP/faces/f1.png" | $EMOTE $M -f tsv --no-he
 expect "paths from stdin, in the order given" bash -c "cut -f1 '$TMP/out' | grep -c png | grep -qx 2 && head -1 '$TMP/out' | grep -q f2.png"
 printf '%s\0' "$TMP/faces/f3.png" "$TMP/faces/f1.png" | $EMOTE $M -0 -f tsv --no-header - >"$TMP/out" 2>"$TMP/err"
 expect "NUL-separated paths from stdin" bash -c "head -1 '$TMP/out' | grep -q f3.png && test \$(wc -l <'$TMP/out') = 2"
+# Streaming: each path written to stdin gets its record before the next path is written
+# (the pipeline used to wait for its queue to fill: three more paths with -b 1).
+# streams NAME OPTIONS...: feeds 3 paths one at a time through a coprocess.
+streams() {
+    local name=$1 got=0 line i
+    shift
+    coproc STREAM { exec timeout 60 $EMOTE $M -f tsv --no-header "$@" - 2>"$TMP/stream.err"; }
+    for i in 1 2 3; do
+        echo "$TMP/faces/f$i.png" >&"${STREAM[1]}"
+        IFS= read -r -t 10 line <&"${STREAM[0]}" || break
+        case "$line" in "$TMP/faces/f$i.png"*) got=$((got + 1)) ;; esac
+    done
+    exec {STREAM[1]}>&-
+    wait "$STREAM_PID" 2>/dev/null
+    expect "$name: each record arrives before the next path is written" test "$got" = 3
+}
+streams "stdin, default readers"
+streams "stdin, -b 1" -b 1
+streams "stdin, --readers 0" --readers 0
+streams "stdin, -b 4 --readers 2" -b 4 --readers 2
+streams "stdin, --faces" --faces
+# ---- a small address space (ulimit -v): a clear "out of memory" or a result, never a hang ----
+# (OpenBLAS retries a failed buffer mapping forever; emote used to wait for it.)
+if [ "${EMOTE_SUITE:-}" = asan ]; then
+    skip "ulimit -v 200000" "ASan needs the address space"
+else
+    for args in "$TMP/faces/f1.png" "-j 1 $TMP/faces" "eval $TMP/faces" "--faces $ROOT/models/samples/astronaut-collins.png"; do
+        bash -c "ulimit -v 200000; timeout 60 $EMOTE $args" >"$TMP/out" 2>"$TMP/err"
+        STATUS=$?
+        expect "ulimit -v 200000, $args: exit 0 or 3 (not a hang)" test "$STATUS" = 0 -o "$STATUS" = 3
+        [ "$STATUS" = 3 ] && expect_stderr "ulimit -v 200000, $args: says out of memory" "out of memory"
+    done
+    # --faces batches grow with the faces found: --max-faces 400 used to plan a session for
+    # -b + 400 x 3 crops per thread (thousands of images, gigabytes).
+    bash -c "ulimit -v 1000000; timeout 60 $EMOTE --faces --max-faces 400 -j 2 $FIXTURES/faces/scene-crowd.png" \
+        >"$TMP/out" 2>"$TMP/err"
+    STATUS=$?
+    expect_status "--faces --max-faces 400 under ulimit -v 1000000: exit 0" 0
+fi
+# The faces of one image may make more crops than -b: they are classified in passes of -b.
+run $EMOTE --faces -f tsv --no-header -b 32 "$FIXTURES/faces/scene-crowd.png"
+cp "$TMP/out" "$TMP/faces-b32"
+run $EMOTE --faces -f tsv --no-header -b 2 "$FIXTURES/faces/scene-crowd.png"
+expect "--faces -b 2 (12 crops in passes of 2): the records of -b 32, byte for byte" \
+    bash -c "test \$(wc -l <'$TMP/out') -ge 3 && cmp -s '$TMP/out' '$TMP/faces-b32'"
+
 run $EMOTE $M -f jsonl --stdin-image <"$TMP/faces/f1.png"
 expect "raw image bytes on stdin" bash -c "grep -q '\"path\":\"-\",\"label\"' '$TMP/out'"
 expect "stdin image gives the same answer as the file" bash -c "

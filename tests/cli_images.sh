@@ -57,6 +57,15 @@ else
     skip "fuzz findings" "$FINDINGS is absent"
 fi
 
+# ---- a JPEG that lacks the scan of one component (tests/fixtures/jpeg, tools/jpeg_scans.c) ----
+bad_image "JPEG without its luma scan (was neutral 0.66, exit 0)" "$FIXTURES/jpeg/no-luma-scan.jpg" \
+    "corrupt or truncated image: JPEG has no scan for component 1 of 3 (luma)"
+bad_image "JPEG without a chroma scan" "$FIXTURES/jpeg/no-chroma-scan.jpg" \
+    "corrupt or truncated image: JPEG has no scan for component 3 of 3 (chroma)"
+run $EMOTE -f tsv --no-header "$FIXTURES/jpeg/scan-per-component.jpg"
+expect_status "JPEG with one scan per component, all there: exit 0" 0
+expect "JPEG with one scan per component: the sample's answer (happy 0.890)" grep -qP "\thappy\t0\.88999" "$TMP/out"
+
 # ---- truncation in every supported format, cut anywhere after the signature ----------
 /usr/bin/python3 - "$TMP/cut" <<'PY'
 import io, os, sys, numpy as np

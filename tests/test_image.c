@@ -503,6 +503,28 @@ TEST(image_load_rejects_truncated_jpeg) {
     temp_close(&t);
 }
 
+/* tests/fixtures/jpeg: the sample face rewritten with one scan per component
+ * (tools/jpeg_scans.c), then without its luma or its last chroma scan. */
+TEST(jpeg_missing_component_scan_is_corrupt) {
+    emote_image whole, baseline;
+    emote_error err;
+    CHECKF(emote_image_load("tests/fixtures/jpeg/scan-per-component.jpg", &whole, &err) == EMOTE_OK, "%s", err.message);
+    CHECKF(emote_image_load("models/samples/astronaut-collins.jpg", &baseline, &err) == EMOTE_OK, "%s", err.message);
+    CHECK(whole.pixels && baseline.pixels && whole.width == baseline.width && whole.channels == 3 &&
+          memcmp(whole.pixels, baseline.pixels, (size_t)whole.width * whole.height * 3) == 0);
+    emote_image_free(&whole);
+    emote_image_free(&baseline);
+    CHECK(load_fails_with("tests/fixtures/jpeg/no-luma-scan.jpg", EMOTE_ERR_FORMAT,
+                          "corrupt or truncated image: JPEG has no scan for component 1 of 3 (luma)"));
+    CHECK(load_fails_with("tests/fixtures/jpeg/no-chroma-scan.jpg", EMOTE_ERR_FORMAT,
+                          "corrupt or truncated image: JPEG has no scan for component 3 of 3 (chroma)"));
+    /* Scaled decoding takes the same path. */
+    emote_decode_options eighth = {.min_width = 8, .min_height = 8};
+    emote_image image;
+    CHECK(emote_image_load_with("tests/fixtures/jpeg/no-luma-scan.jpg", &eighth, &image, &err) == EMOTE_ERR_FORMAT);
+    CHECKF(strstr(err.message, "no scan for component 1") != NULL, "%s", err.message);
+}
+
 TEST(image_load_checks_pixel_limit_before_decoding) {
     temp_files t;
     CHECK(temp_open(&t));

@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include "cli.h"
 
 static const char *kernel_for_this_cpu(void) {
@@ -20,13 +22,31 @@ static const char *kernel_for_this_cpu(void) {
     return NULL;
 }
 
-void choose_blas_kernel(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE")) return;
+static bool address_space_is_limited(void) {
+    struct rlimit as, data;
+    return (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
+           (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
+}
+
+/* Under `ulimit -v` (or -d), OpenBLAS's own threads, started when it is loaded, may fail to
+ * map their 128 MiB buffers; OpenBLAS then retries forever, and stop_blas_threads would wait
+ * for them. There emote runs with OPENBLAS_NUM_THREADS=1, so that they never start (the
+ * session checks its own threads' buffers: emote_session_new). */
+static bool keep_blas_threads_from_starting(void) {
+    return !getenv("OPENBLAS_NUM_THREADS") && address_space_is_limited() &&
+           setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0;
+}
+
+static bool pick_better_kernel(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return false;
     const char *core = openblas_get_corename();
     const char *better = kernel_for_this_cpu();
-    if (!core || strcasecmp(core, "prescott") != 0 || !better) return;
-    if (setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
-    execv("/proc/self/exe", argv); /* on failure: carry on with the slow kernels */
+    return core && strcasecmp(core, "prescott") == 0 && better && setenv("OPENBLAS_CORETYPE", better, 1) == 0;
+}
+
+void choose_blas_kernel(char **argv) {
+    bool limited = keep_blas_threads_from_starting(), better = pick_better_kernel();
+    if (limited || better) execv("/proc/self/exe", argv); /* on failure: carry on as we are */
 }
 
 /* A pthreads OpenBLAS starts its own thread pool when it is loaded, and those threads spin in

@@ -100,6 +100,8 @@ typedef struct {
 input_source *input_source_new(char **paths, int count, const engine_options *o);
 /* false at the end. Applies --shard. */
 bool input_source_next(input_source *src, input_item *item);
+/* True when input_source_next would now wait for a slow writer of paths on stdin. */
+bool input_source_would_wait(const input_source *src);
 void input_source_free(input_source *src);
 
 bool has_image_extension(const char *path);
@@ -118,18 +120,15 @@ void faces_close(faces_state *st);
 int faces_limit(const faces_options *o);
 /* Threads that decode and detect with --faces (-j; 0: one per CPU). */
 int faces_threads(const engine_options *o);
-/* Rows of one forward pass with --faces: a batch of images plus the faces of the group of
- * images that ends it. */
-int faces_batch_capacity(const engine_options *o);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
 /* Crops classified per face, their probabilities averaged (faces.c). */
 #define FACE_FRAMINGS 3
-/* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
- * faces_limit), *faces: malloc'd, largest first. Says on stderr (unless -q) when the image
+/* Detects the faces of image, preprocesses each (aligned crop) into *rows (malloc'd,
+ * FACE_FRAMINGS per face; NULL when none), *faces: malloc'd, largest first. Says on stderr (unless -q) when the image
  * has more faces than --max-faces. Returns the face count, or -1 + err. */
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
-                  const emote_image *image, float *rows, emote_face **faces, emote_error *err);
+                  const emote_image *image, float **rows, emote_face **faces, emote_error *err);
 
 typedef struct {
     emote_model *model;

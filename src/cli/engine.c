@@ -118,8 +118,7 @@ bool engine_open(engine *e, const engine_options *o) {
         engine_close(e);
         return false;
     }
-    int capacity = o->faces.on ? faces_batch_capacity(o) : o->batch;
-    e->session = emote_session_new(e->model, capacity, o->threads, &err);
+    e->session = emote_session_new(e->model, o->batch, o->threads, &err);
     if (!e->session) {
         fprintf(stderr, "emote: %s\n", err.message);
         engine_close(e);
@@ -173,6 +172,8 @@ static int next_input(void *user, const char **path, const char **error) {
     return 1;
 }
 
+static int input_would_wait(void *user) { return input_source_would_wait(((run_state *)user)->src); }
+
 static void hint_photo(engine *e, const emote_result *er) {
     const emote_input_spec *in = emote_model_input(e->model);
     if (e->photo_hinted || e->options->quiet ||
@@ -206,6 +207,7 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
                                  .readers = o->readers < 0 ? default_readers() : o->readers,
                                  .tta = o->tta,
                                  .dash_is_stdin_image = o->stdin_image,
+                                 .input_would_wait = input_would_wait,
                                  .decode = {.min_width = DECODE_MARGIN * in->width,
                                             .min_height = DECODE_MARGIN * in->height,
                                             .ignore_orientation = o->no_exif}};

@@ -2,6 +2,7 @@
  * preprocessed crop per face in the batch (largest first). The library does the work
  * (emote_detect_faces, emote_face_crop); this file fills the batch and writes the face fields.
  * Its options are among the engine's (cli.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ int faces_limit(const faces_options *o) { return o->main_face_only ? 1 : o->max_
 static const float framings[FACE_FRAMINGS] = {0.9f, 1.0f, 1.1f};
 
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
-                  const emote_image *image, float *rows, emote_face **faces, emote_error *err) {
+                  const emote_image *image, float **rows, emote_face **faces, emote_error *err) {
     const faces_options *o = &eo->faces;
     emote_detect_options d = {o->min_score, 0.45f, o->detect_size, 0, o->any_angle};
     int n, limit = faces_limit(o);
@@ -71,6 +72,10 @@ int faces_prepare(const faces_state *st, const engine_options *eo, const emote_m
     }
     const emote_input_spec *in = emote_model_input(classifier);
     int side = in->width > in->height ? in->width : in->height;
+    if (n > 0 && !(*rows = alloc_array((size_t)n * FACE_FRAMINGS, emote_input_floats(classifier) * sizeof(float)))) {
+        emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory for %d faces", path, n);
+        return -1;
+    }
     for (int k = 0; k < n; k++) {
         float box = (*faces)[k].w > (*faces)[k].h ? (*faces)[k].w : (*faces)[k].h;
         for (int f = 0; f < FACE_FRAMINGS; f++) {
@@ -79,7 +84,7 @@ int faces_prepare(const faces_state *st, const engine_options *eo, const emote_m
             size = size < side ? side : size > 4 * side ? 4 * side : size;
             emote_image crop;
             if (emote_face_crop(image, &(*faces)[k], scale, size, &crop, err)) return -1;
-            float *row = rows + (size_t)(k * FACE_FRAMINGS + f) * emote_input_floats(classifier);
+            float *row = *rows + (size_t)(k * FACE_FRAMINGS + f) * emote_input_floats(classifier);
             emote_status s = emote_preprocess(in, &crop, row, err);
             if (!s && o->save_crops && framings[f] == 1.0f) save_crop(o->save_crops, path, k, &crop);
             emote_image_free(&crop);
@@ -141,6 +146,7 @@ typedef struct {
     bool ok;
     int row, num_faces;
     emote_face *faces; /* malloc'd, largest first */
+    float *rows;       /* malloc'd: FACE_FRAMINGS preprocessed crops per face, until batched */
 } face_slot;
 
 int faces_threads(const engine_options *o) {
@@ -148,21 +154,12 @@ int faces_threads(const engine_options *o) {
     return o->threads > 0 ? o->threads : cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
 }
 
-int faces_batch_capacity(const engine_options *o) {
-    return o->batch + faces_threads(o) * faces_limit(&o->faces) * FACE_FRAMINGS;
-}
-
 /* Inputs are prepared a group at a time, one per thread: decoding a photo and finding its
- * faces is most of the work. Each writes its rows into its own part of `rows`. */
+ * faces is most of the work. Each slot gets rows for the faces found, no more. */
 typedef struct {
     engine *e;
     face_slot *slots;
-    float *rows; /* per slot: faces_limit() * FACE_FRAMINGS rows */
 } face_group;
-
-static size_t slot_floats(const engine *e) {
-    return (size_t)faces_limit(&e->options->faces) * FACE_FRAMINGS * emote_input_floats(e->model);
-}
 
 /* Task: decodes at full size (boxes are in source pixels), detects, crops and preprocesses. */
 static void prepare(void *arg, int task, int thread) {
@@ -176,8 +173,7 @@ static void prepare(void *arg, int task, int thread) {
     const emote_decode_options decode = {.ignore_orientation = o->no_exif};
     int n = -1;
     if (!emote_image_load_with(s->path, &decode, &image, &err))
-        n = faces_prepare(&g->e->faces, o, g->e->model, s->path, &image, g->rows + task * slot_floats(g->e), &s->faces,
-                          &err);
+        n = faces_prepare(&g->e->faces, o, g->e->model, s->path, &image, &s->rows, &s->faces, &err);
     if (n < 0) snprintf(s->error, sizeof s->error, "%s", err.message);
     s->ok = n >= 0;
     s->num_faces = n > 0 ? n : 0;
@@ -212,6 +208,7 @@ static bool report(engine *e, face_slot *s, float *probs, const char *batch_erro
     }
     free(s->path);
     free(s->faces);
+    free(s->rows);
     return failed;
 }
 
@@ -222,22 +219,66 @@ static bool next_unskipped(input_source *src, skip_fn skip, void *skip_user, inp
     return true;
 }
 
+/* Room for `rows` rows in *inputs and their probabilities in *probs, grown by doubling as
+ * faces are found; false when out of memory (the buffers are kept). */
+static bool reserve_rows(float **inputs, float **probs, int *capacity, int rows, size_t row_floats, int classes) {
+    if (rows <= *capacity) return true;
+    int grown = *capacity > 0 ? *capacity : 1;
+    while (grown < rows) grown = grown > INT_MAX / 2 ? rows : grown * 2;
+    float *more_inputs = realloc_array(*inputs, (size_t)grown, row_floats * sizeof(float));
+    if (more_inputs) *inputs = more_inputs;
+    float *more_probs = more_inputs ? realloc_array(*probs, (size_t)grown, (size_t)classes * sizeof(float)) : NULL;
+    if (more_probs) *probs = more_probs;
+    if (!more_probs) return false;
+    *capacity = grown;
+    return true;
+}
+
+/* Moves slot s's rows to the end of the batch's; an input whose rows do not fit fails. */
+static void append_rows(face_slot *s, float **inputs, float **probs, int *capacity, int *rows, size_t row_floats,
+                        int classes) {
+    int count = s->num_faces * FACE_FRAMINGS;
+    s->row = *rows;
+    if (!reserve_rows(inputs, probs, capacity, *rows + count, row_floats, classes)) {
+        snprintf(s->error, sizeof s->error, "%s: out of memory for %d faces", s->path, s->num_faces);
+        s->ok = false;
+        s->num_faces = 0;
+    } else if (count > 0) {
+        memcpy(*inputs + (size_t)*rows * row_floats, s->rows, (size_t)count * row_floats * sizeof(float));
+        *rows += count;
+    }
+    free(s->rows);
+    s->rows = NULL;
+}
+
+/* emote_classify over any number of rows, in passes of the session's max_batch; NULL, or why not. */
+static const char *classify_rows(emote_session *session, const float *inputs, int rows, size_t row_floats,
+                                 float *probs, int classes, emote_error *err) {
+    const int pass = emote_session_max_batch(session);
+    for (int first = 0; first < rows; first += pass)
+        if (emote_classify(session, inputs + (size_t)first * row_floats, rows - first < pass ? rows - first : pass,
+                           probs + (size_t)first * classes, err))
+            return err->message;
+    return NULL;
+}
+
 /* --faces has its own loop (emote_pipeline_run's inputs give one result each): inputs are
  * decoded and searched -j at a time, each on a thread, then the faces of up to -b images
- * are classified in one batch. */
+ * (until they make -b crops) are classified, in passes of -b crops: the buffers grow with
+ * the faces found, never to --max-faces for every image; fewer images when paths on stdin
+ * are slow to come (streaming). */
 run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                           void *user) {
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
-    const int workers = faces_threads(o), capacity = faces_batch_capacity(o);
+    const int workers = faces_threads(o);
     const int classes = emote_model_num_classes(e->model);
     const size_t row_floats = emote_input_floats(e->model);
     face_slot *slots = calloc_array((size_t)o->batch + workers, sizeof *slots);
-    float *inputs = alloc_array(row_floats, (size_t)capacity * sizeof(float));
-    float *probs = alloc_array((size_t)classes, (size_t)capacity * sizeof(float));
-    float *group_rows = alloc_array(slot_floats(e), (size_t)workers * sizeof(float));
+    float *inputs = NULL, *probs = NULL;
+    int capacity = 0;
     thread_pool *pool = workers > 1 ? pool_new(workers) : NULL;
-    bool more = slots && inputs && probs && group_rows && (workers == 1 || pool), go_on = true;
+    bool more = slots && (workers == 1 || pool), go_on = true;
     if (!more) {
         fprintf(stderr, "emote: out of memory\n");
         counts.failed = 1;
@@ -245,32 +286,27 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
     while (more && go_on) {
         int used = 0, rows = 0;
         input_item item;
-        while (used < o->batch && rows < o->batch && more) {
-            face_group g = {e, slots + used, group_rows};
+        while (used < o->batch && rows < o->batch && more && (used == 0 || !input_source_would_wait(src))) {
+            face_group g = {e, slots + used};
             int size = 0;
-            while (size < workers && (more = next_unskipped(src, skip, skip_user, &item))) {
+            while (size < workers && (size == 0 || !input_source_would_wait(src)) &&
+                   (more = next_unskipped(src, skip, skip_user, &item))) {
                 g.slots[size] = (face_slot){.path = str_dup(item.path)};
                 if (item.error) snprintf(g.slots[size].error, sizeof g.slots[size].error, "%s", item.error);
                 size++;
             }
             pool_run(pool, prepare, &g, size);
-            for (int i = 0; i < size; i++, used++) { /* the rows in input order */
-                face_slot *s = &slots[used];
-                s->row = rows;
-                memcpy(inputs + (size_t)rows * row_floats, group_rows + i * slot_floats(e),
-                       (size_t)s->num_faces * FACE_FRAMINGS * row_floats * sizeof(float));
-                rows += s->num_faces * FACE_FRAMINGS;
-            }
+            for (int i = 0; i < size; i++, used++) /* the rows in input order */
+                append_rows(&slots[used], &inputs, &probs, &capacity, &rows, row_floats, classes);
         }
         emote_error err;
-        const char *batch_error = rows > 0 && emote_classify(e->session, inputs, rows, probs, &err) ? err.message : NULL;
+        const char *batch_error = classify_rows(e->session, inputs, rows, row_floats, probs, classes, &err);
         for (int i = 0; i < used; i++) {
             counts.done++;
             if (report(e, &slots[i], probs, batch_error, on_result, user, &go_on)) counts.failed++;
         }
     }
     pool_free(pool);
-    free(group_rows);
     free(slots);
     free(inputs);
     free(probs);

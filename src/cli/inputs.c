@@ -214,6 +214,12 @@ static bool next_candidate(input_source *src, input_item *item) {
     return true;
 }
 
+bool input_source_would_wait(const input_source *src) {
+    bool stdin_next = src->reading_stdin || (src->depth == 0 && src->next_arg < src->num_args &&
+                                             strcmp(src->args[src->next_arg], "-") == 0 && !src->stdin_image);
+    return src->depth == 0 && stdin_next && line_reader_would_wait(&src->paths);
+}
+
 bool input_source_next(input_source *src, input_item *item) {
     while (next_candidate(src, item)) {
         if (src->shard_count == 0 || hash_string(item->path) % (uint64_t)src->shard_count == (uint64_t)(src->shard_index - 1))

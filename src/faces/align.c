@@ -24,6 +24,10 @@ static float sample(const emote_image *img, float x, float y, int c) {
 
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size, emote_image *out,
                              emote_error *err) {
+    emote_status s = check_image_argument(image, "emote_face_crop", err);
+    if (s) return s;
+    if (!face || !out)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_face_crop: no %s (NULL)", !face ? "face" : "output image");
     if (size < 1 || size > 4096 || !(scale > 0.0f && scale <= 16.0f))
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "face crop of %d pixels at scale %g is out of range", size, (double)scale);
     float tilt = atan2f(face->landmarks[3] - face->landmarks[1], face->landmarks[2] - face->landmarks[0]);
@@ -31,10 +35,9 @@ emote_status emote_face_crop(const emote_image *image, const emote_face *face, f
     float cs = cosf(angle), sn = sinf(angle);
     float cx = face->x + face->w / 2, cy = face->y + face->h / 2;
     float side = scale * fmaxf(face->w, face->h);
-    out->width = out->height = size;
-    out->channels = image->channels;
+    *out = (emote_image){.width = size, .height = size, .channels = image->channels};
     if (!(out->pixels = alloc_array((size_t)size * size, (size_t)image->channels)))
-        return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+        return emote_fail(err, EMOTE_ERR_MEMORY, "emote_face_crop: out of memory");
     for (int v = 0; v < size; v++) {
         float dv = ((float)v + 0.5f) / (float)size * side - side / 2;
         for (int u = 0; u < size; u++) {

@@ -232,16 +232,18 @@ static void to_source_pixels(emote_face *f, float scale) {
 emote_status emote_detect_faces(const emote_model *detector, const emote_image *image, const emote_detect_options *options,
                                 emote_face **faces, int *count, emote_error *err) {
     emote_detect_options o = options ? *options : (emote_detect_options)EMOTE_DETECT_DEFAULTS;
+    if (!faces || !count)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_detect_faces: no %s to fill (NULL)", !faces ? "faces" : "count");
     *faces = NULL;
     *count = 0;
-    if (image->channels < 1 || image->channels > 4 || image->width < 1 || image->height < 1)
-        return emote_fail(err, EMOTE_ERR_ARGUMENT, "image of %dx%d pixels with %d channels cannot be searched for faces",
-                          image->width, image->height, image->channels);
+    if (!detector) return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_detect_faces: no detector model (NULL)");
+    emote_status s = check_image_argument(image, "emote_detect_faces", err);
+    if (s) return s;
     if (emote_model_input(detector)->channels != 3)
         return emote_fail(err, EMOTE_ERR_FORMAT, "%s: not a face detector (input is not RGB)", emote_model_name(detector));
     emote_image rgb;
     float scale;
-    emote_status s = detector_image(image, o.detect_size, &rgb, &scale, err);
+    s = detector_image(image, o.detect_size, &rgb, &scale, err);
     if (s) return s;
     bool borrowed = rgb.pixels == NULL;
     if (borrowed) rgb.pixels = image->pixels;

@@ -2,7 +2,13 @@
  *
  * libjpeg reports errors by calling error_exit (default: exit()) and corrupt data by
  * warnings it then repairs (grey blocks for a truncated scan). Here both end the decode
- * through longjmp, and libjpeg's own message becomes emote's reason. */
+ * through longjmp, and libjpeg's own message becomes emote's reason.
+ *
+ * One kind of damage libjpeg does not report at all: a file whose components are sent in
+ * separate scans (a non-interleaved sequential or a progressive JPEG) and that lacks the
+ * scan of one component. libjpeg then decodes that plane as flat grey (all coefficients
+ * zero) without a word. The progress monitor, called at least once while each scan is the
+ * current one, records which components the scans carried; any left out is an error. */
 #include "image/image_internal.h"
 
 #include <setjmp.h>
@@ -25,6 +31,7 @@ typedef struct {
     struct jpeg_progress_mgr progress;
     jmp_buf escape;
     char message[JMSG_LENGTH_MAX];
+    unsigned scanned; /* bit c: component c was in a scan */
 } jpeg_guard;
 
 static void stop_with_message(j_common_ptr cinfo) {
@@ -40,11 +47,24 @@ static void on_message(j_common_ptr cinfo, int level) {
 
 static void on_progress(j_common_ptr cinfo) {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    jpeg_guard *guard = (jpeg_guard *)cinfo->err;
     if (d->input_scan_number > JPEG_MAX_SCANS) {
-        jpeg_guard *guard = (jpeg_guard *)cinfo->err;
         snprintf(guard->message, sizeof guard->message, "JPEG has more than %d scans", JPEG_MAX_SCANS);
         longjmp(guard->escape, 1);
     }
+    for (int i = 0; i < d->comps_in_scan && i < MAX_COMPS_IN_SCAN; i++)
+        if (d->cur_comp_info[i]) guard->scanned |= 1u << d->cur_comp_info[i]->component_index;
+}
+
+/* Every component was in some scan (see the top of this file), else the decode fails. */
+static void check_every_component_scanned(j_decompress_ptr cinfo, jpeg_guard *guard) {
+    for (int c = 0; c < cinfo->num_components; c++)
+        if (!(guard->scanned & 1u << c)) {
+            const char *plane = cinfo->jpeg_color_space != JCS_YCbCr ? "" : c == 0 ? " (luma)" : " (chroma)";
+            snprintf(guard->message, sizeof guard->message, "JPEG has no scan for component %d of %d%s", c + 1,
+                     cinfo->num_components, plane);
+            longjmp(guard->escape, 1);
+        }
 }
 
 static int read_orientation(j_decompress_ptr cinfo) {
@@ -98,6 +118,7 @@ emote_status jpeg_decode(const unsigned char *data, size_t size, const char *nam
     guard.base.error_exit = stop_with_message;
     guard.base.emit_message = on_message;
     guard.message[0] = '\0';
+    guard.scanned = 0;
     if (setjmp(guard.escape)) {
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
@@ -139,6 +160,7 @@ emote_status jpeg_decode(const unsigned char *data, size_t size, const char *nam
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
     jpeg_finish_decompress(&cinfo);
+    check_every_component_scanned(&cinfo, &guard);
     jpeg_destroy_decompress(&cinfo);
 
     int channels = cmyk ? 3 : cinfo.output_components;

@@ -47,12 +47,13 @@ static emote_status check_spec(const emote_input_spec *spec, emote_error *err) {
     return EMOTE_OK;
 }
 
-static emote_status check_image(const emote_image *image, emote_error *err) {
+emote_status check_image_argument(const emote_image *image, const char *who, emote_error *err) {
+    if (!image) return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: no image", who);
     if (!image->pixels || image->width < 1 || image->height < 1 || image->channels < 1 || image->channels > 4)
-        return emote_fail(err, EMOTE_ERR_ARGUMENT, "preprocess: invalid image (%dx%d, %d channels%s)", image->width,
-                          image->height, image->channels, image->pixels ? "" : ", no pixels");
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: invalid image (%dx%d, %d channels%s; need 1..4 channels)", who,
+                          image->width, image->height, image->channels, image->pixels ? "" : ", no pixels");
     if ((uint64_t)image->width * (uint64_t)image->height > EMOTE_MAX_PIXELS)
-        return emote_fail(err, EMOTE_ERR_LIMIT, "preprocess: %dx%d pixels is larger than the limit of %u pixels",
+        return emote_fail(err, EMOTE_ERR_LIMIT, "%s: %dx%d pixels is larger than the limit of %u pixels", who,
                           image->width, image->height, (unsigned)EMOTE_MAX_PIXELS);
     return EMOTE_OK;
 }
@@ -114,7 +115,7 @@ emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *i
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "preprocess: missing %s",
                           !spec ? "input spec" : !image ? "image" : "output buffer");
     emote_status status = check_spec(spec, err);
-    if (status == EMOTE_OK) status = check_image(image, err);
+    if (status == EMOTE_OK) status = check_image_argument(image, "preprocess", err);
     if (status != EMOTE_OK) return status;
 
     const int channels = spec->channels;

@@ -30,9 +30,11 @@ emote_status resize_float_hwc(const float *src, int width, int height, float *ds
 
 emote_status emote_image_resize(const emote_image *image, int width, int height, emote_image *out,
                                 emote_error *err) {
-    if (!image || !out || !image->pixels || image->channels < 1 || image->channels > 4 || image->width < 1 ||
-        image->height < 1 || width < 1 || height < 1 || (uint64_t)width * (uint64_t)height > EMOTE_MAX_PIXELS)
-        return emote_fail(err, EMOTE_ERR_ARGUMENT, "resize: invalid image or size %dx%d", width, height);
+    emote_status s = check_image_argument(image, "resize", err);
+    if (s) return s;
+    if (!out) return emote_fail(err, EMOTE_ERR_ARGUMENT, "resize: no image to write into");
+    if (width < 1 || height < 1 || (uint64_t)width * (uint64_t)height > EMOTE_MAX_PIXELS)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "resize: invalid size %dx%d", width, height);
     *out = (emote_image){0};
     unsigned char *pixels = alloc_array((size_t)width * (size_t)height, (size_t)image->channels);
     if (!pixels) return emote_fail(err, EMOTE_ERR_MEMORY, "resize: out of memory for %dx%d pixels", width, height);
