@@ -39,7 +39,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces eval-photos
 
 all: deps-build emote libemote.a
 
@@ -222,3 +222,9 @@ install: all
 
 clean:
 	rm -rf build emote libemote.a
+
+# Real-photo evaluation of --faces (tools/photos/manifest.json; photos rebuilt into build/photos by
+# tools/photos/fetch_photos.py from fetched snapshots; skips with a message when they are absent).
+# EVAL_PHOTOS_ARGS: e.g. "-m ferplus", "--min-face-score 0.4", "--curve".
+eval-photos: all
+	$(PYTHON) tools/eval_photos.py $(EVAL_PHOTOS_ARGS)
