@@ -185,6 +185,8 @@ def main():
     ap.add_argument('--from-jsonl', help="score another tool's records instead of running emote")
     ap.add_argument('--name', default=None, help='title for --from-jsonl')
     ap.add_argument('--seconds', type=float, help='wall seconds of the --from-jsonl run, for photos/s')
+    ap.add_argument('--dump-rgb', metavar='DIR', help='write each photo upright as raw RGB, DIR/NAME.WxH.rgb '
+                    '(input for tools/eval_photos_peers.mjs), and exit')
     a = ap.parse_args()
 
     photos = json.load(open(a.manifest))['photos']
@@ -198,6 +200,14 @@ def main():
               f'the figures below are over those', file=sys.stderr)
     photos = present
     paths = [os.path.join(a.photos, p['name']) for p in photos]
+    if a.dump_rgb:
+        from PIL import Image, ImageOps
+        os.makedirs(a.dump_rgb, exist_ok=True)
+        for p, path in zip(photos, paths):
+            im = ImageOps.exif_transpose(Image.open(path)).convert('RGB')
+            with open(os.path.join(a.dump_rgb, f"{p['name']}.{im.width}x{im.height}.rgb"), 'wb') as f:
+                f.write(im.tobytes())
+        return 0
 
     if a.from_jsonl:
         by = parse_records(open(a.from_jsonl))
