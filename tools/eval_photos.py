@@ -121,10 +121,11 @@ def pct(a, b):
     return f'{100.0 * a / b:.1f} %' if b else 'n/a'
 
 
-def report(s, photos, threshold, title, seconds=None):
+def report(s, photos, threshold, title, seconds=None, own=False):
     n_face_photos = sum(1 for p in photos if any(not f.get('ignore') for f in p['faces']))
     n_noface = len(photos) - n_face_photos
-    print(f'{title}, --min-face-score {threshold:g}, {len(photos)} photos ({n_face_photos} with faces, '
+    where = "at the tool's own threshold" if own else f'--min-face-score {threshold:g}'
+    print(f'{title}, {where}, {len(photos)} photos ({n_face_photos} with faces, '
           f'{n_noface} without)')
     print(f"  recall      {pct(s['found'], s['faces']):>8}  ({s['found']} of {s['faces']} labelled faces found)")
     print(f"  precision   {pct(s['face_boxes'], s['boxes']):>8}  ({s['face_boxes']} of {s['boxes']} boxes are faces; "
@@ -143,7 +144,7 @@ def report(s, photos, threshold, title, seconds=None):
         print(f'              no box at all: {x}')
     if seconds is not None:
         print(f'  speed       {len(photos) / seconds:.2f} photos/s ({seconds:.2f} s wall for {len(photos)} photos, '
-              'one emote run)')
+              'one run)')
 
 
 def run_emote(a, photo_paths, threshold):
@@ -234,7 +235,7 @@ def main():
         return 0
     t = 0.0 if a.from_jsonl else a.min_face_score
     s = score(photos, by, t)
-    report(s, photos, a.min_face_score if not a.from_jsonl else 0, title, seconds)
+    report(s, photos, a.min_face_score, title, seconds, own=bool(a.from_jsonl))
     return 0
 
 

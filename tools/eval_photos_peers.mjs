@@ -23,7 +23,7 @@ fs.mkdirSync(outDir, { recursive: true });
 const faceApiLabels = { angry: 'angry', disgusted: 'disgust', fearful: 'fear', happy: 'happy', sad: 'sad', surprised: 'surprise', neutral: 'neutral' };
 
 async function runFaceApi() {
-  const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
+  const faceapi = require(path.join(mods, '@vladmandic/face-api/dist/face-api.node-wasm.js'));
   await faceapi.tf.setBackend('wasm');
   await faceapi.tf.ready();
   const dir = path.join(mods, '@vladmandic/face-api/model');
@@ -51,7 +51,14 @@ async function runFaceApi() {
 }
 
 async function runHuman() {
-  const H = require('@vladmandic/human/dist/human.node-wasm.js');
+  // Node's fetch has no file:// scheme; human's WASM build loads its models through fetch.
+  const netFetch = globalThis.fetch;
+  globalThis.fetch = async (url, opts) => {
+    const u = typeof url === 'string' ? url : url.url;
+    if (u.startsWith('file://')) return new Response(fs.readFileSync(new URL(u)));
+    return netFetch(url, opts);
+  };
+  const H = require(path.join(mods, '@vladmandic/human/dist/human.node-wasm.js'));
   const human = new H.Human({
     backend: 'wasm', modelBasePath: 'file://' + path.join(mods, '@vladmandic/human/models/'),
     wasmPath: 'file://' + path.join(mods, '@tensorflow/tfjs-backend-wasm/dist/'),
@@ -81,5 +88,6 @@ async function runHuman() {
   console.log(`human: ${photos.length} photos in ${s.toFixed(2)} s`);
 }
 
-await runFaceApi();
-await runHuman();
+const only = process.argv[4]; // optional: face-api or human
+if (!only || only === 'face-api') await runFaceApi();
+if (!only || only === 'human') await runHuman();
