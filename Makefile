@@ -39,7 +39,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces model-ferplus-faces
+.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces model-ferplus-faces eval-photos eval-photos-peers
 
 all: deps-build emote libemote.a
 
@@ -237,3 +237,20 @@ install: all
 
 clean:
 	rm -rf build emote libemote.a
+
+# Real-photo evaluation of --faces (tools/photos/manifest.json; photos rebuilt into build/photos by
+# tools/photos/fetch_photos.py from fetched snapshots; skips with a message when they are absent).
+# EVAL_PHOTOS_ARGS: e.g. "-m ferplus", "--min-face-score 0.4", "--curve".
+eval-photos: all
+	$(PYTHON) tools/eval_photos.py $(EVAL_PHOTOS_ARGS)
+
+# The same photos through @vladmandic/face-api and @vladmandic/human (npm, tfjs WASM, one thread).
+eval-photos-peers: all
+	@test -d build/peers/node_modules/@vladmandic/human || npm install --no-audit --no-fund --prefix build/peers \
+	  @vladmandic/face-api @vladmandic/human @tensorflow/tfjs@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0
+	$(PYTHON) tools/eval_photos.py --dump-rgb build/photos-rgb
+	NODE_PATH=build/peers/node_modules node tools/eval_photos_peers.mjs build/photos-rgb build/peers-out
+	$(PYTHON) tools/eval_photos.py --from-jsonl build/peers-out/face-api.jsonl --name face-api \
+	  --seconds $$(cat build/peers-out/face-api.seconds)
+	$(PYTHON) tools/eval_photos.py --from-jsonl build/peers-out/human.jsonl --name human \
+	  --seconds $$(cat build/peers-out/human.seconds)
