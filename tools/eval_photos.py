@@ -15,8 +15,8 @@ way; any other is a phantom (not a face). `ignore` faces are not needed for reca
 Printed: recall (labelled faces found), precision (boxes that are faces / all boxes), the phantom
 boxes in photos with faces and in the no-face photos, expression accuracy end to end over faces
 labelled with an unambiguous expression (a missed face counts as wrong; "of found" excludes the
-missed ones), which box `eval --faces` / `sort --faces` would take (the largest) and whether it is
-a real face, and photos/s (wall clock of the one emote run, --max-faces 1000, all photos).
+missed ones), which box `eval --faces` / `sort --faces` take (the main face: the largest of the
+boxes scoring within 0.2 of the best, emote_main_face) and whether it is a real face, and photos/s (wall clock of the one emote run, --max-faces 1000, all photos).
 --curve runs once at --min-face-score 0.05 and prints the table over face scores 0.1..0.9.
 --from-jsonl scores another tool's records (jsonl: path, box [x,y,w,h], face_score, label; one per
 face) in the same way, e.g. tools/eval_photos_peers.mjs's.
@@ -107,7 +107,7 @@ def score(photos, dets_by_name, threshold):
             if not dets:
                 s['largest_none'].append(p['name'])
             else:
-                big = max(range(len(dets)), key=lambda i: dets[i]['box'][2] * dets[i]['box'][3])
+                big = main_face(dets)
                 if kinds[big] == 'face':
                     s['largest_real'] += 1
                 else:
@@ -115,6 +115,16 @@ def score(photos, dets_by_name, threshold):
                     s['largest_phantom'].append(f"{p['name']} ({kinds[big]} at {d['face_score']:.2f}, "
                                                 f"read {d.get('label')})")
     return s
+
+
+MAIN_FACE_MARGIN = 0.2  # include/emote.h EMOTE_MAIN_FACE_MARGIN
+
+
+def main_face(dets):
+    """emote_main_face: the largest box among those scoring within MAIN_FACE_MARGIN of the best."""
+    best = max(d['face_score'] for d in dets)
+    near = [i for i, d in enumerate(dets) if d['face_score'] >= best - MAIN_FACE_MARGIN]
+    return max(near, key=lambda i: (dets[i]['box'][2] * dets[i]['box'][3], dets[i]['face_score']))
 
 
 def pct(a, b):
@@ -136,10 +146,10 @@ def report(s, photos, threshold, title, seconds=None, own=False):
           f"{pct(s['expr_right'], s['expr_found'])})")
     for c, (r, t) in sorted(s['per_class'].items()):
         print(f'              {c:<9} {r} of {t}')
-    print(f"  largest box {s['largest_real']} of {n_face_photos} photos with faces: a real face "
+    print(f"  main face   {s['largest_real']} of {n_face_photos} photos with faces: a real face "
           f"(what eval --faces and sort --faces take)")
     for x in s['largest_phantom']:
-        print(f'              largest is not a face: {x}')
+        print(f'              main face is not a face: {x}')
     for x in s['largest_none']:
         print(f'              no box at all: {x}')
     if seconds is not None:
