@@ -45,6 +45,8 @@ static const char usage[] =
     "      --dry-run           print '<source><TAB><destination>' per image; write nothing\n"
     "      --manifest FILE     record what went where: CSV, or JSON lines if FILE ends in .jsonl\n"
     "      --force             replace an existing manifest FILE\n"
+    "      --undo MANIFEST     undo the sort that wrote MANIFEST (finished or killed): move files\n"
+    "                          back, never over a file; remove copies and links it made\n"
     "%s"
     "  -h, --help              this help\n"
     "\n"
@@ -57,14 +59,21 @@ static const char usage[] =
     "such .*.emote-tmp.* files once they are 15 minutes old. Files that fail to decode stay\n"
     "where they are.\n"
     "\n"
+    "The manifest must lie outside DIR. Each row is written (synced every second) just before\n"
+    "its file is placed, so after a kill every placed file has its row; a later row for the\n"
+    "same source supersedes it. To finish a killed sort run it again with another manifest;\n"
+    "to undo it, emote sort --undo MANIFEST.\n"
+    "\n"
     "Manifest columns: source, destination, label (the top label, also for _uncertain; empty\n"
     "for _noface), confidence, action (copied, linked, symlinked, moved, already-sorted or\n"
     "failed; failed rows have empty destination, label and confidence). JSON lines carry the\n"
     "same keys, null where CSV is empty, plus \"error\" on failed rows.\n"
     "\n"
     "Exit status: 0 every image sorted or already sorted; 1 some inputs failed (each is listed\n"
-    "on stderr, the rest are sorted); 2 usage error, or the manifest exists and --force is not\n"
-    "given; 3 fatal (model unusable, DIR or the manifest cannot be written, no inputs).\n"
+    "on stderr, the rest are sorted; for --undo, some files could not be put back); 2 usage\n"
+    "error, the manifest exists and --force is not given, or it lies inside DIR; 3 fatal\n"
+    "(model unusable, DIR or the manifest cannot be written, no inputs; a --undo manifest\n"
+    "that cannot be read or is malformed).\n"
     "\n"
     "Examples:\n"
     "  emote sort photos/ --into sorted/\n"
@@ -72,7 +81,8 @@ static const char usage[] =
     "  find crops -name '*.png' -print0 | emote sort -0 --symlink - --into by-label/\n"
     "  emote sort --dry-run photos/ --into sorted/ | less\n"
     "  emote sort --manifest sorted.csv photos/ --into sorted/\n"
-    "  emote sort --faces --move camera/ --into by-expression/\n";
+    "  emote sort --faces --move camera/ --into by-expression/\n"
+    "  emote sort --undo sorted.csv\n";
 
 #define STALE_TEMP_SECONDS (15 * 60)
 #define MAX_SUFFIX 100000
