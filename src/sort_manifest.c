@@ -32,6 +32,9 @@ static bool append_byte(sort_manifest_reader *r, int c) {
 /* One record up to its newline (a newline inside CSV quotes belongs to the record). */
 static record_status read_record(sort_manifest_reader *r) {
     r->length = 0;
+    if (!r->record && !append_byte(r, 0)) return RECORD_NO_MEMORY; /* an empty record is "" */
+    r->length = 0;
+    r->record[0] = '\0';
     bool quoted = false;
     for (;;) {
         int c = getc(r->in);

@@ -1,6 +1,7 @@
 /* emote sort --undo MANIFEST: puts back what a sort did, finished or killed, from its
  * manifest. Moved files go back to their source (never over a file there); copies, hard
- * links and symlinks are removed while they still are what the sort made. Each row is
+ * links and symlinks are removed while they still are what the sort made; an original that
+ * --move removed because it was already sorted is copied back. Each row is
  * judged by what is on disk, so undoing twice, or a row whose file was never placed, does
  * nothing. The whole manifest is checked before anything is touched. */
 #include <errno.h>
@@ -18,7 +19,7 @@
 #include "util.h"
 
 typedef struct {
-    long moved_back, removed, failed;
+    long moved_back, removed, restored, failed;
     mode_t umask_bits;
 } undo_state;
 
@@ -49,9 +50,9 @@ static const char *base_name(const char *path) {
     return slash ? slash + 1 : path;
 }
 
-/* Copies from to `to` (a name that must stay free), synced, then removes from: a move back
- * across filesystems. */
-static bool copy_back(const char *from, const char *to, mode_t umask_bits, emote_error *err) {
+/* Copies from to `to` (a name that must stay free), synced; then removes from (a move back
+ * across filesystems) unless keep_from. */
+static bool copy_back(const char *from, const char *to, bool keep_from, mode_t umask_bits, emote_error *err) {
     struct stat st;
     int in = open_regular_file(from, &st, err);
     if (in < 0) return false;
@@ -65,7 +66,7 @@ static bool copy_back(const char *from, const char *to, mode_t umask_bits, emote
         if (p == ATOMIC_NAME_TAKEN) emote_fail(err, EMOTE_ERR_IO, "%s: appeared meanwhile; left %s", to, from);
         ok = p == ATOMIC_PUBLISHED && !sync_folder(dir, err);
     }
-    if (ok && unlink(from) != 0)
+    if (ok && !keep_from && unlink(from) != 0)
         ok = !emote_fail(err, EMOTE_ERR_IO, "%s: copied back to %s but cannot be removed: %s", from, to, strerror(errno));
     atomic_file_discard(&a);
     free(dir);
@@ -89,7 +90,7 @@ static void undo_move(undo_state *u, const undo_row *r) {
     emote_error err;
     atomic_publish_status st = rename_no_clobber(r->destination, r->source, &err_no, &err);
     if (st == ATOMIC_NAME_TAKEN) undo_failed(u, "%s: appeared meanwhile; left %s", r->source, r->destination);
-    else if (st == ATOMIC_PUBLISHED || (err_no == EXDEV && copy_back(r->destination, r->source, u->umask_bits, &err)))
+    else if (st == ATOMIC_PUBLISHED || (err_no == EXDEV && copy_back(r->destination, r->source, false, u->umask_bits, &err)))
         u->moved_back++;
     else undo_failed(u, "%s: cannot move back to %s: %s", r->destination, r->source, err.message);
 }
@@ -117,13 +118,24 @@ static void undo_copy(undo_state *u, const undo_row *r) {
     else u->removed++;
 }
 
+/* sort --move removes an original that is already sorted: a copy of the sorted file puts it
+ * back (the sorted one was there before and stays). */
+static void undo_already_sorted(undo_state *u, const undo_row *r) {
+    struct stat st;
+    emote_error err;
+    if (lstat(r->source, &st) == 0 || errno != ENOENT || lstat(r->destination, &st) != 0) return;
+    if (copy_back(r->destination, r->source, true, u->umask_bits, &err)) u->restored++;
+    else undo_failed(u, "%s: cannot restore from %s: %s", r->source, r->destination, err.message);
+}
+
 static void undo_one(undo_state *u, const undo_row *r) {
     switch (r->action) {
     case SORT_ACTION_MOVED: undo_move(u, r); break;
     case SORT_ACTION_COPIED:
     case SORT_ACTION_LINKED:
     case SORT_ACTION_SYMLINKED: undo_copy(u, r); break;
-    default: break; /* already sorted before, or failed: nothing was changed */
+    case SORT_ACTION_ALREADY_SORTED: undo_already_sorted(u, r); break;
+    default: break; /* failed: nothing was changed */
     }
 }
 
@@ -190,7 +202,10 @@ int sort_undo(const char *manifest_path, bool quiet) {
     fclose(in);
     if (!ok) return u.moved_back || u.removed || u.failed ? EXIT_SOME_FAILED : EXIT_FATAL;
     if (!quiet || u.failed) {
-        fprintf(stderr, "undid %s: %ld moved back, %ld copies or links removed", manifest_path, u.moved_back, u.removed);
+        fputs("undid ", stderr);
+        text_write_escaped(stderr, manifest_path);
+        fprintf(stderr, ": %ld moved back, %ld copies or links removed", u.moved_back, u.removed);
+        if (u.restored) fprintf(stderr, ", %ld already-sorted originals restored", u.restored);
         if (u.failed) fprintf(stderr, "; %ld failed", u.failed);
         fputc('\n', stderr);
     }
