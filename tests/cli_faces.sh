@@ -85,6 +85,33 @@ assert all(abs(a - b) < 1.5 for a, b in zip(side['box'], [y, W - x - w, h, w])),
 mkdir -p "$TMP/crops"
 run $EMOTE --faces --save-crops "$TMP/crops" -f tsv "$F/scene-two-scales.png"
 expect "--save-crops writes one PNG per face" test -s "$TMP/crops/scene-two-scales.face0.png" -a -s "$TMP/crops/scene-two-scales.face1.png"
+expect "... and no temporary file" test -z "$(find "$TMP/crops" -name '.*')"
+run $EMOTE --faces --save-crops "$TMP/crops" -f tsv "$F/scene-two-scales.png"
+expect "--save-crops again: the same crops are found in place, nothing added" \
+    test "$(ls "$TMP/crops" | wc -l)" = 2 -a "$STATUS" = 0
+mkdir -p "$TMP/a" "$TMP/b" "$TMP/crops2"
+cp "$F/scene-one.png" "$TMP/a/x.png"
+cp "$F/scene-two-scales.png" "$TMP/b/x.png"
+make_png "$TMP/crops2/x.face1.png" 24 24 5
+SUM_OLD=$(md5sum <"$TMP/crops2/x.face1.png")
+run $EMOTE --faces --save-crops "$TMP/crops2" -f tsv "$TMP/a/x.png" "$TMP/b/x.png"
+expect_status "--save-crops, two inputs named x.png: exit 0" 0
+expect "... a/x.png keeps x.face0.png; b/x.png's two faces take x~2 (x.face1.png is someone else's)" bash -c "
+    cd '$TMP/crops2' && [ \"\$(ls | tr '\n' ' ')\" = 'x.face0.png x.face1.png x~2.face0.png x~2.face1.png ' ]"
+expect "... the existing file is not overwritten" test "$(md5sum <"$TMP/crops2/x.face1.png")" = "$SUM_OLD"
+for bad in "$TMP/no-such-dir" "$F/scene-one.png" ""; do
+    run $EMOTE --faces --save-crops "$bad" -f tsv "$F/scene-one.png"
+    expect_status "--save-crops '$bad': exit 2" 2
+    expect "... before any work: no records" test ! -s "$TMP/out"
+    [ "$bad" = "$F/scene-one.png" ] && expect_stderr "... the reason is given" "$bad: cannot save face crops there (--save-crops): not a folder"
+done
+LONG=$(printf 'n%.0s' $(seq 250))
+cp "$F/scene-one.png" "$TMP/a/$LONG.png"
+run $EMOTE --faces --save-crops "$TMP/crops2" -f tsv "$TMP/a/$LONG.png" "$F/scene-one.png"
+expect_status "a crop that cannot be written: exit 1" 1
+expect_stderr "... names the crop and the reason" "cannot save its face crop $TMP/crops2/nnnn"
+expect_stderr "... File name too long" "File name too long"
+expect "... the other input's crop is saved" test -s "$TMP/crops2/scene-one.face0.png"
 
 mkdir -p "$TMP/set/happy"
 cp "$F/scene-crowd.png" "$F/scene-one.png" "$TMP/set/happy/"

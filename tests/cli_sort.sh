@@ -24,7 +24,7 @@ visible_files() { find "$1" \( -type f -o -type l \) ! -name '.*' | sort; }
 count_files() { visible_files "$1" | wc -l; }
 # path_sums DIR: each file's checksum with its path under DIR.
 path_sums() { (cd "$1" && find . -type f -exec md5sum {} + | sort -k2); }
-export -f content_sums visible_files count_files
+export -f content_sums visible_files count_files path_sums
 
 IN=$TMP/in
 mkdir -p "$IN/a" "$IN/b"
@@ -187,6 +187,106 @@ rows = [json.loads(l) for l in open('$TMP/m.jsonl')]
 assert rows[0]['action'] == 'failed' and rows[0]['destination'] is None and 'error' in rows[0], rows[0]
 assert rows[1]['action'] == 'copied' and rows[1]['source'] == '$IN/m002.png', rows[1]
 assert rows[1]['destination'].endswith('/m002.png') and rows[1]['label'].startswith('c'), rows[1]"
+
+# ---- the manifest: where it may go, rows as files move, --undo -------------------------------
+cp -r "$IN" "$TMP/mi"
+run $EMOTE sort $M --move --manifest "$TMP/mo" "$TMP/mi" --into "$TMP/mo"
+expect_status "--manifest equal to --into: exit 2" 2
+expect_stderr "... says why" "$TMP/mo: the manifest must lie outside --into $TMP/mo"
+run $EMOTE sort $M --move --manifest "$TMP/mo2/m.csv" "$TMP/mi" --into "$TMP/mo2"
+expect_status "--manifest inside --into: exit 2" 2
+run $EMOTE sort $M --move --manifest "$TMP/no-such-folder/m.csv" "$TMP/mi" --into "$TMP/mo3"
+expect_status "--manifest in a missing folder: exit 3" 3
+expect_stderr "... names the file and the reason" "$TMP/no-such-folder/m.csv: cannot create: No such file or directory"
+expect "a refused manifest moves nothing" bash -c "diff <(content_sums '$TMP/mi') '$TMP/in.sums' >/dev/null && [ ! -e '$TMP/mo' ]"
+
+# kill -9 in the middle of a --move: every moved file already has its row; --undo puts all back.
+mkdir -p "$TMP/many-mv"
+cp -r "$TMP/many" "$TMP/many-mv/1"
+cp -r "$TMP/many2" "$TMP/many-mv/2"
+$EMOTE sort $M -b 1 -j 1 --move --manifest "$TMP/killed.csv" "$TMP/many-mv" --into "$TMP/killed-mv" >/dev/null 2>&1 &
+PID=$!
+for _ in $(seq 1000); do [ "$( { wc -l <"$TMP/killed.csv"; } 2>/dev/null || echo 0)" -ge 6 ] && break; sleep 0.01; done
+kill -9 "$PID" 2>/dev/null
+wait "$PID" 2>/dev/null
+MOVED=$(count_files "$TMP/killed-mv")
+echo "     (killed with $MOVED of 600 moved)"
+expect "after kill -9: some moved, some not" test "$MOVED" -gt 0 -a "$MOVED" -lt 600
+expect "after kill -9: every moved file has its manifest row" /usr/bin/python3 -c "
+import csv, os
+rows = list(csv.DictReader(open('$TMP/killed.csv')))
+moved = {r['destination'] for r in rows if r['action'] == 'moved'}
+for d, _, files in os.walk('$TMP/killed-mv'):
+    for f in files:
+        assert os.path.join(d, f) in moved, f"
+expect "after kill -9: no temporary manifest file" test -z "$(find "$TMP" -maxdepth 1 -name '.killed.csv*')"
+run $EMOTE sort --undo "$TMP/killed.csv"
+expect_status "--undo after kill -9: exit 0" 0
+expect_stderr "--undo reports what it did" "undid $TMP/killed.csv: $MOVED moved back"
+expect "--undo: every image back where it was, nothing left in DIR" bash -c "
+    diff <(content_sums '$TMP/many-mv') <(content_sums '$TMP/many' '$TMP/many2' | sort) >/dev/null &&
+    [ \$(count_files '$TMP/killed-mv') = 0 ]"
+run $EMOTE sort --undo "$TMP/killed.csv"
+expect_status "--undo again: nothing to do, exit 0" 0
+expect_stderr "--undo again moves nothing" "undid $TMP/killed.csv: 0 moved back, 0 copies or links removed"
+
+# --move of images already sorted removes the originals; --undo copies them back.
+cp -r "$IN" "$TMP/as-in"
+run $EMOTE sort $M --manifest "$TMP/as1.csv" "$TMP/as-in" --into "$TMP/as-out"
+run $EMOTE sort $M --move --manifest "$TMP/as2.csv" "$TMP/as-in" --into "$TMP/as-out"
+expect "--move of sorted images: originals removed" test "$(count_files "$TMP/as-in")" = 0
+run $EMOTE sort --undo "$TMP/as2.csv"
+expect_status "--undo of already-sorted --move rows: exit 0" 0
+expect "... originals restored, sorted copies kept" bash -c "
+    cmp -s '$TMP/in.paths' <(path_sums '$TMP/as-in' | sed 's#  ./#  ./#') && [ \$(count_files '$TMP/as-out') = $N_IN ]"
+
+# --undo never overwrites: a new file where a moved one came from stays, and so does the moved one.
+cp -r "$IN" "$TMP/un-in"
+run $EMOTE sort $M --move --manifest "$TMP/un.jsonl" "$TMP/un-in" --into "$TMP/un-out"
+make_png "$TMP/un-in/m000.png" 24 24 77
+SUM_NEW=$(md5sum <"$TMP/un-in/m000.png")
+run $EMOTE sort --undo "$TMP/un.jsonl"
+expect_status "--undo with a conflict: exit 1" 1
+expect_stderr "... names the conflict" "$TMP/un-in/m000.png: exists and differs from $TMP/un-out/"
+expect "... the new file is kept, the sorted one too, the rest moved back" bash -c "
+    [ \"\$(md5sum <'$TMP/un-in/m000.png')\" = '$SUM_NEW' ] && [ \$(count_files '$TMP/un-out') = 1 ] &&
+    [ \$(count_files '$TMP/un-in') = $N_IN ]"
+
+# --undo of copies removes only the copies that are still what sort made.
+run $EMOTE sort $M --manifest "$TMP/cp.csv" "$IN" --into "$TMP/cp-out"
+CHANGED=$(visible_files "$TMP/cp-out" | head -1)
+echo changed >"$CHANGED"
+run $EMOTE sort --undo "$TMP/cp.csv"
+expect_status "--undo of copies, one changed since: exit 1" 1
+expect "... the changed copy stays, the others go, the originals are untouched" bash -c "
+    [ \"\$(visible_files '$TMP/cp-out')\" = '$CHANGED' ] && cmp -s '$TMP/in.paths' <(path_sums '$IN')"
+
+# A file name that is not UTF-8 goes back byte for byte (JSON lines carry source_hex).
+mkdir -p "$TMP/odd"
+cp "$IN/m001.png" "$TMP/odd/$(printf 'bad\xffname.png')"
+run $EMOTE sort $M --move --manifest "$TMP/odd.jsonl" "$TMP/odd" --into "$TMP/odd-out"
+run $EMOTE sort --undo "$TMP/odd.jsonl"
+expect_status "--undo of a non-UTF-8 name: exit 0" 0
+expect "... the file is back under its exact name" test -f "$TMP/odd/$(printf 'bad\xffname.png')"
+
+# A bad manifest is refused before anything moves.
+cp -r "$IN" "$TMP/bm-in"
+run $EMOTE sort $M --move --manifest "$TMP/bm.csv" "$TMP/bm-in" --into "$TMP/bm-out"
+printf '"unclosed,x,y,0.5,moved\n' >>"$TMP/bm.csv"
+echo 'a,b,c,0.5,teleported' >>"$TMP/bm.csv"
+run $EMOTE sort --undo "$TMP/bm.csv"
+expect_status "--undo of a bad manifest: exit 3" 3
+expect_stderr "... names the file and the row" "$TMP/bm.csv: row "
+expect "... and moves nothing back" test "$(count_files "$TMP/bm-out")" = "$N_IN"
+printf '\nsource,destination,label,confidence,action\n' >"$TMP/blank.csv"
+run $EMOTE sort --undo "$TMP/blank.csv"
+expect_status "--undo of a manifest starting with an empty line: exit 3 (found by fuzz_sort_manifest)" 3
+expect_stderr "... not a sort manifest" "$TMP/blank.csv: not a sort manifest"
+run $EMOTE sort --undo "$TMP/in"
+expect_status "--undo of a folder: exit 3" 3
+expect_stderr "... says so" "$TMP/in: "
+run $EMOTE sort --undo "$TMP/m.csv" "$IN"
+expect_status "--undo with paths: exit 2" 2
 
 # ---- stdin, quiet, progress -------------------------------------------------------------------
 printf '%s\n' "$IN/m003.png" "$IN/m004.png" | $EMOTE sort $M -q - --into "$TMP/stdin" >"$TMP/out" 2>"$TMP/err"

@@ -124,11 +124,18 @@ int faces_threads(const engine_options *o);
 #define FACES_MODEL "fer2013-faces"
 /* Crops classified per face, their probabilities averaged (faces.c). */
 #define FACE_FRAMINGS 3
+/* A face crop encoded as PNG for --save-crops: png malloc'd. */
+typedef struct {
+    char *png;
+    size_t size;
+} encoded_crop;
+
 /* Detects the faces of image, preprocesses each (aligned crop) into *rows (malloc'd,
- * FACE_FRAMINGS per face; NULL when none), *faces: malloc'd, largest first. Says on stderr (unless -q) when the image
- * has more faces than --max-faces. Returns the face count, or -1 + err. */
+ * FACE_FRAMINGS per face; NULL when none), *faces: malloc'd, largest first; crops (NULL, or
+ * room for faces_limit) gets each face's crop as PNG. Says on stderr (unless -q) when the
+ * image has more faces than --max-faces. Returns the face count, or -1 + err. */
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
-                  const emote_image *image, float **rows, emote_face **faces, emote_error *err);
+                  const emote_image *image, float **rows, emote_face **faces, encoded_crop *crops, emote_error *err);
 
 typedef struct {
     emote_model *model;

@@ -1,4 +1,5 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,7 +36,8 @@ const char ENGINE_OPTIONS_HELP[] =
     "      --any-angle      also find faces lying sideways or upside down (the detector runs\n"
     "                       on the image turned 90, 180 and 270 degrees: about 4x the time)\n"
     "      --require-face   an image with no face counts as failed (exit status 1)\n"
-    "      --save-crops DIR write each aligned face crop as DIR/<stem>.face<N>.png\n";
+    "      --save-crops DIR write each aligned face crop as DIR/<stem>.face<N>.png (an existing\n"
+    "                       folder; a name holding another file makes it <stem>~2.face<N>.png)\n";
 
 static bool parse_shard(const char *value, engine_options *o) {
     int k, n, used = 0;
@@ -46,6 +48,18 @@ static bool parse_shard(const char *value, engine_options *o) {
     o->shard_index = k;
     o->shard_count = n;
     return true;
+}
+
+/* --save-crops DIR: an existing folder, checked before any work is done. */
+static bool crops_folder_usable(const char *option, const char *dir) {
+    struct stat st;
+    const char *why = !*dir ? NULL : stat(dir, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a folder" : "";
+    if (why && !*why) return true;
+    char message[EMOTE_ERROR_MAX];
+    if (why) format_message(message, sizeof message, "%s: cannot save face crops there (%s): %s", dir, option, why);
+    else format_message(message, sizeof message, "%s needs a folder", option);
+    print_error(message);
+    return false;
 }
 
 bool engine_option(engine_options *o, const option_parser *p, int code) {
@@ -72,7 +86,7 @@ bool engine_option(engine_options *o, const option_parser *p, int code) {
         break;
     case OPT_DETECT_SIZE: ok = parse_int_option(p->name, p->value, 32, 8192, &f->detect_size); break;
     case OPT_MAX_FACES: ok = parse_int_option(p->name, p->value, 1, 1024, &f->max_faces); break;
-    case OPT_SAVE_CROPS: f->save_crops = p->value; break;
+    case OPT_SAVE_CROPS: ok = crops_folder_usable(p->name, p->value); f->save_crops = p->value; break;
     case OPT_ANY_ANGLE: f->any_angle = true; break;
     default: return false;
     }

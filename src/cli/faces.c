@@ -2,12 +2,15 @@
  * preprocessed crop per face in the batch (largest first). The library does the work
  * (emote_detect_faces, emote_face_crop); this file fills the batch and writes the face fields.
  * Its options are among the engine's (cli.h). */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "cli.h"
 #include "stb_image_write.h"
 #include "thread_pool.h"
@@ -34,15 +37,105 @@ void faces_close(faces_state *st) {
     memset(st, 0, sizeof *st);
 }
 
-/* DIR/<stem>.face<N>.png */
-static void save_crop(const char *dir, const char *path, int index, const emote_image *crop) {
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+/* ---- --save-crops ------------------------------------------------------------- */
+
+#define MAX_CROP_SUFFIX 100000
+
+static void write_to_stream(void *stream, void *data, int size) {
+    if (size > 0) fwrite(data, 1, (size_t)size, stream);
+}
+
+static bool encode_png(const emote_image *crop, encoded_crop *out) {
+    FILE *f = open_memstream(&out->png, &out->size);
+    if (!f) return false;
+    bool ok = stbi_write_png_to_func(write_to_stream, f, crop->width, crop->height, crop->channels, crop->pixels,
+                                     crop->width * crop->channels) != 0;
+    if (fclose(f) != 0) ok = false;
+    return ok;
+}
+
+/* DIR/STEM.face<K>.png for n == 1, else DIR/STEM~n.face<K>.png (STEM: the input's file name
+ * without its extension). */
+static char *crop_path(const char *dir, const char *input, int n, int k) {
+    const char *base = strrchr(input, '/') ? strrchr(input, '/') + 1 : input;
     const char *dot = strrchr(base, '.');
     int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
-    char name[4096];
-    snprintf(name, sizeof name, "%s/%.*s.face%d.png", dir, stem, base, index);
-    if (!stbi_write_png(name, crop->width, crop->height, crop->channels, crop->pixels, crop->width * crop->channels))
-        fprintf(stderr, "emote: %s: cannot write the face crop\n", name);
+    char suffix[16] = "", *path;
+    if (n > 1) snprintf(suffix, sizeof suffix, "~%d", n);
+    return asprintf(&path, "%s/%.*s%s.face%d.png", dir, stem, base, suffix, k) < 0 ? NULL : path;
+}
+
+/* "INPUT: cannot save its face crop CROP: reason", both names shortened to keep the reason. */
+static void crop_error(char *error, size_t cap, const char *input, const char *crop, const char *reason) {
+    char short_crop[256];
+    shorten_name(crop, short_crop, sizeof short_crop);
+    format_message(error, cap, "%s: cannot save its face crop %s: %s", input, short_crop, reason);
+}
+
+typedef enum { CROP_NAMES_FREE, CROP_NAMES_TAKEN, CROP_NAMES_ERROR } crop_names;
+
+/* Whether names n of all the crops are free or hold the same crops already. */
+static crop_names examine_crop_names(const char *dir, const char *input, int n, const encoded_crop *crops,
+                                     int count, char *error, size_t cap) {
+    for (int k = 0; k < count; k++) {
+        char *name = crop_path(dir, input, n, k);
+        struct stat st;
+        crop_names state = CROP_NAMES_FREE;
+        if (!name) {
+            format_message(error, cap, "%s: out of memory", input);
+            state = CROP_NAMES_ERROR;
+        } else if (lstat(name, &st) == 0) {
+            if (!file_holds_bytes(name, crops[k].png, crops[k].size)) state = CROP_NAMES_TAKEN;
+        } else if (errno != ENOENT) {
+            crop_error(error, cap, input, name, strerror(errno));
+            state = CROP_NAMES_ERROR;
+        }
+        free(name);
+        if (state != CROP_NAMES_FREE) return state;
+    }
+    return CROP_NAMES_FREE;
+}
+
+/* Writes crop k as name n unless it is there already; ATOMIC_NAME_TAKEN when another file
+ * took the name meanwhile. */
+static atomic_publish_status write_crop(const char *dir, const char *input, int n, int k, const encoded_crop *crop,
+                                        char *error, size_t cap) {
+    char *name = crop_path(dir, input, n, k);
+    if (!name) {
+        format_message(error, cap, "%s: out of memory", input);
+        return ATOMIC_FAILED;
+    }
+    atomic_file a = {0};
+    emote_error err;
+    atomic_publish_status s = ATOMIC_FAILED;
+    if (file_holds_bytes(name, crop->png, crop->size)) s = ATOMIC_PUBLISHED;
+    else if (!atomic_file_begin(&a, dir, strrchr(name, '/') + 1, &err) && fwrite(crop->png, 1, crop->size, a.f) == crop->size &&
+             !atomic_file_finish(&a, &err))
+        s = atomic_file_publish(&a, name, false, &err);
+    else if (a.f) snprintf(err.message, sizeof err.message, "%s", strerror(errno));
+    if (s == ATOMIC_NAME_TAKEN && file_holds_bytes(name, crop->png, crop->size)) s = ATOMIC_PUBLISHED;
+    if (s == ATOMIC_FAILED) crop_error(error, cap, input, name, err.message);
+    atomic_file_discard(&a);
+    free(name);
+    return s;
+}
+
+/* Saves an input's crops under the first names n that are free or already hold them, so that
+ * inputs with the same file name keep apart, nothing is overwritten and a re-run adds
+ * nothing. False with error when a crop cannot be written. */
+static bool save_crops(const char *dir, const char *input, const encoded_crop *crops, int count, char *error,
+                       size_t cap) {
+    for (int n = 1; n <= MAX_CROP_SUFFIX; n++) {
+        crop_names names = examine_crop_names(dir, input, n, crops, count, error, cap);
+        if (names == CROP_NAMES_ERROR) return false;
+        if (names == CROP_NAMES_TAKEN) continue;
+        atomic_publish_status s = ATOMIC_PUBLISHED;
+        for (int k = 0; k < count && s == ATOMIC_PUBLISHED; k++) s = write_crop(dir, input, n, k, &crops[k], error, cap);
+        if (s == ATOMIC_PUBLISHED) return true;
+        if (s == ATOMIC_FAILED) return false;
+    }
+    format_message(error, cap, "%s: cannot save its face crops: too many names taken in %s", input, dir);
+    return false;
 }
 
 int faces_limit(const faces_options *o) { return o->main_face_only ? 1 : o->max_faces; }
@@ -53,7 +146,7 @@ int faces_limit(const faces_options *o) { return o->main_face_only ? 1 : o->max_
 static const float framings[FACE_FRAMINGS] = {0.9f, 1.0f, 1.1f};
 
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
-                  const emote_image *image, float **rows, emote_face **faces, emote_error *err) {
+                  const emote_image *image, float **rows, emote_face **faces, encoded_crop *crops, emote_error *err) {
     const faces_options *o = &eo->faces;
     emote_detect_options d = {o->min_score, 0.45f, o->detect_size, 0, o->any_angle};
     int n, limit = faces_limit(o);
@@ -86,7 +179,8 @@ int faces_prepare(const faces_state *st, const engine_options *eo, const emote_m
             if (emote_face_crop(image, &(*faces)[k], scale, size, &crop, err)) return -1;
             float *row = *rows + (size_t)(k * FACE_FRAMINGS + f) * emote_input_floats(classifier);
             emote_status s = emote_preprocess(in, &crop, row, err);
-            if (!s && o->save_crops && framings[f] == 1.0f) save_crop(o->save_crops, path, k, &crop);
+            if (!s && crops && framings[f] == 1.0f && !encode_png(&crop, &crops[k]))
+                s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
             emote_image_free(&crop);
             if (s) return -1;
         }
@@ -145,8 +239,9 @@ typedef struct {
     char error[EMOTE_ERROR_MAX];
     bool ok;
     int row, num_faces;
-    emote_face *faces; /* malloc'd, largest first */
-    float *rows;       /* malloc'd: FACE_FRAMINGS preprocessed crops per face, until batched */
+    emote_face *faces;    /* malloc'd, largest first */
+    float *rows;          /* malloc'd: FACE_FRAMINGS preprocessed crops per face, until batched */
+    encoded_crop *crops;  /* --save-crops: faces_limit() of them, malloc'd */
 } face_slot;
 
 int faces_threads(const engine_options *o) {
@@ -173,7 +268,7 @@ static void prepare(void *arg, int task, int thread) {
     const emote_decode_options decode = {.ignore_orientation = o->no_exif};
     int n = -1;
     if (!emote_image_load_with(s->path, &decode, &image, &err))
-        n = faces_prepare(&g->e->faces, o, g->e->model, s->path, &image, &s->rows, &s->faces, &err);
+        n = faces_prepare(&g->e->faces, o, g->e->model, s->path, &image, &s->rows, &s->faces, s->crops, &err);
     if (n < 0) snprintf(s->error, sizeof s->error, "%s", err.message);
     s->ok = n >= 0;
     s->num_faces = n > 0 ? n : 0;
@@ -210,6 +305,20 @@ static bool report(engine *e, face_slot *s, float *probs, const char *batch_erro
     free(s->faces);
     free(s->rows);
     return failed;
+}
+
+/* --save-crops, in input order: a crop that cannot be saved fails its input. */
+static void save_slot_crops(const engine_options *o, face_slot *s) {
+    if (!s->crops) return;
+    if (s->ok && s->num_faces > 0 && !save_crops(o->faces.save_crops, s->path, s->crops, s->num_faces, s->error, sizeof s->error)) {
+        s->ok = false;
+        s->num_faces = 0;
+        free(s->faces);
+        s->faces = NULL;
+    }
+    for (int k = 0; k < faces_limit(&o->faces); k++) free(s->crops[k].png);
+    free(s->crops);
+    s->crops = NULL;
 }
 
 static bool next_unskipped(input_source *src, skip_fn skip, void *skip_user, input_item *item) {
@@ -292,12 +401,16 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
             while (size < workers && (size == 0 || !input_source_would_wait(src)) &&
                    (more = next_unskipped(src, skip, skip_user, &item))) {
                 g.slots[size] = (face_slot){.path = str_dup(item.path)};
+                if (o->faces.save_crops && !(g.slots[size].crops = calloc_array((size_t)faces_limit(&o->faces), sizeof(encoded_crop))))
+                    snprintf(g.slots[size].error, sizeof g.slots[size].error, "out of memory");
                 if (item.error) snprintf(g.slots[size].error, sizeof g.slots[size].error, "%s", item.error);
                 size++;
             }
             pool_run(pool, prepare, &g, size);
-            for (int i = 0; i < size; i++, used++) /* the rows in input order */
+            for (int i = 0; i < size; i++, used++) { /* the rows in input order */
+                save_slot_crops(o, &slots[used]);
                 append_rows(&slots[used], &inputs, &probs, &capacity, &rows, row_floats, classes);
+            }
         }
         emote_error err;
         const char *batch_error = classify_rows(e->session, inputs, rows, row_floats, probs, classes, &err);

@@ -13,7 +13,9 @@
 
 #include <stb_image_write.h>
 
+#include "atomic_file.h"
 #include "plot.h"
+#include "util.h"
 
 #define MAX_LABEL_CHARS 20   /* longer labels are cut, ending in ".." */
 #define MAX_PNG_SIDE 16384   /* pixels */
@@ -383,48 +385,20 @@ static bool write_png(FILE *f, const plot_data *d) {
 
 /* ---- writing the file ---------------------------------------------------------------------- */
 
-static void report_write_error(const char *path, int error) {
-    fprintf(stderr, "emote: %s: cannot write the plot: %s\n", path, strerror(error ? error : EIO));
-}
-
-/* Writes through a temporary file next to path, renamed over path once complete. */
+/* Complete or not at all: through atomic_file, replacing an older plot of that name. */
 static bool write_atomically(const char *path, bool (*write)(FILE *, const plot_data *), const plot_data *d) {
-    size_t need = strlen(path) + sizeof ".emote-tmp.XXXXXX";
-    char *temp = malloc(need);
-    if (!temp) {
-        report_write_error(path, ENOMEM);
+    atomic_file a;
+    emote_error err;
+    if (atomic_file_begin_for(&a, path, &err)) {
+        fprintf(stderr, "emote: %s: cannot write the plot: %s\n", path, err.message);
         return false;
     }
-    snprintf(temp, need, "%s.emote-tmp.XXXXXX", path);
-    int fd = mkstemp(temp);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!f) {
-        report_write_error(path, errno);
-        if (fd >= 0) {
-            close(fd);
-            unlink(temp);
-        }
-        free(temp);
-        return false;
-    }
-    mode_t mask = umask(0); /* mkstemp makes 0600; give the plot the usual mode */
-    umask(mask);
     errno = 0;
-    bool ok = fchmod(fd, 0666 & ~mask) == 0 && write(f, d);
-    int error = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        error = errno;
-    }
-    if (ok && rename(temp, path) != 0) {
-        ok = false;
-        error = errno;
-    }
-    if (!ok) {
-        report_write_error(path, error);
-        unlink(temp);
-    }
-    free(temp);
+    bool ok = write(a.f, d);
+    if (!ok) format_message(err.message, sizeof err.message, "%s", strerror(errno ? errno : EIO));
+    else ok = !atomic_file_finish(&a, &err) && atomic_file_publish(&a, path, true, &err) == ATOMIC_PUBLISHED;
+    if (!ok) fprintf(stderr, "emote: %s: cannot write the plot: %s\n", path, err.message);
+    atomic_file_discard(&a);
     return ok;
 }
 

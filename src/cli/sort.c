@@ -18,8 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "cli.h"
 #include "progress.h"
+#include "sort_manifest.h"
+#include "sort_undo.h"
 #include "string_table.h"
 #include "util.h"
 
@@ -42,6 +45,8 @@ static const char usage[] =
     "      --dry-run           print '<source><TAB><destination>' per image; write nothing\n"
     "      --manifest FILE     record what went where: CSV, or JSON lines if FILE ends in .jsonl\n"
     "      --force             replace an existing manifest FILE\n"
+    "      --undo MANIFEST     undo the sort that wrote MANIFEST (finished or killed): move files\n"
+    "                          back, never over a file; remove copies and links it made\n"
     "%s"
     "  -h, --help              this help\n"
     "\n"
@@ -54,14 +59,21 @@ static const char usage[] =
     "such .*.emote-tmp.* files once they are 15 minutes old. Files that fail to decode stay\n"
     "where they are.\n"
     "\n"
+    "The manifest must lie outside DIR. Each row is written (synced every second) just before\n"
+    "its file is placed, so after a kill every placed file has its row; a later row for the\n"
+    "same source supersedes it. To finish a killed sort run it again with another manifest;\n"
+    "to undo it, emote sort --undo MANIFEST.\n"
+    "\n"
     "Manifest columns: source, destination, label (the top label, also for _uncertain; empty\n"
     "for _noface), confidence, action (copied, linked, symlinked, moved, already-sorted or\n"
     "failed; failed rows have empty destination, label and confidence). JSON lines carry the\n"
     "same keys, null where CSV is empty, plus \"error\" on failed rows.\n"
     "\n"
     "Exit status: 0 every image sorted or already sorted; 1 some inputs failed (each is listed\n"
-    "on stderr, the rest are sorted); 2 usage error, or the manifest exists and --force is not\n"
-    "given; 3 fatal (model unusable, DIR or the manifest cannot be written, no inputs).\n"
+    "on stderr, the rest are sorted; for --undo, some files could not be put back); 2 usage\n"
+    "error, the manifest exists and --force is not given, or it lies inside DIR; 3 fatal\n"
+    "(model unusable, DIR or the manifest cannot be written, no inputs; a --undo manifest\n"
+    "that cannot be read or is malformed).\n"
     "\n"
     "Examples:\n"
     "  emote sort photos/ --into sorted/\n"
@@ -69,9 +81,9 @@ static const char usage[] =
     "  find crops -name '*.png' -print0 | emote sort -0 --symlink - --into by-label/\n"
     "  emote sort --dry-run photos/ --into sorted/ | less\n"
     "  emote sort --manifest sorted.csv photos/ --into sorted/\n"
-    "  emote sort --faces --move camera/ --into by-expression/\n";
+    "  emote sort --faces --move camera/ --into by-expression/\n"
+    "  emote sort --undo sorted.csv\n";
 
-#define TEMP_MARK ".emote-tmp."
 #define STALE_TEMP_SECONDS (15 * 60)
 #define MAX_SUFFIX 100000
 #define ERROR_SIZE (2 * PATH_MAX + 256)
@@ -86,7 +98,7 @@ static const char *const mode_actions[] = {"copied", "linked", "symlinked", "mov
 
 typedef struct {
     engine_options engine;
-    const char *into, *manifest_path;
+    const char *into, *manifest_path, *undo_path;
     sort_mode mode;
     bool mode_given, dry_run, force;
     double min_confidence;
@@ -159,48 +171,6 @@ static bool make_directories(const char *path, char *error) {
     return ok;
 }
 
-static ssize_t read_full(int fd, char *buffer, size_t size) {
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, buffer + got, size - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return -1;
-        if (n == 0) break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-static bool write_all(int fd, const char *data, size_t size) {
-    while (size > 0) {
-        ssize_t n = write(fd, data, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = EIO;
-            return false;
-        }
-        data += n;
-        size -= (size_t)n;
-    }
-    return true;
-}
-
-/* True when both files hold the same bytes. A file that cannot be read counts as
- * different: the caller then picks another name, which never loses data. */
-static bool same_bytes(const char *a, const char *b) {
-    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
-    bool same = fa >= 0 && fb >= 0;
-    char x[32768], y[32768];
-    while (same) {
-        ssize_t na = read_full(fa, x, sizeof x), nb = read_full(fb, y, sizeof y);
-        same = na >= 0 && na == nb && memcmp(x, y, (size_t)na) == 0;
-        if (na <= 0) break;
-    }
-    if (fa >= 0) close(fa);
-    if (fb >= 0) close(fb);
-    return same;
-}
-
 static bool symlink_points_to(const char *path, const char *target) {
     size_t len = strlen(target);
     char *buffer = malloc(len + 2);
@@ -208,53 +178,6 @@ static bool symlink_points_to(const char *path, const char *target) {
     bool same = n == (ssize_t)len && memcmp(buffer, target, len) == 0;
     free(buffer);
     return same;
-}
-
-static bool sync_directory(const char *dir, char *error) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return failf(error, "cannot open folder %s: %s", dir, strerror(errno));
-    bool ok = fsync(fd) == 0 || errno == EINVAL; /* some filesystems cannot sync folders */
-    if (!ok) failf(error, "cannot sync folder %s: %s", dir, strerror(errno));
-    close(fd);
-    return ok;
-}
-
-/* Creates DIR/.NAME.emote-tmp.XXXXXX; returns its descriptor (-1 on failure). */
-static int create_temp_file(const char *dir, const char *name, char **temp_path, char *error) {
-    char *path;
-    size_t len = strlen(dir);
-    if (asprintf(&path, "%s%s.%.200s" TEMP_MARK "XXXXXX", dir, len && dir[len - 1] != '/' ? "/" : "", name) < 0) {
-        failf(error, "out of memory");
-        return -1;
-    }
-    int fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0) {
-        failf(error, "cannot create a file in %s: %s", dir, strerror(errno));
-        free(path);
-        return -1;
-    }
-    *temp_path = path;
-    return fd;
-}
-
-typedef enum { PUBLISHED, NAME_CLASH, PUBLISH_FAILED } publish_status;
-
-/* Gives `from` the name `to` unless `to` exists; `from` is gone afterwards. On failure
- * *err_no holds the reason (EXDEV: another filesystem). */
-static publish_status publish_no_clobber(const char *from, const char *to, int *err_no, char *error) {
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return PUBLISHED;
-    if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) { /* no RENAME_NOREPLACE here */
-        if (link(from, to) == 0) {
-            if (unlink(from) == 0) return PUBLISHED;
-            *err_no = errno;
-            failf(error, "%s is in place but %s cannot be removed: %s", to, from, strerror(errno));
-            return PUBLISH_FAILED;
-        }
-    }
-    if (errno == EEXIST) return NAME_CLASH;
-    *err_no = errno;
-    failf(error, "cannot create %s: %s", to, strerror(errno));
-    return PUBLISH_FAILED;
 }
 
 /* ---- the sources ---------------------------------------------------------------- */
@@ -265,45 +188,22 @@ typedef struct {
     struct stat st;   /* stat(): a symlinked source is its target */
 } source_file;
 
-static bool copy_bytes(int in, const char *in_name, int out, const char *out_name, char *error) {
-    char buffer[1 << 16];
-    for (;;) {
-        ssize_t n = read(in, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return failf(error, "cannot read %s: %s", in_name, strerror(errno));
-        if (n == 0) return true;
-        if (!write_all(out, buffer, (size_t)n)) return failf(error, "cannot write %s: %s", out_name, strerror(errno));
-    }
-}
-
-/* Permissions as cp gives them, the original's modification time, then the data on disk. */
-static bool finish_copy(int fd, const char *name, const struct stat *source, mode_t umask_bits, char *error) {
-    const struct timespec times[2] = {source->st_atim, source->st_mtim};
-    if (fchmod(fd, source->st_mode & 0777 & ~umask_bits) != 0 || futimens(fd, times) != 0 || fsync(fd) != 0)
-        return failf(error, "cannot write %s: %s", name, strerror(errno));
-    return true;
-}
-
-/* A complete, synced copy of src in a hidden temp file in folder; its path, or NULL. */
-static char *copy_to_temp(const source_file *src, const char *folder, mode_t umask_bits, char *error) {
+/* A complete, synced copy of src (its permissions and modification time too) in a hidden
+ * temporary file in folder, ready to publish. */
+static bool copy_to_temp(const source_file *src, const char *folder, mode_t umask_bits, atomic_file *temp,
+                         char *error) {
     struct stat st;
     emote_error err;
     int in = open_regular_file(src->path, &st, &err); /* never blocks on a FIFO put in its place */
-    if (in < 0) {
-        failf(error, "%s", err.message);
-        return NULL;
-    }
-    char *temp = NULL;
-    int out = create_temp_file(folder, base_name(src->path), &temp, error);
-    bool ok = out >= 0 && copy_bytes(in, src->path, out, temp, error) && finish_copy(out, temp, &src->st, umask_bits, error);
-    if (out >= 0 && close(out) != 0 && ok) ok = failf(error, "cannot write %s: %s", temp, strerror(errno));
+    if (in < 0) return failf(error, "%s", err.message);
+    bool ok = !atomic_file_begin(temp, folder, base_name(src->path), &err) &&
+              !atomic_file_copy_from(temp, in, src->path, &src->st, umask_bits, &err) && !atomic_file_finish(temp, &err);
     close(in);
-    if (!ok && temp) {
-        unlink(temp);
-        free(temp);
-        temp = NULL;
+    if (!ok) {
+        atomic_file_discard(temp);
+        failf(error, "%s", err.message);
     }
-    return temp;
+    return ok;
 }
 
 /* ---- dry-run plan: destinations claimed earlier in this run ---------------------- */
@@ -358,11 +258,11 @@ typedef struct {
     double confidence;
 } sort_record;
 
+/* Rows go out as they happen (append_file: each row written at once, synced every second),
+ * so a killed sort leaves a row for every file it placed. */
 typedef struct {
-    const char *path;
-    char *temp_path;
-    FILE *f;
-    bool jsonl;
+    append_file file;
+    bool jsonl, open;
 } manifest;
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -370,83 +270,71 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static bool manifest_open(manifest *m, const char *path, mode_t umask_bits, char *error) {
-    m->path = path;
+static bool manifest_open(manifest *m, const char *path, bool replace, char *error) {
     m->jsonl = ends_with(path, ".jsonl");
-    char *dir = parent_dir(path);
-    if (!dir) return failf(error, "out of memory");
-    int fd = create_temp_file(dir, base_name(path), &m->temp_path, error);
-    free(dir);
-    if (fd < 0) return false;
-    if (fchmod(fd, 0666 & ~umask_bits) != 0 || !(m->f = fdopen(fd, "w"))) {
-        failf(error, "cannot write %s: %s", m->temp_path, strerror(errno));
-        close(fd);
-        return false;
-    }
-    if (!m->jsonl) fputs("source,destination,label,confidence,action\n", m->f);
+    emote_error err;
+    if (append_file_create(&m->file, path, replace, m->jsonl ? "" : SORT_MANIFEST_CSV_HEADER, &err))
+        return failf(error, "%s", err.message);
+    m->open = true;
     return true;
 }
 
-static void json_write_string_or_null(FILE *f, const char *s) {
-    if (s) json_write_string(f, s);
+static void json_write_path_or_null(FILE *f, const char *key, const char *path) {
+    if (path) json_write_path(f, key, path);
+    else fprintf(f, "\"%s\":null", key);
+}
+
+static void write_jsonl_row(FILE *f, const sort_record *r) {
+    fputc('{', f);
+    json_write_path(f, "source", r->source);
+    fputc(',', f);
+    json_write_path_or_null(f, "destination", r->destination);
+    fputs(",\"label\":", f);
+    if (r->label) json_write_string(f, r->label);
     else fputs("null", f);
-}
-
-static void manifest_add(manifest *m, const sort_record *r) {
-    if (!m->f) return;
-    if (m->jsonl) {
-        fputc('{', m->f);
-        json_write_path(m->f, "source", r->source);
-        fputs(",\"destination\":", m->f);
-        json_write_string_or_null(m->f, r->destination);
-        fputs(",\"label\":", m->f);
-        json_write_string_or_null(m->f, r->label);
-        if (r->label) fprintf(m->f, ",\"confidence\":%.9g", r->confidence);
-        else fputs(",\"confidence\":null", m->f);
-        fprintf(m->f, ",\"action\":\"%s\"", r->action);
-        if (r->error) {
-            fputs(",\"error\":", m->f);
-            json_write_string(m->f, r->error);
-        }
-        fputs("}\n", m->f);
-        return;
+    if (r->label) fprintf(f, ",\"confidence\":%.9g", r->confidence);
+    else fputs(",\"confidence\":null", f);
+    fprintf(f, ",\"action\":\"%s\"", r->action);
+    if (r->error) {
+        fputs(",\"error\":", f);
+        json_write_string(f, r->error);
     }
-    csv_write_field(m->f, r->source);
-    fputc(',', m->f);
-    csv_write_field(m->f, r->destination ? r->destination : "");
-    fputc(',', m->f);
-    csv_write_field(m->f, r->label ? r->label : "");
-    fputc(',', m->f);
-    if (r->label) fprintf(m->f, "%.9g", r->confidence);
-    fprintf(m->f, ",%s\n", r->action);
+    fputs("}\n", f);
 }
 
-/* Syncs the temp file and renames it to its name (without --force, only if still free). */
-static bool manifest_commit(manifest *m, bool force, char *error) {
-    FILE *f = m->f;
-    m->f = NULL;
-    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
-    if (fclose(f) != 0) ok = false;
-    if (!ok) return failf(error, "cannot write %s: %s", m->temp_path, strerror(errno));
-    if (force) {
-        if (rename(m->temp_path, m->path) != 0) return failf(error, "cannot create %s: %s", m->path, strerror(errno));
-    } else {
-        int err_no = 0;
-        publish_status st = publish_no_clobber(m->temp_path, m->path, &err_no, error);
-        if (st == NAME_CLASH) return failf(error, "%s appeared while sorting; not replacing it (use --force)", m->path);
-        if (st != PUBLISHED) return false;
-    }
-    free(m->temp_path);
-    m->temp_path = NULL;
-    return true;
+static void write_csv_row(FILE *f, const sort_record *r) {
+    csv_write_field(f, r->source);
+    fputc(',', f);
+    csv_write_field(f, r->destination ? r->destination : "");
+    fputc(',', f);
+    csv_write_field(f, r->label ? r->label : "");
+    fputc(',', f);
+    if (r->label) fprintf(f, "%.9g", r->confidence);
+    fprintf(f, ",%s\n", r->action);
 }
 
-static void manifest_discard(manifest *m) {
-    if (m->f) fclose(m->f);
-    if (m->temp_path) unlink(m->temp_path);
-    free(m->temp_path);
-    m->f = NULL;
-    m->temp_path = NULL;
+/* Appends the row (one write); false with error when it cannot be written. */
+static bool manifest_add(manifest *m, const sort_record *r, char *error) {
+    if (!m->open) return true;
+    char *row = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&row, &size);
+    if (!f) return failf(error, "out of memory");
+    if (m->jsonl) write_jsonl_row(f, r);
+    else write_csv_row(f, r);
+    bool ok = fclose(f) == 0;
+    emote_error err;
+    if (!ok) failf(error, "out of memory");
+    else if (append_file_write(&m->file, row, size, &err)) ok = failf(error, "%s", err.message);
+    free(row);
+    return ok;
+}
+
+static bool manifest_close(manifest *m, char *error) {
+    if (!m->open) return true;
+    m->open = false;
+    emote_error err;
+    return append_file_close(&m->file, &err) ? failf(error, "%s", err.message) : true;
 }
 
 /* ---- the sorter ------------------------------------------------------------------- */
@@ -469,8 +357,9 @@ typedef struct {
     mode_t umask_bits;
     plan_map plan;
     manifest manifest;
+    bool manifest_broken; /* a row could not be written: the run stops */
     progress_bar progress;
-    char error[ERROR_SIZE];
+    char error[ERROR_SIZE], manifest_error[ERROR_SIZE];
 } sorter;
 
 static const char *folder_name(const sorter *s, int k) {
@@ -491,32 +380,10 @@ static bool labels_are_folder_names(const emote_model *model) {
     return true;
 }
 
-static void remove_stale_temps(sorter *s, const char *folder) {
-    DIR *d = opendir(folder);
-    if (!d) {
-        if (!s->opt->engine.quiet) fprintf(stderr, "emote: warning: cannot read folder %s: %s\n", folder, strerror(errno));
-        return;
-    }
-    time_t now = time(NULL);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] != '.' || !strstr(e->d_name, TEMP_MARK)) continue;
-        char *path = join_path(folder, e->d_name);
-        struct stat st;
-        if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TEMP_SECONDS) {
-            if (unlink(path) == 0) s->stale_removed++;
-            else if (!s->opt->engine.quiet)
-                fprintf(stderr, "emote: warning: cannot remove stale temporary file %s: %s\n", path, strerror(errno));
-        }
-        free(path);
-    }
-    closedir(d);
-}
-
 static bool ensure_folder(sorter *s, label_folder *f) {
     if (f->ready) return true;
     if (!make_directories(f->path, s->error)) return false;
-    remove_stale_temps(s, f->path);
+    s->stale_removed += atomic_remove_stale_temps(f->path, STALE_TEMP_SECONDS, s->opt->engine.quiet);
     f->ready = true;
     return true;
 }
@@ -564,7 +431,7 @@ static bool holds_same_image(sort_mode mode, const source_file *src, const char 
     case MODE_SYMLINK: return S_ISLNK(st->st_mode) && symlink_points_to(path, src->absolute);
     default:
         return S_ISREG(st->st_mode) && st->st_size == src->st.st_size &&
-               (same_inode(st, &src->st) || same_bytes(src->path, path));
+               (same_inode(st, &src->st) || files_hold_same_bytes(src->path, path));
     }
 }
 
@@ -586,32 +453,36 @@ static name_state examine_name(sorter *s, const source_file *src, const char *de
 
 typedef enum { OUTCOME_PENDING, OUTCOME_FILED, OUTCOME_ALREADY, OUTCOME_FAILED } outcome;
 
-/* Copies src to dest through a temp file kept in *temp across name clashes. */
-static outcome place_copy(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
-    if (!*temp && !(*temp = copy_to_temp(src, folder, s->umask_bits, s->error))) return OUTCOME_FAILED;
-    int err_no = 0;
-    switch (publish_no_clobber(*temp, dest, &err_no, s->error)) {
-    case PUBLISHED:
-        free(*temp);
-        *temp = NULL;
-        return OUTCOME_FILED;
-    case NAME_CLASH: return OUTCOME_PENDING;
-    default: return OUTCOME_FAILED;
+/* Copies src to dest through a temporary file kept in *temp across name clashes. */
+static outcome place_copy(sorter *s, const source_file *src, const char *folder, const char *dest, atomic_file *temp) {
+    if (!temp->temp_path && !copy_to_temp(src, folder, s->umask_bits, temp, s->error)) return OUTCOME_FAILED;
+    emote_error err;
+    switch (atomic_file_publish(temp, dest, false, &err)) {
+    case ATOMIC_PUBLISHED: return OUTCOME_FILED;
+    case ATOMIC_NAME_TAKEN: return OUTCOME_PENDING;
+    default: failf(s->error, "%s", err.message); return OUTCOME_FAILED;
     }
 }
 
 /* Renames src to dest; across filesystems copies, syncs, then removes the original. */
-static outcome place_move(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
-    if (!*temp) {
+static outcome place_move(sorter *s, const source_file *src, const char *folder, const char *dest, atomic_file *temp) {
+    emote_error err;
+    if (!temp->temp_path) {
         int err_no = 0;
-        publish_status st = publish_no_clobber(src->path, dest, &err_no, s->error);
-        if (st == PUBLISHED) return OUTCOME_FILED;
-        if (st == NAME_CLASH) return OUTCOME_PENDING;
-        if (err_no != EXDEV) return OUTCOME_FAILED;
+        atomic_publish_status st = rename_no_clobber(src->path, dest, &err_no, &err);
+        if (st == ATOMIC_PUBLISHED) return OUTCOME_FILED;
+        if (st == ATOMIC_NAME_TAKEN) return OUTCOME_PENDING;
+        if (err_no != EXDEV) {
+            failf(s->error, "%s", err.message);
+            return OUTCOME_FAILED;
+        }
     }
     outcome o = place_copy(s, src, folder, dest, temp);
     if (o != OUTCOME_FILED) return o;
-    if (!sync_directory(folder, s->error)) return OUTCOME_FAILED;
+    if (sync_folder(folder, &err)) {
+        failf(s->error, "%s", err.message);
+        return OUTCOME_FAILED;
+    }
     if (unlink(src->path) != 0) {
         failf(s->error, "copied to %s but cannot remove the original: %s", dest, strerror(errno));
         return OUTCOME_FAILED;
@@ -621,7 +492,7 @@ static outcome place_move(sorter *s, const source_file *src, const char *folder,
 
 /* Creates dest for src by the mode, never replacing a name: OUTCOME_PENDING when dest
  * appeared meanwhile (the caller looks at it again). */
-static outcome place_image(sorter *s, const source_file *src, const char *folder, const char *dest, char **temp) {
+static outcome place_image(sorter *s, const source_file *src, const char *folder, const char *dest, atomic_file *temp) {
     int rc;
     switch (s->opt->mode) {
     case MODE_COPY: return place_copy(s, src, folder, dest, temp);
@@ -648,7 +519,7 @@ static outcome settle_already_sorted(sorter *s, const source_file *src, const ch
 }
 
 static outcome claim_name(sorter *s, const source_file *src, const label_folder *folder, const char *dest,
-                          char **temp) {
+                          atomic_file *temp) {
     if (!s->opt->dry_run) return place_image(s, src, folder->path, dest, temp);
     if (!plan_add(&s->plan, dest, src->absolute)) {
         failf(s->error, "out of memory");
@@ -657,16 +528,27 @@ static outcome claim_name(sorter *s, const source_file *src, const label_folder 
     return OUTCOME_FILED;
 }
 
-/* Files the image at path under folder k; *dest_out gets its destination when filed or
- * already there. */
-static outcome file_image(sorter *s, const char *path, int k, char **dest_out) {
+/* Writes the manifest row of what is about to happen; a failed write stops the run. */
+static bool announce(sorter *s, sort_record *row, const char *dest, const char *action) {
+    row->destination = dest;
+    row->action = action;
+    if (manifest_add(&s->manifest, row, s->manifest_error)) return true;
+    s->manifest_broken = true;
+    return failf(s->error, "not filed: the manifest cannot be written");
+}
+
+/* Files the image at row->source under folder k, the manifest row written just before each
+ * change; row->destination gets its destination when filed or already there. */
+static outcome file_image(sorter *s, sort_record *row, int k) {
     label_folder *folder = &s->folders[k];
+    const char *path = row->source;
     source_file src = {.path = path};
     if ((!s->opt->dry_run && !ensure_folder(s, folder)) || !open_source(s, path, &src)) {
         free(src.absolute);
         return OUTCOME_FAILED;
     }
-    char *dest = NULL, *temp = NULL;
+    char *dest = NULL;
+    atomic_file temp = {0};
     outcome result = OUTCOME_PENDING;
     for (int n = 1, steps = 0; result == OUTCOME_PENDING; steps++) {
         free(dest);
@@ -680,19 +562,21 @@ static outcome file_image(sorter *s, const char *path, int k, char **dest_out) {
         } else {
             switch (examine_name(s, &src, dest)) {
             case NAME_TAKEN: n++; break;
-            case NAME_SAME: result = settle_already_sorted(s, &src, dest); break;
-            case NAME_FREE: result = claim_name(s, &src, folder, dest, &temp); break;
+            case NAME_SAME:
+                result = announce(s, row, dest, "already-sorted") ? settle_already_sorted(s, &src, dest) : OUTCOME_FAILED;
+                break;
+            case NAME_FREE:
+                result = announce(s, row, dest, mode_actions[s->opt->mode]) ? claim_name(s, &src, folder, dest, &temp)
+                                                                             : OUTCOME_FAILED;
+                break;
             default: result = OUTCOME_FAILED; break;
             }
         }
     }
-    if (temp) {
-        unlink(temp);
-        free(temp);
-    }
+    atomic_file_discard(&temp);
     free(src.absolute);
+    row->destination = result == OUTCOME_FAILED ? NULL : dest;
     if (result == OUTCOME_FAILED) free(dest);
-    else *dest_out = dest;
     return result;
 }
 
@@ -701,13 +585,14 @@ static void record_failure(sorter *s, const char *path, const char *message) {
     print_input_error(path, message);
     s->failed++;
     sort_record r = {path, NULL, NULL, "failed", message, 0};
-    manifest_add(&s->manifest, &r);
+    if (!s->manifest_broken && !manifest_add(&s->manifest, &r, s->manifest_error)) s->manifest_broken = true;
 }
 
 /* Files the image at path under folder k; its manifest row gets label (NULL: none) and confidence. */
 static void sort_into(sorter *s, const char *path, int k, const char *label, double confidence) {
-    char *dest = NULL;
-    outcome o = file_image(s, path, k, &dest);
+    sort_record row = {path, NULL, label, NULL, NULL, confidence};
+    outcome o = file_image(s, &row, k);
+    char *dest = (char *)row.destination;
     if (o == OUTCOME_FAILED) {
         record_failure(s, path, s->error);
         return;
@@ -718,9 +603,6 @@ static void sort_into(sorter *s, const char *path, int k, const char *label, dou
         progress_before_stdout(&s->progress);
         printf("%s\t%s\n", path, o == OUTCOME_FILED ? dest : "(already sorted)");
     }
-    const char *action = o == OUTCOME_FILED ? mode_actions[s->opt->mode] : "already-sorted";
-    sort_record r = {path, dest, label, action, NULL, confidence};
-    manifest_add(&s->manifest, &r);
     free(dest);
 }
 
@@ -738,7 +620,7 @@ static bool sort_result(void *user, const result *r) {
     else if (r->error) record_failure(s, r->path, r->error);
     else sort_classified(s, r);
     progress_tick(&s->progress);
-    return !(s->opt->dry_run && ferror(stdout));
+    return !(s->opt->dry_run && ferror(stdout)) && !s->manifest_broken;
 }
 
 static void print_summary(const sorter *s) {
@@ -771,7 +653,7 @@ static void sorter_free(sorter *s) {
     free(s->real_into);
     free(s->cached_dir);
     plan_free(&s->plan);
-    manifest_discard(&s->manifest);
+    manifest_close(&s->manifest, s->manifest_error);
 }
 
 /* Prepares DIR (created unless dry run), the label folders and the manifest. */
@@ -791,7 +673,7 @@ static bool sorter_init(sorter *s, const sort_options *o, const emote_model *mod
     if (ok && !o->dry_run) ok = make_directories(o->into, s->error);
     if (ok && !(s->real_into = realpath(o->into, NULL)) && !(o->dry_run && errno == ENOENT))
         ok = failf(s->error, "cannot resolve %s: %s", o->into, strerror(errno));
-    if (ok && o->manifest_path) ok = manifest_open(&s->manifest, o->manifest_path, s->umask_bits, s->error);
+    if (ok && o->manifest_path) ok = manifest_open(&s->manifest, o->manifest_path, o->force, s->error);
     if (!ok) fprintf(stderr, "emote: %s\n", s->error);
     return ok;
 }
@@ -815,8 +697,8 @@ static int run_sort(const sort_options *o, char **paths, int num_paths) {
             fprintf(stderr, "emote: cannot write the plan to stdout\n");
         } else if (counts.done == 0) {
             fprintf(stderr, "emote: no images found in the inputs given\n");
-        } else if (o->manifest_path && !manifest_commit(&s.manifest, o->force, s.error)) {
-            fprintf(stderr, "emote: %s\n", s.error);
+        } else if (s.manifest_broken || !manifest_close(&s.manifest, s.manifest_error)) {
+            fprintf(stderr, "emote: %s; stopped (every file placed so far has its row)\n", s.manifest_error);
         } else {
             print_summary(&s);
             status = s.failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
@@ -846,14 +728,14 @@ static bool require_value(const option_parser *p, const char *what) {
 }
 
 /* The mode flags' codes are OPT_COPY + their sort_mode. */
-enum { OPT_INTO = OPTION_COMMAND, OPT_MANIFEST, OPT_MIN_CONFIDENCE, OPT_DRY_RUN, OPT_FORCE, OPT_COPY };
+enum { OPT_INTO = OPTION_COMMAND, OPT_MANIFEST, OPT_MIN_CONFIDENCE, OPT_DRY_RUN, OPT_FORCE, OPT_UNDO, OPT_COPY };
 
 static const struct option option_table[] = {
     {"into", required_argument, NULL, OPT_INTO}, {"copy", no_argument, NULL, OPT_COPY + MODE_COPY},
     {"link", no_argument, NULL, OPT_COPY + MODE_LINK}, {"symlink", no_argument, NULL, OPT_COPY + MODE_SYMLINK},
     {"move", no_argument, NULL, OPT_COPY + MODE_MOVE}, {"min-confidence", required_argument, NULL, OPT_MIN_CONFIDENCE},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"manifest", required_argument, NULL, OPT_MANIFEST},
-    {"force", no_argument, NULL, OPT_FORCE}, ENGINE_OPTIONS, HELP_OPTION, {0}};
+    {"force", no_argument, NULL, OPT_FORCE}, {"undo", required_argument, NULL, OPT_UNDO}, ENGINE_OPTIONS, HELP_OPTION, {0}};
 
 static int cmd_sort(int argc, char **argv);
 const command sort_command = {"sort", cmd_sort, option_table};
@@ -872,6 +754,7 @@ static int parse_arguments(int argc, char **argv, sort_options *o, char **paths,
         case OPT_MIN_CONFIDENCE: ok = parse_double_option(p.name, p.value, 0, 1, &o->min_confidence); break;
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_FORCE: o->force = true; break;
+        case OPT_UNDO: ok = require_value(&p, "a manifest"); o->undo_path = p.value; break;
         case OPT_COPY + MODE_COPY:
         case OPT_COPY + MODE_LINK:
         case OPT_COPY + MODE_SYMLINK:
@@ -883,14 +766,66 @@ static int parse_arguments(int argc, char **argv, sort_options *o, char **paths,
     return -1;
 }
 
+/* path made absolute and its ".", ".." and empty components resolved by their names alone
+ * (for folders that do not exist yet); malloc'd. */
+static char *lexical_absolute_path(const char *path) {
+    char *cwd = path[0] == '/' ? str_dup("") : getcwd(NULL, 0), *joined = NULL;
+    if (!cwd || asprintf(&joined, "%s/%s", cwd, path) < 0) joined = NULL;
+    free(cwd);
+    if (!joined) return NULL;
+    char *out = joined, *w = joined; /* rewritten in place: the result is never longer */
+    for (char *c = joined; *c;) {
+        char *end = c + strcspn(c, "/");
+        size_t len = (size_t)(end - c);
+        if (len == 2 && c[0] == '.' && c[1] == '.') {
+            while (w > out && *--w != '/') {}
+        } else if (len && !(len == 1 && c[0] == '.')) {
+            *w++ = '/';
+            memmove(w, c, len);
+            w += len;
+        }
+        c = *end ? end + 1 : end;
+    }
+    if (w == out) *w++ = '/';
+    *w = '\0';
+    return out;
+}
+
+/* True when the manifest would lie inside DIR or be DIR: compared by real paths, and by
+ * names alone for what does not exist yet. */
+static bool manifest_inside_into(const char *manifest_path, const char *into) {
+    char *real_into = realpath(into, NULL), *real = realpath(manifest_path, NULL);
+    char *entry = absolute_entry_path(manifest_path);
+    char *named_into = lexical_absolute_path(into), *named = lexical_absolute_path(manifest_path);
+    bool inside = (real_into && ((entry && path_within(entry, real_into)) || (real && path_within(real, real_into)))) ||
+                  (named_into && named && path_within(named, named_into));
+    free(real_into);
+    free(real);
+    free(entry);
+    free(named_into);
+    free(named);
+    return inside;
+}
+
+static bool check_undo_arguments(const sort_options *o, int num_paths) {
+    if (num_paths || o->into || o->manifest_path || o->dry_run || o->mode_given)
+        fprintf(stderr, "emote: --undo MANIFEST takes no paths, --into, --manifest, --dry-run or mode\n");
+    else return true;
+    return false;
+}
+
 static bool check_arguments(const sort_options *o, int num_paths) {
     struct stat st;
+    if (o->undo_path) return check_undo_arguments(o, num_paths);
     if (!o->into) fprintf(stderr, "emote: sort needs --into DIR (see emote sort --help)\n");
     else if (num_paths == 0) fprintf(stderr, "emote: no inputs (give files, directories or '-'; see emote sort --help)\n");
     else if (o->engine.stdin_image) fprintf(stderr, "emote: sort files images by name: --stdin-image has none\n");
     else if (o->dry_run && o->manifest_path) fprintf(stderr, "emote: --dry-run writes nothing; drop --manifest\n");
     else if (o->manifest_path && !o->force && lstat(o->manifest_path, &st) == 0)
         fprintf(stderr, "emote: %s exists; not replacing it (use --force)\n", o->manifest_path);
+    else if (o->manifest_path && manifest_inside_into(o->manifest_path, o->into))
+        fprintf(stderr, "emote: %s: the manifest must lie outside --into %s, which holds only sorted images\n",
+                o->manifest_path, o->into);
     else return true;
     return false;
 }
@@ -906,7 +841,8 @@ static int cmd_sort(int argc, char **argv) {
     }
     int status = parse_arguments(argc, argv, &o, paths, &num_paths);
     fit_engine_to_inputs(&o.engine, paths, num_paths);
-    if (status < 0) status = check_arguments(&o, num_paths) ? run_sort(&o, paths, num_paths) : EXIT_USAGE;
+    if (status < 0 && !check_arguments(&o, num_paths)) status = EXIT_USAGE;
+    if (status < 0) status = o.undo_path ? sort_undo(o.undo_path, o.engine.quiet) : run_sort(&o, paths, num_paths);
     free(paths);
     return status;
 }
