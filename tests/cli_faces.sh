@@ -46,6 +46,17 @@ run $EMOTE eval --faces --max-faces 2 "$TMP/set"
 expect_status "eval --faces: exit 0" 0
 expect "eval --faces counts images, not faces" grep -q 'images *2 evaluated' "$TMP/out"
 expect "eval --faces: no --max-faces note (it uses the largest face)" bash -c "! grep -q 'faces found' '$TMP/err'"
+cp "$F/scene-empty.png" "$TMP/set/happy/"
+run $EMOTE eval --faces -f json "$TMP/set"
+cp "$TMP/out" "$TMP/eval-faces.json"
+$EMOTE --faces -f jsonl "$TMP/set" >"$TMP/faces.jsonl" 2>/dev/null
+run $EMOTE eval --faces -f json --predictions "$TMP/faces.jsonl"
+expect_status "eval --predictions of classify --faces records: exit 0" 0
+expect "... counts each image once, by its largest face: the report of eval --faces" \
+    cmp -s "$TMP/out" "$TMP/eval-faces.json"
+expect_stderr "... its 'no face found' names the image" "scene-empty.png: no face found"
+run $EMOTE eval --faces --require-face --predictions "$TMP/faces.jsonl"
+expect_status "... with --require-face, an image without a face fails: exit 1" 1
 
 # ---- sort --faces: by the largest face; no face -> _noface/ ---------------------------
 run $EMOTE sort --faces --manifest "$TMP/sorted.csv" "$F" --into "$TMP/sorted"

@@ -121,6 +121,8 @@ int faces_threads(const engine_options *o);
 int faces_batch_capacity(const engine_options *o);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
+/* The error of an image's one record when --faces finds no face in it. */
+#define NO_FACE_MESSAGE "no face found"
 /* Crops classified per face, their probabilities averaged (faces.c). */
 #define FACE_FRAMINGS 3
 /* Detects the faces of image, preprocesses each (aligned crop) into rows (room for
@@ -141,7 +143,9 @@ typedef struct {
  * the batch and the readers to them: one image in a process should not set up for 32. */
 void fit_engine_to_inputs(engine_options *o, char *const *paths, int count);
 
-/* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
+/* The model that -m, $EMOTE_MODEL or --faces choose; NULL: the default built-in model. */
+const char *engine_model_name(const engine_options *o);
+/* Opens that model and plans the session; prints the error. */
 bool engine_open(engine *e, const engine_options *o);
 void engine_close(engine *e);
 

@@ -99,13 +99,16 @@ static const char *faces_classifier(void) {
     return NULL;
 }
 
+const char *engine_model_name(const engine_options *o) {
+    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
+    return !path && o->faces.on ? faces_classifier() : path;
+}
+
 bool engine_open(engine *e, const engine_options *o) {
     memset(e, 0, sizeof *e);
     e->options = o;
     emote_error err;
-    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    if (!path && o->faces.on) path = faces_classifier();
-    e->model = emote_model_open_any(path, &err);
+    e->model = emote_model_open_any(engine_model_name(o), &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;

@@ -3,15 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <cjson/cJSON.h>
-
 #include "cli.h"
 #include "metrics.h"
 #include "plot.h"
+#include "predictions.h"
 #include "progress.h"
 #include "util.h"
 
@@ -48,10 +48,6 @@ typedef struct {
     const char *plot_path;
     const char *source; /* for messages: DIR or "the prediction files" */
 } eval_options;
-
-typedef struct {
-    long failed, outside; /* error records; records outside a label folder */
-} prediction_counts;
 
 typedef struct {
     const emote_model *model;
@@ -214,81 +210,162 @@ static int folder_label(const emote_model *model, const char *path) {
     return label_index(model, start, (size_t)(slash - start));
 }
 
-/* Adds one jsonl record; false (message printed) when the line is not a record. */
-static bool add_prediction(eval_state *s, const char *file, long number, const char *line, prediction_counts *c) {
-    cJSON *json = cJSON_Parse(line);
-    const cJSON *path = cJSON_GetObjectItemCaseSensitive(json, "path");
-    const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
-    const cJSON *label = cJSON_GetObjectItemCaseSensitive(json, "label");
-    int truth = cJSON_IsString(path) ? folder_label(s->model, path->valuestring) : -1;
-    int predicted = cJSON_IsString(label) ? label_index(s->model, label->valuestring, strlen(label->valuestring)) : -1;
-    bool ok = cJSON_IsObject(json) && cJSON_IsString(path) && (cJSON_IsString(error) || predicted >= 0);
-    if (!ok) {
-        fprintf(stderr, "emote: %s:%ld: not a jsonl prediction record of this model (%s)\n", file, number,
-                !cJSON_IsObject(json) ? "not a JSON object" : !cJSON_IsString(path) ? "no \"path\" string"
-                : cJSON_IsString(label) ? "its \"label\" is not one of the model's labels" : "no \"label\" or \"error\"");
-    } else if (truth < 0) {
-        c->outside++;
-    } else if (cJSON_IsString(error)) {
-        c->failed++;
-        if (!s->quiet) fprintf(stderr, "emote: %s\n", error->valuestring);
-    } else {
-        confusion_add(&s->confusion, truth, predicted);
-    }
-    cJSON_Delete(json);
-    return ok;
+/* ---- one record per image ----
+ * Each image counts once, as in eval DIR: of a `classify --faces` image only its face 0
+ * (the largest, which eval --faces takes) counts; a record repeated for one path (a
+ * merged file beside its parts) counts once when it says the same, and is an error when
+ * it does not. */
+
+typedef struct {
+    char *path;       /* owned; the key of prediction_tally.seen */
+    uint64_t content; /* hash of what the record says (record_content) */
+    int file;         /* index in prediction_tally.files */
+    long line;
+} counted_record;
+
+typedef struct {
+    eval_state *s;
+    bool require_face;   /* --require-face: a "no face found" record counts as failed */
+    label_set labels;    /* label names as the prediction files spell them */
+    char **files;        /* owned names of the files read, for messages */
+    int num_files, files_capacity;
+    counted_record *counted;
+    int num_counted, counted_capacity;
+    string_table seen;   /* path -> index in counted */
+    long failed, outside; /* error records; records outside a label folder */
+} prediction_tally;
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t size) {
+    for (const unsigned char *p = data; size--; p++) h = (h ^ *p) * 1099511628211u;
+    return h;
 }
 
-static bool read_predictions(eval_state *s, const char *file, prediction_counts *c) {
-    FILE *in = fopen(file, "r");
-    if (!in) {
-        fprintf(stderr, "emote: %s: cannot open: %s\n", file, strerror(errno));
+/* What a record says, hashed: its error message, or its label and probabilities. */
+static uint64_t record_content(const prediction *r) {
+    uint64_t h = 14695981039346656037u;
+    if (r->error) return fnv1a(h, r->error, strlen(r->error) + 1);
+    h = fnv1a(fnv1a(h, "", 1), &r->label, sizeof r->label);
+    for (int i = 0; i < r->num_probs; i++) h = fnv1a(h, &r->probs[i], sizeof r->probs[i]);
+    return h;
+}
+
+static void tally_free(prediction_tally *t) {
+    for (int i = 0; i < t->num_files; i++) free(t->files[i]);
+    for (int i = 0; i < t->num_counted; i++) free(t->counted[i].path);
+    free(t->files);
+    free(t->counted);
+    table_free(&t->seen);
+    label_set_free(&t->labels);
+}
+
+/* Remembers r's path (taken from r) as counted; false when out of memory. */
+static bool remember(prediction_tally *t, prediction *r, int file) {
+    counted_record *counted = array_reserve_one(t->counted, t->num_counted, &t->counted_capacity, sizeof *counted);
+    if (!counted) return false;
+    t->counted = counted;
+    counted[t->num_counted] = (counted_record){r->path, record_content(r), file, r->line};
+    if (table_add(&t->seen, r->path, t->num_counted) < 0) return false;
+    t->num_counted++;
+    r->path = NULL;
+    return true;
+}
+
+/* True when r's path was counted before; a conflicting repeat is reported in *conflict. */
+static bool seen_before(const prediction_tally *t, const prediction *r, int file, bool *conflict) {
+    int i = table_find(&t->seen, r->path);
+    *conflict = i >= 0 && t->counted[i].content != record_content(r);
+    if (*conflict) {
+        char message[EMOTE_ERROR_MAX];
+        format_message(message, sizeof message,
+                       "%s:%ld: a second record for %s, which differs from the one at %s:%ld (records repeated "
+                       "for one image must agree)",
+                       t->files[file], r->line, r->path, t->files[t->counted[i].file], t->counted[i].line);
+        print_error(message);
+    }
+    return i >= 0;
+}
+
+/* Counts one record of file; false (message printed) when it is not one of this model's
+ * or conflicts with an earlier record. */
+static bool tally_record(prediction_tally *t, prediction *r, int file) {
+    const emote_model *model = t->s->model;
+    if (r->face > 0) return true;
+    const char *label = r->error ? NULL : t->labels.names[r->label];
+    int predicted = label ? label_index(model, label, strlen(label)) : -1;
+    char message[EMOTE_ERROR_MAX];
+    if (label && predicted < 0) {
+        format_message(message, sizeof message, "%s:%ld: not a prediction record of this model: its label '%s' is "
+                       "not one of the model's labels", t->files[file], r->line, label);
+        print_error(message);
         return false;
     }
-    char *line = NULL;
-    size_t capacity = 0;
-    ssize_t n;
-    long number = 0;
-    bool ok = true;
-    while (ok && (n = getline(&line, &capacity, in)) > 0) {
-        number++;
-        if (line[n - 1] != '\n') {
-            fprintf(stderr, "emote: %s:%ld: incomplete last record (a run still going, or killed: resume it)\n", file,
-                    number);
-            ok = false;
-        } else if (strlen(line) != (size_t)n) {
-            fprintf(stderr, "emote: %s:%ld: contains a NUL byte\n", file, number);
-            ok = false;
-        } else {
-            ok = add_prediction(s, file, number, line, c);
-        }
+    bool conflict;
+    if (seen_before(t, r, file, &conflict)) return !conflict;
+    int truth = folder_label(model, r->path);
+    if (truth < 0) {
+        t->outside++;
+    } else if (r->error) {
+        print_input_error(r->path, r->error);
+        if (strcmp(r->error, NO_FACE_MESSAGE) != 0 || t->require_face) t->failed++;
+    } else {
+        confusion_add(&t->s->confusion, truth, predicted);
     }
-    if (ok && ferror(in)) {
-        fprintf(stderr, "emote: %s: cannot read: %s\n", file, strerror(errno));
-        ok = false;
+    if (!remember(t, r, file)) {
+        fprintf(stderr, "emote: out of memory\n");
+        return false;
     }
-    free(line);
-    fclose(in);
-    return ok;
+    return true;
 }
 
-/* Reads every file that the patterns name (each expanded with glob(3), in sorted order). */
-static bool read_all_predictions(eval_state *s, char **patterns, int count, long *failed) {
-    prediction_counts c = {0, 0};
+/* Reads and counts every record of path ("-": stdin). */
+static bool read_predictions(prediction_tally *t, const char *path) {
+    char **files = array_reserve_one(t->files, t->num_files, &t->files_capacity, sizeof *files);
+    if (files) t->files = files;
+    char *name = files ? str_dup(strcmp(path, "-") ? path : "<stdin>") : NULL;
+    if (!name) {
+        fprintf(stderr, "emote: out of memory\n");
+        return false;
+    }
+    int file = t->num_files++;
+    files[file] = name;
+    prediction_reader reader;
+    emote_error err;
+    emote_status s = prediction_reader_open(&reader, path, &t->labels, &err);
+    prediction r;
+    bool ok = true;
+    for (bool got; ok && !s && !(s = prediction_reader_next(&reader, &r, &got, &err)) && got;) {
+        ok = tally_record(t, &r, file);
+        prediction_free(&r);
+    }
+    if (s) print_error(err.message);
+    prediction_reader_close(&reader);
+    return ok && !s;
+}
+
+/* Reads every file that the patterns name (each expanded with glob(3), in sorted order;
+ * "-" is stdin). */
+static bool read_all_predictions(prediction_tally *t, char **patterns, int count) {
     bool ok = true;
     for (int i = 0; ok && i < count; i++) {
+        if (strcmp(patterns[i], "-") == 0) {
+            ok = read_predictions(t, "-");
+            continue;
+        }
         glob_t g;
         int r = glob(patterns[i], GLOB_ERR, NULL, &g);
-        if (r == GLOB_NOMATCH) fprintf(stderr, "emote: %s: no such prediction file\n", patterns[i]);
-        else if (r != 0) fprintf(stderr, "emote: %s: cannot expand the pattern\n", patterns[i]);
+        char message[EMOTE_ERROR_MAX];
+        if (r != 0) {
+            format_message(message, sizeof message, "%s: %s", patterns[i],
+                           r == GLOB_NOMATCH ? "no such prediction file" : "cannot expand the pattern");
+            print_error(message);
+        }
         ok = r == 0;
-        for (size_t k = 0; ok && k < g.gl_pathc; k++) ok = read_predictions(s, g.gl_pathv[k], &c);
+        for (size_t k = 0; ok && k < g.gl_pathc; k++) ok = read_predictions(t, g.gl_pathv[k]);
         if (r != GLOB_NOMATCH) globfree(&g);
     }
-    if (ok && c.outside && !s->quiet)
+    if (ok && t->outside && !t->s->quiet)
         fprintf(stderr, "emote: warning: skipping %ld records whose path is not in a folder named after a label\n",
-                c.outside);
-    *failed = c.failed;
+                t->outside);
     return ok;
 }
 
@@ -316,18 +393,17 @@ static int eval_directory(const engine_options *o, const eval_options *eo, const
 
 static int eval_predictions(const engine_options *o, const eval_options *eo, char **patterns, int count) {
     emote_error err;
-    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    emote_model *model = emote_model_open_any(path, &err);
+    emote_model *model = emote_model_open_any(engine_model_name(o), &err);
     if (!model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return EXIT_FATAL;
     }
     eval_state s = {.model = model, .quiet = o->quiet};
+    prediction_tally t = {.s = &s, .require_face = o->faces.require};
     int status = EXIT_FATAL;
-    long failed = 0;
-    if (confusion_init(&s.confusion, emote_model_num_classes(model)) &&
-        read_all_predictions(&s, patterns, count, &failed))
-        status = report(&s, failed, eo, model);
+    if (confusion_init(&s.confusion, emote_model_num_classes(model)) && read_all_predictions(&t, patterns, count))
+        status = report(&s, t.failed, eo, model);
+    tally_free(&t);
     confusion_free(&s.confusion);
     emote_model_close(model);
     return status;
