@@ -197,4 +197,34 @@ run bash -c "{ head -1 '$TMP/all.jsonl'; head -c 20M /dev/zero | tr '\\0' a; } |
 expect_status "eval --predictions: a line over the bound is an error, not the end: exit 3" 3
 expect_stderr "... naming the line" "<stdin>:2: line longer than"
 
+# ---- output that does not reach stdout: exit 3 and a message, every command -----------
+# expect_write_error NAME ARGS...: emote ARGS to a full device and to a closed stdout.
+expect_write_error() {
+    local name=$1; shift
+    run bash -c '"$@" >/dev/full' _ "$EMOTE" "$@"
+    expect_status "$name >/dev/full: exit 3" 3
+    expect_stderr "$name >/dev/full: said" "emote: cannot write to standard output"
+    run bash -c '"$@" >&-' _ "$EMOTE" "$@"
+    expect_status "$name >&- (stdout closed): exit 3" 3
+    expect_stderr "$name >&-: said" "emote: cannot write to standard output"
+}
+expect_write_error "--help" --help
+expect_write_error "--version" --version
+expect_write_error "eval --help" eval --help
+expect_write_error "classify -f jsonl DIR" $M -f jsonl "$TMP/faces"
+expect_write_error "eval DIR" eval $M "$TMP/labelled"
+expect_write_error "eval --predictions" eval $M --predictions "$TMP/all.jsonl"
+expect_write_error "sort --dry-run" sort $M --dry-run --into "$TMP/sorted" "$TMP/faces"
+expect_write_error "diff" diff "$TMP/all.jsonl" "$TMP/all.jsonl"
+expect_write_error "info" info $M
+many=(); for i in $(seq 100); do many+=("$TMP/labelled"); done
+env --ignore-signal=PIPE $EMOTE $M -f jsonl -b 1 "${many[@]}" 2>"$TMP/err" | head -c 1 >/dev/null
+STATUS=${PIPESTATUS[0]}
+expect_status "SIGPIPE ignored, the reader gone (| head -c1): exit 3" 3
+expect_stderr "... said" "emote: cannot write to standard output"
+run bash -c '"$@" >&-' _ $EMOTE $M -f jsonl -o "$TMP/closed.jsonl" "$TMP/faces"
+expect_status "-o FILE with stdout closed: exit 0 (nothing goes to stdout)" 0
+$EMOTE $M -f jsonl "$TMP/faces" >"$TMP/open.jsonl" 2>/dev/null
+expect "... FILE has every record (it did not take stdout's place)" cmp -s "$TMP/closed.jsonl" "$TMP/open.jsonl"
+
 finish
