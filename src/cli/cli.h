@@ -204,6 +204,8 @@ void json_write_path(FILE *f, const char *key, const char *path);
 void text_write_escaped(FILE *f, const char *s);
 /* "emote: MESSAGE" on stderr, escaped as text_write_escaped does. */
 void print_error(const char *message);
+/* The same, formatted (format_message: a long leading name is shortened). */
+void print_errorf(const char *format, ...) __attribute__((format(printf, 1, 2)));
 /* "emote: PATH: MESSAGE" for an input that failed; the path once, as most messages (the
  * decoders') already begin with it and some ("no face found") do not. */
 void print_input_error(const char *path, const char *message);

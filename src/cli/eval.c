@@ -89,7 +89,7 @@ static bool record_result(void *user, const result *r) {
 static int label_folders(const eval_state *s, char ***out) {
     DIR *d = opendir(s->root);
     if (!d) {
-        fprintf(stderr, "emote: %s: cannot read directory: %s\n", s->root, strerror(errno));
+        print_errorf("%s: cannot read directory: %s", s->root, strerror(errno));
         return -1;
     }
     int classes = emote_model_num_classes(s->model), count = 0;
@@ -108,8 +108,8 @@ static int label_folders(const eval_state *s, char ***out) {
             folders[count++] = path;
         } else {
             if (!s->quiet)
-                fprintf(stderr, "emote: warning: skipping %s: %s\n", path,
-                        is_dir ? "not one of the model's labels" : "not in a label folder");
+                print_errorf("warning: skipping %s: %s", path,
+                             is_dir ? "not one of the model's labels" : "not in a label folder");
             free(path);
         }
     }
@@ -169,7 +169,7 @@ static void print_json(const eval_state *s, const metrics_summary *m, long faile
 static int report(const eval_state *s, long failed, const eval_options *eo, const emote_model *model) {
     metrics_summary m;
     if (s->confusion.total == 0) {
-        fprintf(stderr, "emote: %s: no images in folders named after the model's labels\n", eo->source);
+        print_errorf("%s: no images in folders named after the model's labels", eo->source);
         return EXIT_FATAL;
     }
     if (!metrics_compute(&s->confusion, &m)) {
@@ -276,14 +276,10 @@ static bool remember(prediction_tally *t, prediction *r, int file) {
 static bool seen_before(const prediction_tally *t, const prediction *r, int file, bool *conflict) {
     int i = table_find(&t->seen, r->path);
     *conflict = i >= 0 && t->counted[i].content != record_content(r);
-    if (*conflict) {
-        char message[EMOTE_ERROR_MAX];
-        format_message(message, sizeof message,
-                       "%s:%ld: a second record for %s, which differs from the one at %s:%ld (records repeated "
-                       "for one image must agree)",
-                       t->files[file], r->line, r->path, t->files[t->counted[i].file], t->counted[i].line);
-        print_error(message);
-    }
+    if (*conflict)
+        print_errorf("%s:%ld: a second record for %s, which differs from the one at %s:%ld (records repeated for "
+                     "one image must agree)",
+                     t->files[file], r->line, r->path, t->files[t->counted[i].file], t->counted[i].line);
     return i >= 0;
 }
 
@@ -294,11 +290,9 @@ static bool tally_record(prediction_tally *t, prediction *r, int file) {
     if (r->face > 0) return true;
     const char *label = r->error ? NULL : t->labels.names[r->label];
     int predicted = label ? label_index(model, label, strlen(label)) : -1;
-    char message[EMOTE_ERROR_MAX];
     if (label && predicted < 0) {
-        format_message(message, sizeof message, "%s:%ld: not a prediction record of this model: its label '%s' is "
-                       "not one of the model's labels", t->files[file], r->line, label);
-        print_error(message);
+        print_errorf("%s:%ld: not a prediction record of this model: its label '%s' is not one of the model's labels",
+                     t->files[file], r->line, label);
         return false;
     }
     bool conflict;
@@ -355,12 +349,8 @@ static bool read_all_predictions(prediction_tally *t, char **patterns, int count
         }
         glob_t g;
         int r = glob(patterns[i], GLOB_ERR, NULL, &g);
-        char message[EMOTE_ERROR_MAX];
-        if (r != 0) {
-            format_message(message, sizeof message, "%s: %s", patterns[i],
-                           r == GLOB_NOMATCH ? "no such prediction file" : "cannot expand the pattern");
-            print_error(message);
-        }
+        if (r != 0)
+            print_errorf("%s: %s", patterns[i], r == GLOB_NOMATCH ? "no such prediction file" : "cannot expand the pattern");
         ok = r == 0;
         for (size_t k = 0; ok && k < g.gl_pathc; k++) ok = read_predictions(t, g.gl_pathv[k]);
         if (r != GLOB_NOMATCH) globfree(&g);
@@ -397,7 +387,7 @@ static int eval_predictions(const engine_options *o, const eval_options *eo, cha
     emote_error err;
     emote_model *model = emote_model_open_any(engine_model_name(o), &err);
     if (!model) {
-        fprintf(stderr, "emote: %s\n", err.message);
+        print_error(err.message);
         return EXIT_FATAL;
     }
     eval_state s = {.model = model, .quiet = o->quiet};

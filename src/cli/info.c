@@ -228,7 +228,7 @@ static int cmd_info(int argc, char **argv) {
     emote_error err;
     emote_model *model = emote_model_open_any(model_path ? model_path : getenv("EMOTE_MODEL"), &err);
     if (!model) {
-        fprintf(stderr, "emote: %s\n", err.message);
+        print_error(err.message);
         return EXIT_FATAL;
     }
     if (format == FORMAT_JSON) print_json(model);
