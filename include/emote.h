@@ -224,16 +224,33 @@ typedef struct {
     float min_score;  /* candidates below are dropped (YuNet's reference: 0.2) */
     float nms_iou;    /* boxes overlapping a better one by more are dropped (0.45) */
     int detect_size;  /* the image is shrunk to at most this on its longer side; 0 = never */
-    int max_faces;    /* at most this many faces, the largest; 0 = no limit */
+    int max_faces;    /* at most this many faces, the most confident (emote_keep_best_faces); 0 = no limit */
+    int any_angle;    /* nonzero: also search the image turned by 90, 180 and 270 degrees (4x the work),
+                         for faces lying sideways or upside down; boxes merged by NMS */
 } emote_detect_options;
 
-#define EMOTE_DETECT_DEFAULTS {0.2f, 0.45f, 640, 0}
+#define EMOTE_DETECT_DEFAULTS {0.2f, 0.45f, 640, 0, 0}
 
 /* Finds faces with a detector model (the built-in "yunet"): gray, gray+alpha, RGB and RGBA
- * images of any size. *faces (malloc'd, free()) holds *count faces, largest first. */
+ * images of any size. *faces (malloc'd, free()) holds *count faces, largest first. A box is
+ * the detector's: it may reach past the image's edges (a face cut by the edge keeps its
+ * centre and size, which emote_face_crop needs); emote_face_clip bounds it for display. */
 emote_status emote_detect_faces(const emote_model *detector, const emote_image *image,
                                 const emote_detect_options *options, emote_face **faces, int *count,
                                 emote_error *err);
+
+/* Keeps the `keep` most confident of count faces (a larger box breaks a tie in score), in
+ * place, ordered largest first; returns how many are kept. */
+int emote_keep_best_faces(emote_face *faces, int count, int keep);
+
+/* The face that stands for a whole image (eval --faces, sort --faces): the largest of the
+ * faces scoring within EMOTE_MAIN_FACE_MARGIN of the best one, so that a large box the
+ * detector is unsure of (a wall, a hand) cannot outrank a clear face. -1 when count < 1. */
+int emote_main_face(const emote_face *faces, int count);
+#define EMOTE_MAIN_FACE_MARGIN 0.2f
+
+/* The box limited to a width x height image (landmarks are left as they are). */
+void emote_face_clip(emote_face *face, int width, int height);
 
 /* The face as a size x size crop of side scale * the box's longer side around the box
  * centre, rotated so that the eyes are level to within EMOTE_FACE_LEVEL_DEGREES: a face

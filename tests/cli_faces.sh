@@ -29,12 +29,58 @@ expect_status "--require-face: no face fails" 1
 expect "csv has the face columns" grep -q '^path,face,box_x,box_y,box_w,box_h,face_score,right_eye_x' "$TMP/out"
 
 run $EMOTE --faces --max-faces 2 -f tsv --no-header "$F/scene-crowd.png" "$F/scene-one.png"
-expect "--max-faces 2 keeps the two largest" test "$(grep -c scene-crowd "$TMP/out")" = 2
+expect "--max-faces 2 keeps two faces" test "$(grep -c scene-crowd "$TMP/out")" = 2
 expect_stderr "more faces than --max-faces: said on stderr" \
-    "emote: $F/scene-crowd.png: 4 faces found, classifying the 2 largest (--max-faces)"
+    "emote: $F/scene-crowd.png: 4 faces found, classifying the 2 most confident (--max-faces)"
 expect "... once, for that image only" test "$(grep -c 'faces found' "$TMP/err")" = 1
 run $EMOTE --faces --max-faces 2 -q -f tsv "$F/scene-crowd.png"
 expect "... not with -q" test ! -s "$TMP/err"
+
+# ---- phantoms: a large box the detector is unsure of never stands for the image --------
+# At --min-face-score 0.02, scene-two-scales' largest box (0.03) is not a face; its faces score 0.92-0.94.
+run $EMOTE --faces --min-face-score 0.02 --max-faces 2 -f jsonl "$F/scene-two-scales.png"
+expect "--max-faces keeps the most confident, not the largest" /usr/bin/python3 -c "
+import json; r = [json.loads(l) for l in open('$TMP/out')]
+assert len(r) == 2 and all(x['face_score'] > 0.9 for x in r), r
+assert r[0]['box'][2] > r[1]['box'][2], r  # still largest first"
+mkdir -p "$TMP/phantom/happy"
+cp "$F/scene-two-scales.png" "$TMP/phantom/happy/"
+run $EMOTE --faces --min-face-score 0.02 -f jsonl "$F/scene-two-scales.png"
+expect "the phantom is the largest box there" /usr/bin/python3 -c "
+import json; r = [json.loads(l) for l in open('$TMP/out')]
+assert r[0]['face_score'] < 0.1 and r[0]['label'] != 'happy', r[0]"
+run $EMOTE sort --faces --min-face-score 0.02 --dry-run "$TMP/phantom" --into "$TMP/phantom-out"
+expect "sort --faces files the image by its clear face, not the larger phantom" \
+    grep -qF "$TMP/phantom-out/happy/scene-two-scales.png" "$TMP/out"
+run $EMOTE eval --faces --min-face-score 0.02 -f json "$TMP/phantom"
+expect "eval --faces: the clear face, right" grep -q '"accuracy": *1' "$TMP/out"
+
+# ---- boxes clipped to the image; the face score in the table ---------------------------
+/usr/bin/python3 -c "
+from PIL import Image; im = Image.open('$S'); im.crop((40, 30, im.width, im.height)).save('$TMP/edge.png')"
+run $EMOTE --faces -f jsonl "$TMP/edge.png"
+expect "a face cut by the edge: its box starts at 0 and stays inside" /usr/bin/python3 -c "
+import json; from PIL import Image; r = json.loads(open('$TMP/out').readline()); w, h = Image.open('$TMP/edge.png').size
+x, y, bw, bh = r['box']; assert x == 0 and y == 0 and x + bw <= w and y + bh <= h and r['label'] == 'happy', r"
+run $EMOTE --faces -f table "$S"
+expect_stdout "table: the face score" "face 0 (score 0.93) at 9,12 88x115"
+
+# ---- --any-angle: faces lying sideways or upside down ----------------------------------
+/usr/bin/python3 -c "
+from PIL import Image; im = Image.open('$S').convert('RGB')
+im.rotate(180).save('$TMP/upside-down.png'); im.rotate(90, expand=True).save('$TMP/sideways.png')"
+run $EMOTE --faces -f jsonl "$TMP/upside-down.png"
+expect "upside down, without --any-angle: not read as happy" bash -c "! grep -q '\"label\":\"happy\"' '$TMP/out'"
+run $EMOTE --faces --any-angle -f jsonl "$TMP/upside-down.png" "$TMP/sideways.png" "$S"
+expect_status "--any-angle: exit 0" 0
+expect "--any-angle: each found once, upright, happy as the upright photo, same box turned" /usr/bin/python3 -c "
+import json; r = [json.loads(l) for l in open('$TMP/out')]
+assert len(r) == 3 and all(x['label'] == 'happy' and x['face_score'] > 0.9 for x in r), r
+up, down, side = r[2], r[0], r[1]
+assert abs(down['confidence'] - up['confidence']) < 0.01 and abs(side['confidence'] - up['confidence']) < 0.01, r
+x, y, w, h = up['box']; W, H = 130, 130
+assert all(abs(a - b) < 1.5 for a, b in zip(down['box'], [W - x - w, H - y - h, w, h])), (down, up)
+assert all(abs(a - b) < 1.5 for a, b in zip(side['box'], [y, W - x - w, h, w])), (side, up)"
 
 mkdir -p "$TMP/crops"
 run $EMOTE --faces --save-crops "$TMP/crops" -f tsv "$F/scene-two-scales.png"

@@ -131,3 +131,72 @@ TEST(faces_in_tiny_gray_and_rgba_images) {
     }
     emote_model_close(m);
 }
+
+/* ---- choosing faces: the most confident for --max-faces, the main face for eval/sort ---- */
+
+static emote_face box(float x, float w, float score) { return (emote_face){.x = x, .y = 0, .w = w, .h = w, .score = score}; }
+
+TEST(keep_best_faces_keeps_the_most_confident_largest_first) {
+    emote_face f[5] = {box(0, 100, 0.25f), box(200, 20, 0.9f), box(300, 40, 0.8f), box(400, 30, 0.8f), box(500, 90, 0.3f)};
+    CHECK(emote_keep_best_faces(f, 5, 3) == 3);
+    /* 0.9, then the tie at 0.8 broken by size (both kept); the large low scores dropped */
+    CHECK(f[0].x == 300 && f[1].x == 400 && f[2].x == 200);
+    emote_face g[2] = {box(0, 10, 0.5f), box(20, 30, 0.4f)};
+    CHECK(emote_keep_best_faces(g, 2, 5) == 2 && g[0].x == 20); /* nothing dropped: largest first */
+    CHECK(emote_keep_best_faces(NULL, 3, 1) == 0 && emote_keep_best_faces(g, 0, 1) == 0);
+}
+
+TEST(main_face_is_the_largest_within_the_margin_of_the_best) {
+    emote_face phantom[3] = {box(0, 300, 0.23f), box(400, 60, 0.91f), box(500, 80, 0.75f)};
+    CHECK(emote_main_face(phantom, 3) == 2); /* 0.75 is within 0.2 of 0.91 and larger than it */
+    phantom[2].score = 0.70f;
+    CHECK(emote_main_face(phantom, 3) == 1); /* now it is not: the best face itself */
+    emote_face alone[1] = {box(0, 10, 0.05f)};
+    CHECK(emote_main_face(alone, 1) == 0);
+    CHECK(emote_main_face(alone, 0) == -1 && emote_main_face(NULL, 2) == -1);
+}
+
+TEST(face_clip_bounds_the_box_to_the_image) {
+    emote_face f = {.x = -30, .y = 97, .w = 300, .h = 495, .score = 0.9f};
+    emote_face_clip(&f, 200, 400);
+    CHECK(f.x == 0 && f.y == 97 && f.w == 200 && f.h == 303);
+    emote_face out = {.x = 500, .y = -50, .w = 10, .h = 20};
+    emote_face_clip(&out, 200, 400);
+    CHECK(out.x == 200 && out.y == 0 && out.w == 0 && out.h == 0);
+}
+
+/* A face turned by 90, 180 and 270 degrees is found with any_angle, with its box turned
+ * back into the image's pixels and its landmarks saying which way is up. */
+TEST(any_angle_finds_turned_faces) {
+    int failures_before = *failures;
+    emote_model *m = open_detector(failures);
+    emote_image img;
+    emote_error err;
+    if (!m || emote_image_load("tests/fixtures/faces/scene-one.png", &img, &err)) {
+        CHECK(!"scene-one.png loads");
+        emote_model_close(m);
+        return;
+    }
+    emote_detect_options any = EMOTE_DETECT_DEFAULTS;
+    any.any_angle = 1;
+    emote_face *up, *down;
+    int n_up, n_down;
+    CHECK(!emote_detect_faces(m, &img, NULL, &up, &n_up, &err) && n_up == 1);
+    /* the same image upside down: the pixels reversed, channel by channel */
+    size_t px = (size_t)img.width * img.height, ch = (size_t)img.channels;
+    unsigned char *flipped = malloc(px * ch);
+    for (size_t i = 0; flipped && i < px; i++) memcpy(flipped + i * ch, img.pixels + (px - 1 - i) * ch, ch);
+    emote_image turned = {.width = img.width, .height = img.height, .channels = img.channels, .pixels = flipped};
+    CHECK(!emote_detect_faces(m, &turned, &any, &down, &n_down, &err) && n_down == 1);
+    if (*failures == failures_before) {
+        CHECK(fabsf(down[0].x - (img.width - up[0].x - up[0].w)) < 1.5f);
+        CHECK(fabsf(down[0].y - (img.height - up[0].y - up[0].h)) < 1.5f);
+        CHECK(fabsf(down[0].score - up[0].score) < 0.01f);
+        CHECK(down[0].landmarks[1] > down[0].landmarks[7]); /* the eyes below the mouth */
+        free(up);
+        free(down);
+    }
+    free(flipped);
+    emote_image_free(&img);
+    emote_model_close(m);
+}

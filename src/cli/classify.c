@@ -147,8 +147,8 @@ static void write_table(writer *w, const result *r) {
     text_write_escaped(w->out, r->path);
     fprintf(w->out, "%*s", length < w->path_width ? w->path_width - length : 0, "");
     if (r->face)
-        fprintf(w->out, "  face %d at %.0f,%.0f %.0fx%.0f", r->face_index, (double)r->face->x, (double)r->face->y,
-                (double)r->face->w, (double)r->face->h);
+        fprintf(w->out, "  face %d (score %.2f) at %.0f,%.0f %.0fx%.0f", r->face_index, (double)r->face->score,
+                (double)r->face->x, (double)r->face->y, (double)r->face->w, (double)r->face->h);
     if (r->error) {
         fputs("  ERROR  ", w->out);
         text_write_escaped(w->out, r->error);

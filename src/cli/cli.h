@@ -29,10 +29,11 @@ typedef struct {
     int detect_size;        /* --detect-size */
     int max_faces;          /* --max-faces */
     const char *save_crops; /* --save-crops DIR */
-    bool largest_only;      /* eval, sort: the largest face of each image, whatever --max-faces */
+    bool main_face_only;      /* eval, sort: one face per image (emote_main_face), whatever --max-faces */
+    bool any_angle;         /* --any-angle */
 } faces_options;
 
-#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL, false}
+#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL, false, false}
 
 typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
@@ -55,7 +56,7 @@ typedef struct {
  * entries that each of those commands' option tables includes (see options.h). */
 enum {
     OPT_READERS = OPTION_LONG_ONLY, OPT_TTA, OPT_STDIN_IMAGE, OPT_NO_EXIF, OPT_SHARD, OPT_PROGRESS, OPT_NO_PROGRESS,
-    OPT_FACES, OPT_MIN_FACE_SCORE, OPT_DETECT_SIZE, OPT_MAX_FACES, OPT_REQUIRE_FACE, OPT_SAVE_CROPS,
+    OPT_FACES, OPT_MIN_FACE_SCORE, OPT_DETECT_SIZE, OPT_MAX_FACES, OPT_REQUIRE_FACE, OPT_SAVE_CROPS, OPT_ANY_ANGLE,
     OPTION_COMMAND /* a command's own long-only options are numbered from here */
 };
 #define ENGINE_OPTIONS                                                \
@@ -76,7 +77,8 @@ enum {
     {"detect-size", required_argument, NULL, OPT_DETECT_SIZE},        \
     {"max-faces", required_argument, NULL, OPT_MAX_FACES},            \
     {"require-face", no_argument, NULL, OPT_REQUIRE_FACE},            \
-    {"save-crops", required_argument, NULL, OPT_SAVE_CROPS}
+    {"save-crops", required_argument, NULL, OPT_SAVE_CROPS},          \
+    {"any-angle", no_argument, NULL, OPT_ANY_ANGLE}
 extern const char ENGINE_OPTIONS_HELP[];
 
 /* Applies the ENGINE_OPTIONS option that options_next returned. False on a bad value (message

@@ -450,7 +450,7 @@ static int parse_arguments(int argc, char **argv, engine_options *o, eval_option
 
 static int cmd_eval(int argc, char **argv) {
     engine_options o = ENGINE_OPTIONS_DEFAULT;
-    o.faces.largest_only = true; /* --faces: the largest face of each image */
+    o.faces.main_face_only = true; /* --faces: one face per image (emote_main_face) */
     eval_options eo = {.format = FORMAT_TABLE, .min_accuracy = -1, .min_macro_f1 = -1};
     char **sources = calloc((size_t)argc + 1, sizeof *sources);
     int num_sources = 0;

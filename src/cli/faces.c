@@ -44,7 +44,7 @@ static void save_crop(const char *dir, const char *path, int index, const emote_
         fprintf(stderr, "emote: %s: cannot write the face crop\n", name);
 }
 
-int faces_limit(const faces_options *o) { return o->largest_only ? 1 : o->max_faces; }
+int faces_limit(const faces_options *o) { return o->main_face_only ? 1 : o->max_faces; }
 
 /* Each face is classified at these crop scales (times EMOTE_FACE_CROP_SCALE) and the
  * probabilities averaged: a detector's box frames a face differently from the crops the
@@ -54,17 +54,20 @@ static const float framings[FACE_FRAMINGS] = {0.9f, 1.0f, 1.1f};
 int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
                   const emote_image *image, float *rows, emote_face **faces, emote_error *err) {
     const faces_options *o = &eo->faces;
-    emote_detect_options d = {o->min_score, 0.45f, o->detect_size, 0};
+    emote_detect_options d = {o->min_score, 0.45f, o->detect_size, 0, o->any_angle};
     int n, limit = faces_limit(o);
     if (emote_detect_faces(st->detector, image, &d, faces, &n, err)) return -1;
-    if (n > limit) {
-        if (!eo->quiet && !o->largest_only) {
+    if (o->main_face_only && n > 1) {
+        (*faces)[0] = (*faces)[emote_main_face(*faces, n)];
+        n = 1;
+    } else if (n > limit) {
+        if (!eo->quiet) {
             char message[EMOTE_ERROR_MAX];
-            format_message(message, sizeof message, "%s: %d faces found, classifying the %d largest (--max-faces)",
-                           path, n, limit);
+            format_message(message, sizeof message,
+                           "%s: %d faces found, classifying the %d most confident (--max-faces)", path, n, limit);
             print_error(message);
         }
-        n = limit;
+        n = emote_keep_best_faces(*faces, n, limit);
     }
     const emote_input_spec *in = emote_model_input(classifier);
     int side = in->width > in->height ? in->width : in->height;
@@ -82,6 +85,7 @@ int faces_prepare(const faces_state *st, const engine_options *eo, const emote_m
             emote_image_free(&crop);
             if (s) return -1;
         }
+        emote_face_clip(&(*faces)[k], image->width, image->height); /* for the record; the crops used the whole box */
     }
     return n;
 }

@@ -29,7 +29,7 @@ static const char usage[] =
     "Classifies images and files each one under DIR/<label>/. PATH is an image file, a\n"
     "directory (walked recursively) or '-' to read paths from stdin. Images already inside\n"
     "DIR are skipped, so DIR may lie inside an input directory. With --faces, each image is\n"
-    "filed by its largest face; images with no face go to DIR/_noface/ (with --require-face\n"
+    "filed by its main face (see --faces); images with no face go to DIR/_noface/ (with --require-face\n"
     "they fail instead and stay where they are).\n"
     "\n"
     "      --into DIR          destination folder, created when missing (required)\n"
@@ -897,7 +897,7 @@ static bool check_arguments(const sort_options *o, int num_paths) {
 
 static int cmd_sort(int argc, char **argv) {
     sort_options o = {.engine = ENGINE_OPTIONS_DEFAULT, .mode = MODE_COPY};
-    o.engine.faces.largest_only = true; /* --faces: the largest face of each image */
+    o.engine.faces.main_face_only = true; /* --faces: one face per image (emote_main_face) */
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int num_paths = 0;
     if (!paths) {

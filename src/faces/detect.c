@@ -163,6 +163,64 @@ static emote_status run_detector(const emote_model *m, const emote_image *img, c
     return s;
 }
 
+/* Quarter turns: `turns` clockwise turns of a w x h image. The point (u, v) of the turned
+ * image lies at (*x, *y) of the image before it was turned. */
+static void unturn_point(int turns, float w, float h, float u, float v, float *x, float *y) {
+    switch (turns) {
+    case 1: *x = v; *y = h - u; break;
+    case 2: *x = w - u; *y = h - v; break;
+    case 3: *x = w - v; *y = u; break;
+    default: *x = u; *y = v; break;
+    }
+}
+
+static emote_status turn_image(const emote_image *src, int turns, emote_image *out, emote_error *err) {
+    const int ch = src->channels;
+    out->width = turns % 2 ? src->height : src->width;
+    out->height = turns % 2 ? src->width : src->height;
+    out->channels = ch;
+    if (!(out->pixels = alloc_array((size_t)out->width * out->height, (size_t)ch)))
+        return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    for (int v = 0; v < out->height; v++) {
+        for (int u = 0; u < out->width; u++) {
+            float x, y;
+            unturn_point(turns, (float)src->width, (float)src->height, (float)u + 0.5f, (float)v + 0.5f, &x, &y);
+            memcpy(out->pixels + ((size_t)v * out->width + u) * ch,
+                   src->pixels + ((size_t)(int)y * src->width + (int)x) * ch, (size_t)ch);
+        }
+    }
+    return EMOTE_OK;
+}
+
+/* A face found in the image turned `turns` times, in the coordinates of the w x h image
+ * before the turn. Landmarks keep their identity, so the crop turns the face upright. */
+static void unturn_face(emote_face *f, int turns, float w, float h) {
+    float x0, y0, x1, y1;
+    unturn_point(turns, w, h, f->x, f->y, &x0, &y0);
+    unturn_point(turns, w, h, f->x + f->w, f->y + f->h, &x1, &y1);
+    f->x = fminf(x0, x1);
+    f->y = fminf(y0, y1);
+    f->w = fabsf(x1 - x0);
+    f->h = fabsf(y1 - y0);
+    for (int i = 0; i < 10; i += 2) unturn_point(turns, w, h, f->landmarks[i], f->landmarks[i + 1], &f->landmarks[i], &f->landmarks[i + 1]);
+}
+
+/* Candidates of the image turned 90, 180 and 270 degrees, added to `faces` in img's pixels. */
+static emote_status detect_turned(const emote_model *m, const emote_image *img, const emote_detect_options *o,
+                                  face_list *faces, emote_error *err) {
+    emote_status s = EMOTE_OK;
+    for (int turns = 1; turns < 4 && !s; turns++) {
+        emote_image turned;
+        if ((s = turn_image(img, turns, &turned, err))) break;
+        int first = faces->count;
+        s = run_detector(m, &turned, o, faces, err);
+        for (int i = first; i < faces->count; i++)
+            unturn_face(&faces->items[i], turns, (float)img->width, (float)img->height);
+        emote_image_free(&turned);
+    }
+    return s;
+}
+
 static void to_source_pixels(emote_face *f, float scale) {
     f->x /= scale;
     f->y /= scale;
@@ -189,6 +247,7 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
     if (borrowed) rgb.pixels = image->pixels;
     face_list list = {0};
     s = run_detector(detector, &rgb, &o, &list, err);
+    if (!s && o.any_angle) s = detect_turned(detector, &rgb, &o, &list, err);
     if (!borrowed) emote_image_free(&rgb);
     if (s) {
         free(list.items);
@@ -196,9 +255,50 @@ emote_status emote_detect_faces(const emote_model *detector, const emote_image *
     }
     list.count = nms(list.items, list.count, o.nms_iou);
     for (int i = 0; i < list.count; i++) to_source_pixels(&list.items[i], scale);
-    if (list.count > 1) qsort(list.items, (size_t)list.count, sizeof *list.items, by_area_desc);
-    if (o.max_faces > 0 && list.count > o.max_faces) list.count = o.max_faces;
     *faces = list.items;
-    *count = list.count;
+    *count = emote_keep_best_faces(list.items, list.count, o.max_faces > 0 ? o.max_faces : list.count);
     return EMOTE_OK;
+}
+
+static float area(const emote_face *f) { return f->w * f->h; }
+
+static int by_score_then_area_desc(const void *a, const void *b) {
+    const emote_face *fa = a, *fb = b;
+    if (fa->score != fb->score) return by_score_desc(a, b);
+    return (area(fa) < area(fb)) - (area(fa) > area(fb));
+}
+
+int emote_keep_best_faces(emote_face *faces, int count, int keep) {
+    if (!faces || count < 1) return 0;
+    if (keep < count) {
+        qsort(faces, (size_t)count, sizeof *faces, by_score_then_area_desc);
+        count = keep > 0 ? keep : 0;
+    }
+    if (count > 1) qsort(faces, (size_t)count, sizeof *faces, by_area_desc);
+    return count;
+}
+
+int emote_main_face(const emote_face *faces, int count) {
+    if (!faces || count < 1) return -1;
+    float best = faces[0].score;
+    for (int i = 1; i < count; i++) best = fmaxf(best, faces[i].score);
+    int pick = -1;
+    for (int i = 0; i < count; i++) {
+        if (faces[i].score < best - EMOTE_MAIN_FACE_MARGIN) continue;
+        if (pick < 0 || area(&faces[i]) > area(&faces[pick]) ||
+            (area(&faces[i]) == area(&faces[pick]) && faces[i].score > faces[pick].score))
+            pick = i;
+    }
+    return pick;
+}
+
+void emote_face_clip(emote_face *face, int width, int height) {
+    if (!face) return;
+    float x0 = fminf(fmaxf(face->x, 0.0f), (float)width), y0 = fminf(fmaxf(face->y, 0.0f), (float)height);
+    float x1 = fminf(fmaxf(face->x + face->w, 0.0f), (float)width);
+    float y1 = fminf(fmaxf(face->y + face->h, 0.0f), (float)height);
+    face->x = x0;
+    face->y = y0;
+    face->w = x1 - x0;
+    face->h = y1 - y0;
 }
