@@ -1,6 +1,7 @@
 #include "predictions.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -112,15 +113,34 @@ static const char *parse_path(const cJSON *json, prediction *r) {
     return (r->path = str_dup(path->valuestring)) ? NULL : "out of memory";
 }
 
-/* "face": classify --faces numbers the faces of an image from 0, the largest. */
+static bool is_float(const cJSON *item) {
+    return cJSON_IsNumber(item) && fabs(item->valuedouble) <= FLT_MAX;
+}
+
+/* "box": [x, y, w, h], finite, w and h not negative. */
+static const char *parse_box(const cJSON *box, float out[4]) {
+    if (!cJSON_IsArray(box) || cJSON_GetArraySize(box) != 4) return "no \"box\" of 4 numbers with its \"face\"";
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetArrayItem(box, i);
+        if (!is_float(v) || (i >= 2 && v->valuedouble < 0)) return "\"box\" holds a value that is not a box coordinate";
+        out[i] = (float)v->valuedouble;
+    }
+    return NULL;
+}
+
+/* "face": classify --faces numbers the faces of an image from 0, the largest; its "box"
+ * and "face_score" come with it. */
 static const char *parse_face(const cJSON *json, prediction *r) {
     const cJSON *face = cJSON_GetObjectItemCaseSensitive(json, "face");
+    const cJSON *score = cJSON_GetObjectItemCaseSensitive(json, "face_score");
     r->face = -1;
     if (!face) return NULL;
     double v = cJSON_IsNumber(face) ? face->valuedouble : -1;
     if (!(v >= 0 && v <= INT_MAX && v == (int)v)) return "\"face\" is not a face index (an integer from 0)";
+    if (!is_probability(score)) return "no \"face_score\" (a number in [0, 1]) with its \"face\"";
     r->face = (int)v;
-    return NULL;
+    r->face_score = (float)score->valuedouble;
+    return parse_box(cJSON_GetObjectItemCaseSensitive(json, "box"), r->box);
 }
 
 /* Fills r from one line; returns what is wrong with the line, or NULL. */

@@ -40,6 +40,7 @@ typedef struct {
     label_prob *probs;
     int num_probs;
     int face;    /* "face" of a `classify --faces` record: 0 = the largest; -1: no such field */
+    float box[4], face_score; /* with a face: "box" [x, y, w, h] and "face_score" */
     long line;
     int first; /* index of the first record with this path (itself unless a duplicate) */
 } prediction;

@@ -54,6 +54,11 @@ expect "sort --faces files the image by its clear face, not the larger phantom" 
     grep -qF "$TMP/phantom-out/happy/scene-two-scales.png" "$TMP/out"
 run $EMOTE eval --faces --min-face-score 0.02 -f json "$TMP/phantom"
 expect "eval --faces: the clear face, right" grep -q '"accuracy": *1' "$TMP/out"
+cp "$TMP/out" "$TMP/phantom-eval.json"
+$EMOTE --faces --min-face-score 0.02 -f jsonl "$TMP/phantom" >"$TMP/phantom.jsonl" 2>/dev/null
+run $EMOTE eval --faces --min-face-score 0.02 -f json --predictions "$TMP/phantom.jsonl"
+expect "eval --predictions of those records takes the main face too: the report of eval --faces" \
+    cmp -s "$TMP/out" "$TMP/phantom-eval.json"
 
 # ---- boxes clipped to the image; the face score in the table ---------------------------
 /usr/bin/python3 -c "

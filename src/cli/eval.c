@@ -24,7 +24,7 @@ static const char usage[] =
     "it runs no model: it reads jsonl prediction files (e.g. the shards of one run, 'classify\n"
     "-f jsonl -o part-K.jsonl'), takes each record's true label from its path's folder\n"
     "(.../<label>/file) and gives the report that one eval over the whole tree gives: each\n"
-    "image once (a repeated record must agree; of --faces records the largest face counts).\n"
+    "image once (a repeated record must agree; of --faces records the main face counts).\n"
     "\n"
     "  -f, --format F         text | json (default text)\n"
     "      --predictions P    jsonl files to evaluate instead of a directory; a quoted\n"
@@ -213,8 +213,9 @@ static int folder_label(const emote_model *model, const char *path) {
 }
 
 /* ---- one record per image ----
- * Each image counts once, as in eval DIR: of a `classify --faces` image only its face 0
- * (the largest, which eval --faces takes) counts; a record repeated for one path (a
+ * Each image counts once, as in eval DIR: of the face records of a `classify --faces`
+ * image (one after another in its file) only the main face counts, the one eval --faces
+ * takes (emote_main_face on their boxes and scores); a record repeated for one path (a
  * merged file beside its parts) counts once when it says the same, and is an error when
  * it does not. */
 
@@ -235,6 +236,8 @@ typedef struct {
     int num_counted, counted_capacity;
     string_table seen;   /* path -> index in counted */
     long failed, outside; /* error records; records outside a label folder */
+    prediction *faces;    /* the face records of the image being read, in file order */
+    int num_faces, faces_capacity;
 } prediction_tally;
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t size) {
@@ -242,16 +245,28 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t size) {
     return h;
 }
 
-/* What a record says, hashed: its error message, or its label and probabilities. */
+/* What a record says, hashed (64 bits: two records that differ hash alike with a chance of
+ * about 2^-64): its error message, or its label and probabilities, field by field (a
+ * struct's padding is not hashed). */
 static uint64_t record_content(const prediction *r) {
     uint64_t h = 14695981039346656037u;
     if (r->error) return fnv1a(h, r->error, strlen(r->error) + 1);
     h = fnv1a(fnv1a(h, "", 1), &r->label, sizeof r->label);
-    for (int i = 0; i < r->num_probs; i++) h = fnv1a(h, &r->probs[i], sizeof r->probs[i]);
+    for (int i = 0; i < r->num_probs; i++) {
+        h = fnv1a(h, &r->probs[i].label, sizeof r->probs[i].label);
+        h = fnv1a(h, &r->probs[i].prob, sizeof r->probs[i].prob);
+    }
     return h;
 }
 
+static void drop_faces(prediction_tally *t) {
+    for (int i = 0; i < t->num_faces; i++) prediction_free(&t->faces[i]);
+    t->num_faces = 0;
+}
+
 static void tally_free(prediction_tally *t) {
+    drop_faces(t);
+    free(t->faces);
     for (int i = 0; i < t->num_files; i++) free(t->files[i]);
     for (int i = 0; i < t->num_counted; i++) free(t->counted[i].path);
     free(t->files);
@@ -287,7 +302,6 @@ static bool seen_before(const prediction_tally *t, const prediction *r, int file
  * or conflicts with an earlier record. */
 static bool tally_record(prediction_tally *t, prediction *r, int file) {
     const emote_model *model = t->s->model;
-    if (r->face > 0) return true;
     const char *label = r->error ? NULL : t->labels.names[r->label];
     int predicted = label ? label_index(model, label, strlen(label)) : -1;
     if (label && predicted < 0) {
@@ -313,6 +327,43 @@ static bool tally_record(prediction_tally *t, prediction *r, int file) {
     return true;
 }
 
+/* Counts the main face of the image whose face records were gathered. */
+static bool tally_main_face(prediction_tally *t, int file) {
+    if (t->num_faces == 0) return true;
+    emote_face *faces = calloc_array((size_t)t->num_faces, sizeof *faces);
+    bool ok = faces != NULL;
+    for (int i = 0; ok && i < t->num_faces; i++) {
+        const prediction *r = &t->faces[i];
+        faces[i] = (emote_face){.x = r->box[0], .y = r->box[1], .w = r->box[2], .h = r->box[3], .score = r->face_score};
+    }
+    if (!ok) fprintf(stderr, "emote: out of memory\n");
+    else ok = tally_record(t, &t->faces[emote_main_face(faces, t->num_faces)], file);
+    free(faces);
+    drop_faces(t);
+    return ok;
+}
+
+/* Takes one record (moved in): a face record joins its image's group, anything else (or
+ * the next image's first face) closes that group first. */
+static bool take_record(prediction_tally *t, prediction *r, int file) {
+    bool same_image = r->face >= 0 && t->num_faces > 0 && strcmp(t->faces[0].path, r->path) == 0;
+    bool ok = same_image || tally_main_face(t, file);
+    if (ok && r->face >= 0) {
+        prediction *faces = array_reserve_one(t->faces, t->num_faces, &t->faces_capacity, sizeof *faces);
+        if (!faces) {
+            fprintf(stderr, "emote: out of memory\n");
+            prediction_free(r);
+            return false;
+        }
+        t->faces = faces;
+        faces[t->num_faces++] = *r;
+        return true;
+    }
+    if (ok) ok = tally_record(t, r, file);
+    prediction_free(r);
+    return ok;
+}
+
 /* Reads and counts every record of path ("-": stdin). */
 static bool read_predictions(prediction_tally *t, const char *path) {
     char **files = array_reserve_one(t->files, t->num_files, &t->files_capacity, sizeof *files);
@@ -329,10 +380,9 @@ static bool read_predictions(prediction_tally *t, const char *path) {
     emote_status s = prediction_reader_open(&reader, path, &t->labels, &err);
     prediction r;
     bool ok = true;
-    for (bool got; ok && !s && !(s = prediction_reader_next(&reader, &r, &got, &err)) && got;) {
-        ok = tally_record(t, &r, file);
-        prediction_free(&r);
-    }
+    for (bool got; ok && !s && !(s = prediction_reader_next(&reader, &r, &got, &err)) && got;)
+        ok = take_record(t, &r, file);
+    if (ok && !s) ok = tally_main_face(t, file);
     if (s) print_error(err.message);
     prediction_reader_close(&reader);
     return ok && !s;
