@@ -56,6 +56,7 @@ line_status line_reader_next(line_reader *r) {
         if (r->length == 0) return LINE_END;
     }
     if (!r->line && !reserve(r)) return LINE_NO_MEMORY;
+    r->terminated = c != EOF;
     r->line[r->length] = '\0';
     r->number++;
     return LINE_OK;

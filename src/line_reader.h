@@ -24,6 +24,7 @@ typedef struct {
     size_t capacity;
     size_t length;
     long number;        /* 1-based number of the record last read */
+    int terminated;     /* the record last read ended with its delimiter (not cut by the end) */
 } line_reader;
 
 void line_reader_init(line_reader *r, FILE *stream, int delimiter, size_t max_length);

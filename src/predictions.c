@@ -1,6 +1,8 @@
 #include "predictions.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +33,7 @@ void label_set_free(label_set *l) {
     memset(l, 0, sizeof *l);
 }
 
-static void prediction_free(prediction *r) {
+void prediction_free(prediction *r) {
     free(r->path);
     free(r->error);
     free(r->probs);
@@ -111,6 +113,36 @@ static const char *parse_path(const cJSON *json, prediction *r) {
     return (r->path = str_dup(path->valuestring)) ? NULL : "out of memory";
 }
 
+static bool is_float(const cJSON *item) {
+    return cJSON_IsNumber(item) && fabs(item->valuedouble) <= FLT_MAX;
+}
+
+/* "box": [x, y, w, h], finite, w and h not negative. */
+static const char *parse_box(const cJSON *box, float out[4]) {
+    if (!cJSON_IsArray(box) || cJSON_GetArraySize(box) != 4) return "no \"box\" of 4 numbers with its \"face\"";
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetArrayItem(box, i);
+        if (!is_float(v) || (i >= 2 && v->valuedouble < 0)) return "\"box\" holds a value that is not a box coordinate";
+        out[i] = (float)v->valuedouble;
+    }
+    return NULL;
+}
+
+/* "face": classify --faces numbers the faces of an image from 0, the largest; its "box"
+ * and "face_score" come with it. */
+static const char *parse_face(const cJSON *json, prediction *r) {
+    const cJSON *face = cJSON_GetObjectItemCaseSensitive(json, "face");
+    const cJSON *score = cJSON_GetObjectItemCaseSensitive(json, "face_score");
+    r->face = -1;
+    if (!face) return NULL;
+    double v = cJSON_IsNumber(face) ? face->valuedouble : -1;
+    if (!(v >= 0 && v <= INT_MAX && v == (int)v)) return "\"face\" is not a face index (an integer from 0)";
+    if (!is_probability(score)) return "no \"face_score\" (a number in [0, 1]) with its \"face\"";
+    r->face = (int)v;
+    r->face_score = (float)score->valuedouble;
+    return parse_box(cJSON_GetObjectItemCaseSensitive(json, "box"), r->box);
+}
+
 /* Fills r from one line; returns what is wrong with the line, or NULL. */
 static const char *parse_record(const char *line, label_set *labels, prediction *r) {
     cJSON *json = cJSON_ParseWithOpts(line, NULL, true);
@@ -118,7 +150,7 @@ static const char *parse_record(const char *line, label_set *labels, prediction 
     const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
     if (!json) problem = "not valid JSON";
     else if (!cJSON_IsObject(json)) problem = "not a JSON object";
-    else if ((problem = parse_path(json, r))) {
+    else if ((problem = parse_path(json, r)) || (problem = parse_face(json, r))) {
     } else if (error && !cJSON_IsString(error)) problem = "\"error\" is not a string";
     else if (error && !(r->error = str_dup(error->valuestring))) problem = "out of memory";
     else if (!error) problem = parse_prediction(json, labels, r);
@@ -130,53 +162,105 @@ static bool is_blank(const char *s) {
     return s[strspn(s, " \t\r\n")] == '\0';
 }
 
-/* Parses one non-blank line into the next record and indexes its path. */
-static emote_status add_line(prediction_file *f, label_set *labels, const char *line, size_t length, long number,
-                             emote_error *err) {
-    prediction *records = array_reserve_one(f->records, f->count, &f->capacity, sizeof(prediction));
-    if (!records) return emote_fail(err, EMOTE_ERR_MEMORY, "%s:%ld: out of memory", f->name, number);
-    f->records = records;
-    prediction *r = &records[f->count];
+/* What is wrong with the line just read, as a record into *out; NULL when it is one. */
+static const char *parse_line(const line_reader *lines, label_set *labels, prediction *out) {
+    memset(out, 0, sizeof *out);
+    out->line = lines->number;
+    const char *problem = strlen(lines->line) != lines->length ? "contains a NUL byte"
+                                                                : parse_record(lines->line, labels, out);
+    if (problem) prediction_free(out);
+    if (problem && !lines->terminated) return "an incomplete last record (a run still going, or killed: resume it)";
+    return problem;
+}
+
+void prediction_reader_start(prediction_reader *r, FILE *in, const char *name, label_set *labels) {
     memset(r, 0, sizeof *r);
-    r->line = number;
-    const char *problem = strlen(line) != length ? "contains a NUL byte" : parse_record(line, labels, r);
-    if (!problem && (r->first = table_add(&f->by_path, r->path, f->count)) < 0) problem = "out of memory";
-    if (problem) {
-        prediction_free(r);
-        return emote_fail(err, EMOTE_ERR_FORMAT, "%s:%ld: not a prediction record: %s", f->name, number, problem);
+    r->name = name;
+    r->stream = in;
+    r->labels = labels;
+    line_reader_init(&r->lines, in, '\n', PREDICTIONS_MAX_LINE_BYTES);
+}
+
+emote_status prediction_reader_open(prediction_reader *r, const char *path, label_set *labels, emote_error *err) {
+    memset(r, 0, sizeof *r);
+    if (strcmp(path, "-") == 0) {
+        prediction_reader_start(r, stdin, "<stdin>", labels);
+        return EMOTE_OK;
     }
-    f->count++;
+    FILE *in = fopen_regular_file(path, err);
+    if (!in) return EMOTE_ERR_IO;
+    prediction_reader_start(r, in, path, labels);
+    r->owns_stream = true;
     return EMOTE_OK;
 }
 
-emote_status predictions_read(prediction_file *f, FILE *in, const char *name, label_set *labels, emote_error *err) {
-    memset(f, 0, sizeof *f);
-    f->name = name;
-    line_reader lines;
-    line_reader_init(&lines, in, '\n', PREDICTIONS_MAX_LINE_BYTES);
-    emote_status s = EMOTE_OK;
-    for (line_status ls; !s && (ls = line_reader_next(&lines)) != LINE_END;) {
-        if (ls == LINE_TOO_LONG)
-            s = emote_fail(err, EMOTE_ERR_LIMIT, "%s:%ld: line longer than %u bytes", name, lines.number,
-                           PREDICTIONS_MAX_LINE_BYTES);
-        else if (ls == LINE_NO_MEMORY)
-            s = emote_fail(err, EMOTE_ERR_MEMORY, "%s:%ld: out of memory", name, lines.number + 1);
-        else if (ls == LINE_READ_ERROR)
-            s = emote_fail(err, EMOTE_ERR_IO, "%s: read error after line %ld: %s", name, lines.number,
-                           strerror(errno ? errno : EIO));
-        else if (!is_blank(lines.line))
-            s = add_line(f, labels, lines.line, lines.length, lines.number, err);
+emote_status prediction_reader_next(prediction_reader *r, prediction *out, bool *got, emote_error *err) {
+    line_reader *lines = &r->lines;
+    *got = false;
+    for (;;) {
+        switch (line_reader_next(lines)) {
+        case LINE_END: return EMOTE_OK;
+        case LINE_TOO_LONG:
+            return emote_fail(err, EMOTE_ERR_LIMIT, "%s:%ld: line longer than %u bytes", r->name, lines->number,
+                              PREDICTIONS_MAX_LINE_BYTES);
+        case LINE_NO_MEMORY:
+            return emote_fail(err, EMOTE_ERR_MEMORY, "%s:%ld: out of memory", r->name, lines->number + 1);
+        case LINE_READ_ERROR:
+            return emote_fail(err, EMOTE_ERR_IO, "%s: read error after line %ld: %s", r->name, lines->number,
+                              strerror(errno ? errno : EIO));
+        case LINE_OK:
+            if (is_blank(lines->line)) continue;
+            const char *problem = parse_line(lines, r->labels, out);
+            if (problem)
+                return emote_fail(err, EMOTE_ERR_FORMAT, "%s:%ld: not a prediction record: %s", r->name,
+                                  lines->number, problem);
+            *got = true;
+            return EMOTE_OK;
+        }
     }
-    line_reader_free(&lines);
+}
+
+void prediction_reader_close(prediction_reader *r) {
+    line_reader_free(&r->lines);
+    if (r->owns_stream) fclose(r->stream);
+    memset(r, 0, sizeof *r);
+}
+
+/* Appends r (moved in) to f and indexes its path. */
+static emote_status add_record(prediction_file *f, prediction *r, emote_error *err) {
+    prediction *records = array_reserve_one(f->records, f->count, &f->capacity, sizeof(prediction));
+    if (records) f->records = records;
+    if (!records || (r->first = table_add(&f->by_path, r->path, f->count)) < 0) {
+        prediction_free(r);
+        return emote_fail(err, EMOTE_ERR_MEMORY, "%s:%ld: out of memory", f->name, r->line);
+    }
+    records[f->count++] = *r;
+    return EMOTE_OK;
+}
+
+static emote_status read_all(prediction_file *f, prediction_reader *r, emote_error *err) {
+    memset(f, 0, sizeof *f);
+    f->name = r->name;
+    emote_status s;
+    prediction record;
+    for (bool got; !(s = prediction_reader_next(r, &record, &got, err)) && got;)
+        if ((s = add_record(f, &record, err))) break;
+    return s;
+}
+
+emote_status predictions_read(prediction_file *f, FILE *in, const char *name, label_set *labels, emote_error *err) {
+    prediction_reader r;
+    prediction_reader_start(&r, in, name, labels);
+    emote_status s = read_all(f, &r, err);
+    prediction_reader_close(&r);
     return s;
 }
 
 emote_status predictions_load(prediction_file *f, const char *path, label_set *labels, emote_error *err) {
     memset(f, 0, sizeof *f);
-    if (strcmp(path, "-") == 0) return predictions_read(f, stdin, "<stdin>", labels, err);
-    FILE *in = fopen_regular_file(path, err);
-    if (!in) return EMOTE_ERR_IO;
-    emote_status s = predictions_read(f, in, path, labels, err);
-    fclose(in);
+    prediction_reader r;
+    emote_status s = prediction_reader_open(&r, path, labels, err);
+    if (!s) s = read_all(f, &r, err);
+    prediction_reader_close(&r);
     return s;
 }

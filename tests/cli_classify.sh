@@ -206,4 +206,71 @@ expect_status "eval on a folder without label folders: exit 3" 3
 run $EMOTE eval $M --min-accuracy 2 "$TMP/labelled"
 expect_status "eval --min-accuracy 2: exit 2" 2
 
+# ---- eval --predictions: each image once, stdin, only regular files -------------------
+run $EMOTE eval $M -f json "$TMP/labelled"
+cp "$TMP/out" "$TMP/eval-dir.json"
+$EMOTE $M -f jsonl "$TMP/labelled" >"$TMP/all.jsonl" 2>/dev/null
+$EMOTE $M -f jsonl "$TMP/labelled/c0" >"$TMP/part-c0.jsonl" 2>/dev/null
+run $EMOTE eval $M -f json --predictions "$TMP/all.jsonl"
+expect_status "eval --predictions with an error record: exit 1" 1
+expect "eval --predictions: the report of eval DIR" cmp -s "$TMP/out" "$TMP/eval-dir.json"
+expect_stderr "eval --predictions: the error record's image named" "broken.png: unsupported image format"
+run $EMOTE eval $M -f json --predictions "$TMP/all.jsonl" "$TMP/part-c0.jsonl" "$TMP/all.jsonl"
+expect "a merged file beside its part: each image counted once" cmp -s "$TMP/out" "$TMP/eval-dir.json"
+run $EMOTE eval $M -f json --predictions - <"$TMP/all.jsonl"
+expect_status "eval --predictions - reads stdin: exit 1 (the error record)" 1
+expect "eval --predictions -: the report of eval DIR" cmp -s "$TMP/out" "$TMP/eval-dir.json"
+/usr/bin/python3 - "$TMP/part-c0.jsonl" "$TMP/conflict.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+r = next(x for x in lines if "label" in x)
+r["label"] = "c6" if r["label"] != "c6" else "c5"
+open(sys.argv[2], "w").write("\n" + json.dumps(r) + "\n")
+PY
+run $EMOTE eval $M --predictions "$TMP/all.jsonl" "$TMP/conflict.jsonl"
+expect_status "eval --predictions: a record that contradicts an earlier one for its image: exit 3" 3
+expect_stderr "... names both places" "conflict.jsonl:2: a second record for $TMP/labelled/c0/"
+expect_stderr "... and the first" "which differs from the one at $TMP/all.jsonl:"
+expect "... and prints no report" test ! -s "$TMP/out"
+mkfifo "$TMP/fifo.jsonl"
+run timeout 20 $EMOTE eval $M --predictions "$TMP/fifo.jsonl"
+expect_status "eval --predictions FIFO: exit 3 at once, never waits for a writer" 3
+expect_stderr "... 'not a regular file'" "fifo.jsonl: not a regular file"
+run timeout 20 $EMOTE eval $M --predictions /dev/zero
+expect_status "eval --predictions /dev/zero: exit 3 at once" 3
+expect_stderr "... 'not a regular file'" "/dev/zero: not a regular file"
+run bash -c "{ head -1 '$TMP/all.jsonl'; head -c 20M /dev/zero | tr '\\0' a; } | timeout 60 $EMOTE eval $M --predictions -"
+expect_status "eval --predictions: a line over the bound is an error, not the end: exit 3" 3
+expect_stderr "... naming the line" "<stdin>:2: line longer than"
+
+# ---- output that does not reach stdout: exit 3 and a message, every command -----------
+# expect_write_error NAME ARGS...: emote ARGS to a full device and to a closed stdout.
+expect_write_error() {
+    local name=$1; shift
+    run bash -c '"$@" >/dev/full' _ "$EMOTE" "$@"
+    expect_status "$name >/dev/full: exit 3" 3
+    expect_stderr "$name >/dev/full: said" "emote: cannot write to standard output"
+    run bash -c '"$@" >&-' _ "$EMOTE" "$@"
+    expect_status "$name >&- (stdout closed): exit 3" 3
+    expect_stderr "$name >&-: said" "emote: cannot write to standard output"
+}
+expect_write_error "--help" --help
+expect_write_error "--version" --version
+expect_write_error "eval --help" eval --help
+expect_write_error "classify -f jsonl DIR" $M -f jsonl "$TMP/faces"
+expect_write_error "eval DIR" eval $M "$TMP/labelled"
+expect_write_error "eval --predictions" eval $M --predictions "$TMP/all.jsonl"
+expect_write_error "sort --dry-run" sort $M --dry-run --into "$TMP/sorted" "$TMP/faces"
+expect_write_error "diff" diff "$TMP/all.jsonl" "$TMP/all.jsonl"
+expect_write_error "info" info $M
+many=(); for i in $(seq 100); do many+=("$TMP/labelled"); done
+env --ignore-signal=PIPE $EMOTE $M -f jsonl -b 1 "${many[@]}" 2>"$TMP/err" | head -c 1 >/dev/null
+STATUS=${PIPESTATUS[0]}
+expect_status "SIGPIPE ignored, the reader gone (| head -c1): exit 3" 3
+expect_stderr "... said" "emote: cannot write to standard output"
+run bash -c '"$@" >&-' _ $EMOTE $M -f jsonl -o "$TMP/closed.jsonl" "$TMP/faces"
+expect_status "-o FILE with stdout closed: exit 0 (nothing goes to stdout)" 0
+$EMOTE $M -f jsonl "$TMP/faces" >"$TMP/open.jsonl" 2>/dev/null
+expect "... FILE has every record (it did not take stdout's place)" cmp -s "$TMP/closed.jsonl" "$TMP/open.jsonl"
+
 finish

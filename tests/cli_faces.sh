@@ -54,6 +54,11 @@ expect "sort --faces files the image by its clear face, not the larger phantom" 
     grep -qF "$TMP/phantom-out/happy/scene-two-scales.png" "$TMP/out"
 run $EMOTE eval --faces --min-face-score 0.02 -f json "$TMP/phantom"
 expect "eval --faces: the clear face, right" grep -q '"accuracy": *1' "$TMP/out"
+cp "$TMP/out" "$TMP/phantom-eval.json"
+$EMOTE --faces --min-face-score 0.02 -f jsonl "$TMP/phantom" >"$TMP/phantom.jsonl" 2>/dev/null
+run $EMOTE eval --faces --min-face-score 0.02 -f json --predictions "$TMP/phantom.jsonl"
+expect "eval --predictions of those records takes the main face too: the report of eval --faces" \
+    cmp -s "$TMP/out" "$TMP/phantom-eval.json"
 
 # ---- boxes clipped to the image; the face score in the table ---------------------------
 /usr/bin/python3 -c "
@@ -119,6 +124,17 @@ run $EMOTE eval --faces --max-faces 2 "$TMP/set"
 expect_status "eval --faces: exit 0" 0
 expect "eval --faces counts images, not faces" grep -q 'images *2 evaluated' "$TMP/out"
 expect "eval --faces: no --max-faces note (it uses the largest face)" bash -c "! grep -q 'faces found' '$TMP/err'"
+cp "$F/scene-empty.png" "$TMP/set/happy/"
+run $EMOTE eval --faces -f json "$TMP/set"
+cp "$TMP/out" "$TMP/eval-faces.json"
+$EMOTE --faces -f jsonl "$TMP/set" >"$TMP/faces.jsonl" 2>/dev/null
+run $EMOTE eval --faces -f json --predictions "$TMP/faces.jsonl"
+expect_status "eval --predictions of classify --faces records: exit 0" 0
+expect "... counts each image once, by its largest face: the report of eval --faces" \
+    cmp -s "$TMP/out" "$TMP/eval-faces.json"
+expect_stderr "... its 'no face found' names the image" "scene-empty.png: no face found"
+run $EMOTE eval --faces --require-face --predictions "$TMP/faces.jsonl"
+expect_status "... with --require-face, an image without a face fails: exit 1" 1
 
 # ---- sort --faces: by the largest face; no face -> _noface/ ---------------------------
 run $EMOTE sort --faces --manifest "$TMP/sorted.csv" "$F" --into "$TMP/sorted"

@@ -55,6 +55,18 @@ usage_error "a value given to a flag" "emote: --tta takes no value" $M --tta=1 "
 usage_error "an ambiguous abbreviation lists the options" \
     "emote: option '--m' is ambiguous; it could be --model, --min-face-score or --max-faces" $M --m 2 "$FACES"
 usage_error "--no is ambiguous in classify" "it could be --no-header, --no-exif or --no-progress" --no "$FACES"
+empty="emote: -m needs a built-in model's name or a model file, not an empty string"
+usage_error "-m '' is not the built-in model" "$empty" -m '' "$FACES"
+usage_error "eval -m ''" "$empty" eval -m '' "$FACES"
+usage_error "info -m ''" "$empty" info -m ''
+usage_error "info ''" "emote: info MODEL needs a built-in model's name or a model file, not an empty string" info ''
+usage_error "--faces --tta" "emote: --faces does not yet work with --tta" --faces --tta "$FACES"
+usage_error "--tta --faces (either order)" "emote: --faces does not yet work with --tta" --tta --faces "$FACES"
+usage_error "--faces --stdin-image" "emote: --faces does not yet work with --stdin-image" --faces --stdin-image
+for shard in 1/99999999999 4294967297/4294967298 -1/3 ' 1/3' 1/3x 1/ /3; do
+    usage_error "--shard '$shard': overflow and stray characters refused" \
+        "emote: --shard needs K/N with 1 <= K <= N, not '$shard'" $M --shard "$shard" "$FACES"
+done
 
 # ---- every command: help, abbreviations, options after the operands ----------------------------
 for cmd in classify eval sort diff info; do

@@ -205,7 +205,7 @@ run $EMOTE eval $M --predictions "$TMP/nothing-*.jsonl"
 expect_status "eval --predictions with no matching file: exit 3" 3
 run $EMOTE eval $M --predictions "$TMP/text"
 expect_status "eval --predictions on a text file: exit 3" 3
-expect_stderr "... naming file and line" "$TMP/text:1: not a jsonl prediction record"
+expect_stderr "... naming file and line" "$TMP/text:1: not a prediction record: not valid JSON"
 run $EMOTE eval $M --predictions "$TMP/part.jsonl"
 expect_status "eval --predictions on a torn file: exit 3" 3
 expect_stderr "... says it is incomplete" "incomplete last record"

@@ -127,6 +127,18 @@ else
 fi
 
 # ---- prediction files ----
+# no_raw_control NAME: the last run's stderr holds no control byte but newlines (escaped as \xHH).
+no_raw_control() { expect "$1" bash -c "! LC_ALL=C grep -q '[[:cntrl:]]' <(tr -d '\n' <'$TMP/err')"; }
+printf '{"path":"c0/\\u001b]0;owned\\u0007.png","label":"c0","confidence":1,"probs":{"c0":1}}\n' >"$TMP/esc.jsonl"
+cat "$TMP/esc.jsonl" "$TMP/esc.jsonl" >"$TMP/esc2.jsonl"
+guarded $EMOTE diff "$TMP/esc2.jsonl" "$TMP/esc2.jsonl"
+expect_stderr "diff: a repeated path from the file is named, escaped" 'c0/\x1b]0;owned\x07.png'\'' repeats line 1'
+no_raw_control "diff: ... no raw control byte reaches the terminal"
+printf '{"path":"c0/a.png","label":"\\u001b[2J","confidence":1,"probs":{"\\u001b[2J":1}}\n' >"$TMP/esc-label.jsonl"
+guarded $EMOTE eval -m "$ROOT/tests/fixtures/emotenet_small.safetensors" --predictions "$TMP/esc-label.jsonl"
+expect_status "eval --predictions: a label not of the model: exit 3" 3
+expect_stderr "... named, escaped" "its label '\x1b[2J' is not one of the model's labels"
+no_raw_control "... no raw control byte reaches the terminal"
 awk '/@@NEW@@/{exit} {print}' "$CORPUS/predictions/diff-prob-overflows-to-inf.jsonl" >"$TMP/old.jsonl"
 awk 'f{print} /@@NEW@@/{f=1}' "$CORPUS/predictions/diff-prob-overflows-to-inf.jsonl" >"$TMP/new.jsonl"
 guarded $EMOTE diff -f json "$TMP/old.jsonl" "$TMP/new.jsonl"

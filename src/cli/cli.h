@@ -122,6 +122,8 @@ int faces_limit(const faces_options *o);
 int faces_threads(const engine_options *o);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
+/* The error of an image's one record when --faces finds no face in it. */
+#define NO_FACE_MESSAGE "no face found"
 /* Crops classified per face, their probabilities averaged (faces.c). */
 #define FACE_FRAMINGS 3
 /* A face crop encoded as PNG for --save-crops: png malloc'd. */
@@ -149,7 +151,9 @@ typedef struct {
  * the batch and the readers to them: one image in a process should not set up for 32. */
 void fit_engine_to_inputs(engine_options *o, char *const *paths, int count);
 
-/* Opens the model (-m, EMOTE_MODEL or built-in) and plans the session; prints the error. */
+/* The model that -m, $EMOTE_MODEL or --faces choose; NULL: the default built-in model. */
+const char *engine_model_name(const engine_options *o);
+/* Opens that model and plans the session; prints the error. */
 bool engine_open(engine *e, const engine_options *o);
 void engine_close(engine *e);
 
@@ -208,6 +212,8 @@ void json_write_path(FILE *f, const char *key, const char *path);
 void text_write_escaped(FILE *f, const char *s);
 /* "emote: MESSAGE" on stderr, escaped as text_write_escaped does. */
 void print_error(const char *message);
+/* The same, formatted (format_message: a long leading name is shortened). */
+void print_errorf(const char *format, ...) __attribute__((format(printf, 1, 2)));
 /* "emote: PATH: MESSAGE" for an input that failed; the path once, as most messages (the
  * decoders') already begin with it and some ("no face found") do not. */
 void print_input_error(const char *path, const char *message);

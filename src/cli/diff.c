@@ -274,8 +274,8 @@ static void warn_duplicates(const prediction_file *f) {
     for (int i = 0; i < f->count; i++) {
         const prediction *r = &f->records[i];
         if (r->first == i) continue;
-        fprintf(stderr, "emote: warning: %s:%ld: path '%s' repeats line %ld; the first record is compared\n",
-                f->name, r->line, r->path, f->records[r->first].line);
+        print_errorf("warning: %s:%ld: path '%s' repeats line %ld; the first record is compared", f->name, r->line,
+                     r->path, f->records[r->first].line);
     }
 }
 
@@ -375,7 +375,7 @@ static int cmd_diff(int argc, char **argv) {
     status = EXIT_FATAL;
     emote_error err;
     if (predictions_load(&old, o.paths[0], &labels, &err) || predictions_load(&new, o.paths[1], &labels, &err)) {
-        fprintf(stderr, "emote: %s\n", err.message);
+        print_error(err.message);
     } else if (diff_files(&old, &new, labels.count, &result)) {
         diff_report report = {&old, &new, &labels, &result, o.max_changed, o.tolerance};
         warn_duplicates(&old);
@@ -384,11 +384,7 @@ static int cmd_diff(int argc, char **argv) {
         if (o.format == FORMAT_JSON) print_json(&report, within);
         else print_text(&report);
         check_limits(&report, stderr);
-        status = within ? EXIT_ALL_OK : EXIT_CHECK_FAILED;
-        if (fflush(stdout) || ferror(stdout)) {
-            fprintf(stderr, "emote: cannot write the report: %s\n", strerror(errno));
-            status = EXIT_FATAL;
-        }
+        status = within ? EXIT_ALL_OK : EXIT_CHECK_FAILED; /* main checks that stdout took the report */
     }
     diff_result_free(&result);
     prediction_file_free(&old);

@@ -1,5 +1,6 @@
 /* Shared options, model loading and the batch classification loop used by every command. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,9 +40,22 @@ const char ENGINE_OPTIONS_HELP[] =
     "      --save-crops DIR write each aligned face crop as DIR/<stem>.face<N>.png (an existing\n"
     "                       folder; a name holding another file makes it <stem>~2.face<N>.png)\n";
 
+/* A decimal integer from 1 to INT_MAX at *s, ending at `end` ('\0' or '/'); *s moves past it. */
+static bool parse_shard_number(const char **s, char end, int *out) {
+    if (**s < '0' || **s > '9') return false; /* no sign, no space */
+    char *stop;
+    errno = 0;
+    long v = strtol(*s, &stop, 10);
+    if (errno || *stop != end || v < 1 || v > INT_MAX) return false;
+    *out = (int)v;
+    *s = stop + (end != '\0');
+    return true;
+}
+
 static bool parse_shard(const char *value, engine_options *o) {
-    int k, n, used = 0;
-    if (sscanf(value, "%d/%d%n", &k, &n, &used) != 2 || value[used] || n < 1 || k < 1 || k > n) {
+    int k, n;
+    const char *s = value;
+    if (!parse_shard_number(&s, '/', &k) || !parse_shard_number(&s, '\0', &n) || k > n) {
         fprintf(stderr, "emote: --shard needs K/N with 1 <= K <= N, not '%s'\n", value);
         return false;
     }
@@ -62,12 +76,19 @@ static bool crops_folder_usable(const char *option, const char *dir) {
     return false;
 }
 
+/* --faces with --tta or --stdin-image: a usage error, said as soon as both are given. */
+static bool faces_combination_supported(const engine_options *o) {
+    if (!o->faces.on || !(o->tta || o->stdin_image)) return true;
+    fprintf(stderr, "emote: --faces does not yet work with %s\n", o->tta ? "--tta" : "--stdin-image");
+    return false;
+}
+
 bool engine_option(engine_options *o, const option_parser *p, int code) {
     faces_options *f = &o->faces;
     double score;
     bool ok = true;
     switch (code) {
-    case 'm': o->model_path = p->value; break;
+    case 'm': ok = parse_model_option(p->name, p->value, &o->model_path); break;
     case 'b': ok = parse_int_option(p->name, p->value, 1, 4096, &o->batch); break;
     case 'j': ok = parse_int_option(p->name, p->value, 0, 256, &o->threads); break;
     case OPT_READERS: ok = parse_int_option(p->name, p->value, 0, 256, &o->readers); break;
@@ -90,7 +111,7 @@ bool engine_option(engine_options *o, const option_parser *p, int code) {
     case OPT_ANY_ANGLE: f->any_angle = true; break;
     default: return false;
     }
-    return ok;
+    return ok && faces_combination_supported(o);
 }
 
 /* --readers by default: reading waits on the disk or network as much as on a core. */
@@ -117,13 +138,16 @@ static const char *faces_classifier(void) {
     return NULL;
 }
 
+const char *engine_model_name(const engine_options *o) {
+    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
+    return !path && o->faces.on ? faces_classifier() : path;
+}
+
 bool engine_open(engine *e, const engine_options *o) {
     memset(e, 0, sizeof *e);
     e->options = o;
     emote_error err;
-    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    if (!path && o->faces.on) path = faces_classifier();
-    e->model = emote_model_open_any(path, &err);
+    e->model = emote_model_open_any(engine_model_name(o), &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;

@@ -3,15 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <cjson/cJSON.h>
-
 #include "cli.h"
 #include "metrics.h"
 #include "plot.h"
+#include "predictions.h"
 #include "progress.h"
 #include "util.h"
 
@@ -23,11 +23,12 @@ static const char usage[] =
     "model's labels by name, other folders are skipped with a warning). With --predictions\n"
     "it runs no model: it reads jsonl prediction files (e.g. the shards of one run, 'classify\n"
     "-f jsonl -o part-K.jsonl'), takes each record's true label from its path's folder\n"
-    "(.../<label>/file) and gives the report that one eval over the whole tree gives.\n"
+    "(.../<label>/file) and gives the report that one eval over the whole tree gives: each\n"
+    "image once (a repeated record must agree; of --faces records the main face counts).\n"
     "\n"
     "  -f, --format F         text | json (default text)\n"
     "      --predictions P    jsonl files to evaluate instead of a directory; a quoted\n"
-    "                         pattern ('part-*.jsonl') is expanded by emote\n"
+    "                         pattern ('part-*.jsonl') is expanded by emote; '-': stdin\n"
     "      --min-accuracy A   exit 4 when top-1 accuracy is below A (0..1)\n"
     "      --min-macro-f1 F   exit 4 when macro-F1 is below F (0..1)\n"
     "      --plot FILE        draw the confusion matrix to FILE (.png or .svg)\n"
@@ -35,7 +36,8 @@ static const char usage[] =
     "  -h, --help             this help\n"
     "\n"
     "Exit status: 0 ok; 1 some images failed (listed on stderr; metrics use the rest);\n"
-    "2 usage error; 3 fatal (no model, no labelled images); 4 below a --min-* gate.\n"
+    "2 usage error; 3 fatal (no model, no labelled images, a bad or conflicting prediction\n"
+    "record, stdout not writable); 4 below a --min-* gate.\n"
     "\n"
     "Examples:\n"
     "  emote eval ../shared/data/fer2013/val\n"
@@ -48,10 +50,6 @@ typedef struct {
     const char *plot_path;
     const char *source; /* for messages: DIR or "the prediction files" */
 } eval_options;
-
-typedef struct {
-    long failed, outside; /* error records; records outside a label folder */
-} prediction_counts;
 
 typedef struct {
     const emote_model *model;
@@ -91,7 +89,7 @@ static bool record_result(void *user, const result *r) {
 static int label_folders(const eval_state *s, char ***out) {
     DIR *d = opendir(s->root);
     if (!d) {
-        fprintf(stderr, "emote: %s: cannot read directory: %s\n", s->root, strerror(errno));
+        print_errorf("%s: cannot read directory: %s", s->root, strerror(errno));
         return -1;
     }
     int classes = emote_model_num_classes(s->model), count = 0;
@@ -110,8 +108,8 @@ static int label_folders(const eval_state *s, char ***out) {
             folders[count++] = path;
         } else {
             if (!s->quiet)
-                fprintf(stderr, "emote: warning: skipping %s: %s\n", path,
-                        is_dir ? "not one of the model's labels" : "not in a label folder");
+                print_errorf("warning: skipping %s: %s", path,
+                             is_dir ? "not one of the model's labels" : "not in a label folder");
             free(path);
         }
     }
@@ -171,7 +169,7 @@ static void print_json(const eval_state *s, const metrics_summary *m, long faile
 static int report(const eval_state *s, long failed, const eval_options *eo, const emote_model *model) {
     metrics_summary m;
     if (s->confusion.total == 0) {
-        fprintf(stderr, "emote: %s: no images in folders named after the model's labels\n", eo->source);
+        print_errorf("%s: no images in folders named after the model's labels", eo->source);
         return EXIT_FATAL;
     }
     if (!metrics_compute(&s->confusion, &m)) {
@@ -214,81 +212,202 @@ static int folder_label(const emote_model *model, const char *path) {
     return label_index(model, start, (size_t)(slash - start));
 }
 
-/* Adds one jsonl record; false (message printed) when the line is not a record. */
-static bool add_prediction(eval_state *s, const char *file, long number, const char *line, prediction_counts *c) {
-    cJSON *json = cJSON_Parse(line);
-    const cJSON *path = cJSON_GetObjectItemCaseSensitive(json, "path");
-    const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
-    const cJSON *label = cJSON_GetObjectItemCaseSensitive(json, "label");
-    int truth = cJSON_IsString(path) ? folder_label(s->model, path->valuestring) : -1;
-    int predicted = cJSON_IsString(label) ? label_index(s->model, label->valuestring, strlen(label->valuestring)) : -1;
-    bool ok = cJSON_IsObject(json) && cJSON_IsString(path) && (cJSON_IsString(error) || predicted >= 0);
-    if (!ok) {
-        fprintf(stderr, "emote: %s:%ld: not a jsonl prediction record of this model (%s)\n", file, number,
-                !cJSON_IsObject(json) ? "not a JSON object" : !cJSON_IsString(path) ? "no \"path\" string"
-                : cJSON_IsString(label) ? "its \"label\" is not one of the model's labels" : "no \"label\" or \"error\"");
-    } else if (truth < 0) {
-        c->outside++;
-    } else if (cJSON_IsString(error)) {
-        c->failed++;
-        if (!s->quiet) fprintf(stderr, "emote: %s\n", error->valuestring);
-    } else {
-        confusion_add(&s->confusion, truth, predicted);
-    }
-    cJSON_Delete(json);
-    return ok;
+/* ---- one record per image ----
+ * Each image counts once, as in eval DIR: of the face records of a `classify --faces`
+ * image (one after another in its file) only the main face counts, the one eval --faces
+ * takes (emote_main_face on their boxes and scores); a record repeated for one path (a
+ * merged file beside its parts) counts once when it says the same, and is an error when
+ * it does not. */
+
+typedef struct {
+    char *path;       /* owned; the key of prediction_tally.seen */
+    uint64_t content; /* hash of what the record says (record_content) */
+    int file;         /* index in prediction_tally.files */
+    long line;
+} counted_record;
+
+typedef struct {
+    eval_state *s;
+    bool require_face;   /* --require-face: a "no face found" record counts as failed */
+    label_set labels;    /* label names as the prediction files spell them */
+    char **files;        /* owned names of the files read, for messages */
+    int num_files, files_capacity;
+    counted_record *counted;
+    int num_counted, counted_capacity;
+    string_table seen;   /* path -> index in counted */
+    long failed, outside; /* error records; records outside a label folder */
+    prediction *faces;    /* the face records of the image being read, in file order */
+    int num_faces, faces_capacity;
+} prediction_tally;
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t size) {
+    for (const unsigned char *p = data; size--; p++) h = (h ^ *p) * 1099511628211u;
+    return h;
 }
 
-static bool read_predictions(eval_state *s, const char *file, prediction_counts *c) {
-    FILE *in = fopen(file, "r");
-    if (!in) {
-        fprintf(stderr, "emote: %s: cannot open: %s\n", file, strerror(errno));
+/* What a record says, hashed (64 bits: two records that differ hash alike with a chance of
+ * about 2^-64): its error message, or its label and probabilities, field by field (a
+ * struct's padding is not hashed). */
+static uint64_t record_content(const prediction *r) {
+    uint64_t h = 14695981039346656037u;
+    if (r->error) return fnv1a(h, r->error, strlen(r->error) + 1);
+    h = fnv1a(fnv1a(h, "", 1), &r->label, sizeof r->label);
+    for (int i = 0; i < r->num_probs; i++) {
+        h = fnv1a(h, &r->probs[i].label, sizeof r->probs[i].label);
+        h = fnv1a(h, &r->probs[i].prob, sizeof r->probs[i].prob);
+    }
+    return h;
+}
+
+static void drop_faces(prediction_tally *t) {
+    for (int i = 0; i < t->num_faces; i++) prediction_free(&t->faces[i]);
+    t->num_faces = 0;
+}
+
+static void tally_free(prediction_tally *t) {
+    drop_faces(t);
+    free(t->faces);
+    for (int i = 0; i < t->num_files; i++) free(t->files[i]);
+    for (int i = 0; i < t->num_counted; i++) free(t->counted[i].path);
+    free(t->files);
+    free(t->counted);
+    table_free(&t->seen);
+    label_set_free(&t->labels);
+}
+
+/* Remembers r's path (taken from r) as counted; false when out of memory. */
+static bool remember(prediction_tally *t, prediction *r, int file) {
+    counted_record *counted = array_reserve_one(t->counted, t->num_counted, &t->counted_capacity, sizeof *counted);
+    if (!counted) return false;
+    t->counted = counted;
+    counted[t->num_counted] = (counted_record){r->path, record_content(r), file, r->line};
+    if (table_add(&t->seen, r->path, t->num_counted) < 0) return false;
+    t->num_counted++;
+    r->path = NULL;
+    return true;
+}
+
+/* True when r's path was counted before; a conflicting repeat is reported in *conflict. */
+static bool seen_before(const prediction_tally *t, const prediction *r, int file, bool *conflict) {
+    int i = table_find(&t->seen, r->path);
+    *conflict = i >= 0 && t->counted[i].content != record_content(r);
+    if (*conflict)
+        print_errorf("%s:%ld: a second record for %s, which differs from the one at %s:%ld (records repeated for "
+                     "one image must agree)",
+                     t->files[file], r->line, r->path, t->files[t->counted[i].file], t->counted[i].line);
+    return i >= 0;
+}
+
+/* Counts one record of file; false (message printed) when it is not one of this model's
+ * or conflicts with an earlier record. */
+static bool tally_record(prediction_tally *t, prediction *r, int file) {
+    const emote_model *model = t->s->model;
+    const char *label = r->error ? NULL : t->labels.names[r->label];
+    int predicted = label ? label_index(model, label, strlen(label)) : -1;
+    if (label && predicted < 0) {
+        print_errorf("%s:%ld: not a prediction record of this model: its label '%s' is not one of the model's labels",
+                     t->files[file], r->line, label);
         return false;
     }
-    char *line = NULL;
-    size_t capacity = 0;
-    ssize_t n;
-    long number = 0;
-    bool ok = true;
-    while (ok && (n = getline(&line, &capacity, in)) > 0) {
-        number++;
-        if (line[n - 1] != '\n') {
-            fprintf(stderr, "emote: %s:%ld: incomplete last record (a run still going, or killed: resume it)\n", file,
-                    number);
-            ok = false;
-        } else if (strlen(line) != (size_t)n) {
-            fprintf(stderr, "emote: %s:%ld: contains a NUL byte\n", file, number);
-            ok = false;
-        } else {
-            ok = add_prediction(s, file, number, line, c);
-        }
+    bool conflict;
+    if (seen_before(t, r, file, &conflict)) return !conflict;
+    int truth = folder_label(model, r->path);
+    if (truth < 0) {
+        t->outside++;
+    } else if (r->error) {
+        print_input_error(r->path, r->error);
+        if (strcmp(r->error, NO_FACE_MESSAGE) != 0 || t->require_face) t->failed++;
+    } else {
+        confusion_add(&t->s->confusion, truth, predicted);
     }
-    if (ok && ferror(in)) {
-        fprintf(stderr, "emote: %s: cannot read: %s\n", file, strerror(errno));
-        ok = false;
+    if (!remember(t, r, file)) {
+        fprintf(stderr, "emote: out of memory\n");
+        return false;
     }
-    free(line);
-    fclose(in);
+    return true;
+}
+
+/* Counts the main face of the image whose face records were gathered. */
+static bool tally_main_face(prediction_tally *t, int file) {
+    if (t->num_faces == 0) return true;
+    emote_face *faces = calloc_array((size_t)t->num_faces, sizeof *faces);
+    bool ok = faces != NULL;
+    for (int i = 0; ok && i < t->num_faces; i++) {
+        const prediction *r = &t->faces[i];
+        faces[i] = (emote_face){.x = r->box[0], .y = r->box[1], .w = r->box[2], .h = r->box[3], .score = r->face_score};
+    }
+    if (!ok) fprintf(stderr, "emote: out of memory\n");
+    else ok = tally_record(t, &t->faces[emote_main_face(faces, t->num_faces)], file);
+    free(faces);
+    drop_faces(t);
     return ok;
 }
 
-/* Reads every file that the patterns name (each expanded with glob(3), in sorted order). */
-static bool read_all_predictions(eval_state *s, char **patterns, int count, long *failed) {
-    prediction_counts c = {0, 0};
+/* Takes one record (moved in): a face record joins its image's group, anything else (or
+ * the next image's first face) closes that group first. */
+static bool take_record(prediction_tally *t, prediction *r, int file) {
+    bool same_image = r->face >= 0 && t->num_faces > 0 && strcmp(t->faces[0].path, r->path) == 0;
+    bool ok = same_image || tally_main_face(t, file);
+    if (ok && r->face >= 0) {
+        prediction *faces = array_reserve_one(t->faces, t->num_faces, &t->faces_capacity, sizeof *faces);
+        if (!faces) {
+            fprintf(stderr, "emote: out of memory\n");
+            prediction_free(r);
+            return false;
+        }
+        t->faces = faces;
+        faces[t->num_faces++] = *r;
+        return true;
+    }
+    if (ok) ok = tally_record(t, r, file);
+    prediction_free(r);
+    return ok;
+}
+
+/* Reads and counts every record of path ("-": stdin). */
+static bool read_predictions(prediction_tally *t, const char *path) {
+    char **files = array_reserve_one(t->files, t->num_files, &t->files_capacity, sizeof *files);
+    if (files) t->files = files;
+    char *name = files ? str_dup(strcmp(path, "-") ? path : "<stdin>") : NULL;
+    if (!name) {
+        fprintf(stderr, "emote: out of memory\n");
+        return false;
+    }
+    int file = t->num_files++;
+    files[file] = name;
+    prediction_reader reader;
+    emote_error err;
+    emote_status s = prediction_reader_open(&reader, path, &t->labels, &err);
+    prediction r;
+    bool ok = true;
+    for (bool got; ok && !s && !(s = prediction_reader_next(&reader, &r, &got, &err)) && got;)
+        ok = take_record(t, &r, file);
+    if (ok && !s) ok = tally_main_face(t, file);
+    if (s) print_error(err.message);
+    prediction_reader_close(&reader);
+    return ok && !s;
+}
+
+/* Reads every file that the patterns name (each expanded with glob(3), in sorted order;
+ * "-" is stdin). */
+static bool read_all_predictions(prediction_tally *t, char **patterns, int count) {
     bool ok = true;
     for (int i = 0; ok && i < count; i++) {
+        if (strcmp(patterns[i], "-") == 0) {
+            ok = read_predictions(t, "-");
+            continue;
+        }
         glob_t g;
         int r = glob(patterns[i], GLOB_ERR, NULL, &g);
-        if (r == GLOB_NOMATCH) fprintf(stderr, "emote: %s: no such prediction file\n", patterns[i]);
-        else if (r != 0) fprintf(stderr, "emote: %s: cannot expand the pattern\n", patterns[i]);
+        if (r != 0)
+            print_errorf("%s: %s", patterns[i], r == GLOB_NOMATCH ? "no such prediction file" : "cannot expand the pattern");
         ok = r == 0;
-        for (size_t k = 0; ok && k < g.gl_pathc; k++) ok = read_predictions(s, g.gl_pathv[k], &c);
+        for (size_t k = 0; ok && k < g.gl_pathc; k++) ok = read_predictions(t, g.gl_pathv[k]);
         if (r != GLOB_NOMATCH) globfree(&g);
     }
-    if (ok && c.outside && !s->quiet)
+    if (ok && t->outside && !t->s->quiet)
         fprintf(stderr, "emote: warning: skipping %ld records whose path is not in a folder named after a label\n",
-                c.outside);
-    *failed = c.failed;
+                t->outside);
     return ok;
 }
 
@@ -316,18 +435,17 @@ static int eval_directory(const engine_options *o, const eval_options *eo, const
 
 static int eval_predictions(const engine_options *o, const eval_options *eo, char **patterns, int count) {
     emote_error err;
-    const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
-    emote_model *model = emote_model_open_any(path, &err);
+    emote_model *model = emote_model_open_any(engine_model_name(o), &err);
     if (!model) {
-        fprintf(stderr, "emote: %s\n", err.message);
+        print_error(err.message);
         return EXIT_FATAL;
     }
     eval_state s = {.model = model, .quiet = o->quiet};
+    prediction_tally t = {.s = &s, .require_face = o->faces.require};
     int status = EXIT_FATAL;
-    long failed = 0;
-    if (confusion_init(&s.confusion, emote_model_num_classes(model)) &&
-        read_all_predictions(&s, patterns, count, &failed))
-        status = report(&s, failed, eo, model);
+    if (confusion_init(&s.confusion, emote_model_num_classes(model)) && read_all_predictions(&t, patterns, count))
+        status = report(&s, t.failed, eo, model);
+    tally_free(&t);
     confusion_free(&s.confusion);
     emote_model_close(model);
     return status;

@@ -290,7 +290,7 @@ static bool report(engine *e, face_slot *s, float *probs, const char *batch_erro
         result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face};
         if (!s->path) r.error = "out of memory";
         else if (!s->ok) r.error = s->error;
-        else if (no_face) r.error = "no face found";
+        else if (no_face) r.error = NO_FACE_MESSAGE;
         else if (batch_error) r.error = batch_error;
         else r.probs = average_framings(probs + (size_t)(s->row + k * FACE_FRAMINGS) * classes, classes);
         if (r.probs && !all_finite(r.probs, classes)) {

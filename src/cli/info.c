@@ -187,13 +187,16 @@ static void print_json(const emote_model *model) {
 
 /* ---- command line ---------------------------------------------------------------- */
 
-static bool set_model(const char **model, const char *path) {
+static bool set_model(const char **model, const option_parser *p, int code) {
     if (*model) {
-        fprintf(stderr, "emote: info takes one model (got '%s' and '%s')\n", *model, path);
+        fputs("emote: info takes one model (got '", stderr);
+        text_write_escaped(stderr, *model);
+        fputs("' and '", stderr);
+        text_write_escaped(stderr, p->value);
+        fputs("')\n", stderr);
         return false;
     }
-    *model = path;
-    return true;
+    return parse_model_option(code == 'm' ? p->name : "info MODEL", p->value, model);
 }
 
 static const struct option option_table[] = {
@@ -215,7 +218,7 @@ static int cmd_info(int argc, char **argv) {
             break;
         case 'm':
         case OPTIONS_OPERAND:
-            if (!set_model(&model_path, p.value)) return EXIT_USAGE;
+            if (!set_model(&model_path, &p, code)) return EXIT_USAGE;
             break;
         default: return EXIT_USAGE; /* OPTIONS_ERROR: reported */
         }
@@ -225,13 +228,11 @@ static int cmd_info(int argc, char **argv) {
     emote_error err;
     emote_model *model = emote_model_open_any(model_path ? model_path : getenv("EMOTE_MODEL"), &err);
     if (!model) {
-        fprintf(stderr, "emote: %s\n", err.message);
+        print_error(err.message);
         return EXIT_FATAL;
     }
     if (format == FORMAT_JSON) print_json(model);
     else print_text(model);
-    int status = fflush(stdout) || ferror(stdout) ? EXIT_FATAL : EXIT_ALL_OK;
-    if (status) fprintf(stderr, "emote: cannot write to stdout\n");
     emote_model_close(model);
-    return status;
+    return EXIT_ALL_OK; /* main checks that stdout took it all */
 }

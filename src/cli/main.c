@@ -1,5 +1,8 @@
-/* emote: command dispatch. */
+/* emote: command dispatch, and the standard streams' checks around every command. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -22,8 +25,9 @@ static const char usage[] =
     "shortened to any prefix that names only one option (--thr 2 for --threads 2).\n"
     "\n"
     "Exit status: 0 success; 1 some inputs failed (the rest were processed); 2 usage error;\n"
-    "3 fatal error (unusable model, unwritable output, no inputs); 4 a check failed\n"
-    "(eval --min-accuracy/--min-macro-f1, diff limits).\n";
+    "3 fatal error (unusable model, unwritable output, no inputs; a failed write to standard\n"
+    "output gives 3 whatever else happened); 4 a check failed (eval --min-accuracy/--min-macro-f1,\n"
+    "diff limits).\n";
 
 static int run_command(int argc, char **argv) {
     if (argc < 2) {
@@ -40,8 +44,32 @@ static int run_command(int argc, char **argv) {
     return COMMANDS[0]->run(argc, argv); /* `emote face.png` means `emote classify face.png` */
 }
 
+/* A standard stream closed at start (`>&-`) is taken by /dev/null opened the wrong way
+ * round: using it then fails (EBADF) as a closed one does, and no file that emote opens
+ * later (-o FILE, a plot) can land on its number and receive the output meant for it. */
+static void hold_closed_standard_streams(void) {
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int held = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+        if (held >= 0 && held != fd) close(held); /* not the lowest free number: cannot be */
+    }
+}
+
+/* What a command printed must have reached stdout: a failed write or close is an error
+ * (exit 3), whatever the command returned. */
+static int close_stdout(int status) {
+    bool failed_before = ferror(stdout);
+    errno = 0;
+    bool closed = fclose(stdout) == 0;
+    if (closed && !failed_before) return status;
+    fprintf(stderr, "emote: cannot write to standard output: %s\n",
+            !closed && errno ? strerror(errno) : "an earlier write failed");
+    return EXIT_FATAL;
+}
+
 int main(int argc, char **argv) {
+    hold_closed_standard_streams();
     choose_blas_kernel(argv);
     stop_blas_threads();
-    return run_command(argc, argv);
+    return close_stdout(run_command(argc, argv));
 }

@@ -132,3 +132,12 @@ bool parse_double_option(const char *opt, const char *value, double min, double 
     *out = v;
     return true;
 }
+
+bool parse_model_option(const char *what, const char *value, const char **out) {
+    if (!value || !*value) {
+        fprintf(stderr, "emote: %s needs a built-in model's name or a model file, not an empty string\n", what);
+        return false;
+    }
+    *out = value;
+    return true;
+}

@@ -49,5 +49,8 @@ int options_next(option_parser *p);
 /* Value checks with usage errors that name the option (p->name). */
 bool parse_int_option(const char *opt, const char *value, int min, int max, int *out);
 bool parse_double_option(const char *opt, const char *value, double min, double max, double *out);
+/* A model, as a built-in name or a file: never empty (an empty -m would quietly mean the
+ * default model). `what` names the option or operand in the message. */
+bool parse_model_option(const char *what, const char *value, const char **out);
 
 #endif

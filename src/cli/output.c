@@ -1,8 +1,10 @@
 /* Output helpers shared by the commands. */
+#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "cli.h"
+#include "util.h"
 #include "utf8.h"
 
 bool parse_format(const char *name, output_format *out) {
@@ -77,6 +79,15 @@ void print_error(const char *message) {
     fputs("emote: ", stderr);
     text_write_escaped(stderr, message);
     fputc('\n', stderr);
+}
+
+void print_errorf(const char *format, ...) {
+    char message[EMOTE_ERROR_MAX];
+    va_list ap;
+    va_start(ap, format);
+    format_message_v(message, sizeof message, format, ap);
+    va_end(ap);
+    print_error(message);
 }
 
 void print_input_error(const char *path, const char *message) {

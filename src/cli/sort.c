@@ -694,7 +694,7 @@ static int run_sort(const sort_options *o, char **paths, int num_paths) {
         input_source_free(src);
         progress_finish(&s.progress);
         if (o->dry_run && (fflush(stdout) != 0 || ferror(stdout))) {
-            fprintf(stderr, "emote: cannot write the plan to stdout\n");
+            /* the plan did not reach stdout: main says so */
         } else if (counts.done == 0) {
             fprintf(stderr, "emote: no images found in the inputs given\n");
         } else if (s.manifest_broken || !manifest_close(&s.manifest, s.manifest_error)) {
