@@ -105,6 +105,7 @@ bool engine_open(engine *e, const engine_options *o) {
     emote_error err;
     const char *path = o->model_path ? o->model_path : getenv("EMOTE_MODEL");
     if (!path && o->faces.on) path = faces_classifier();
+    e->model_source = path;
     e->model = emote_model_open_any(path, &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
