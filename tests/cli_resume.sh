@@ -63,6 +63,13 @@ run $EMOTE $M -f tsv -o "$TMP/mine.tsv" "$IN/img1.png"
 expect_status "-o FILE when .FILE.emote-run is someone else's file: exit 3" 3
 expect "... which is left as it is" test "$(cat "$TMP/.mine.tsv.emote-run")" = "my notes"
 
+LONG=$TMP/$(printf 'n%.0s' $(seq 1 246)).tsv   # a name too long to have an identity file beside it
+run $EMOTE $M -f tsv -o "$LONG" "$IN/img1.png"
+expect_status "-o FILE with a 250-byte name (no room for .FILE.emote-run): exit 0" 0
+run $EMOTE $M -f tsv -o "$LONG" --resume "$IN/img1.png" "$IN/img2.png"
+expect_status "... and --resume continues it, checking the model the old way" 0
+expect "... with one record per input" test "$(wc -l <"$LONG")" = 3
+
 # ---- --stdin-image ----------------------------------------------------------------------------
 run $EMOTE $M -f tsv -o "$TMP/stdin.tsv" --stdin-image <"$IN/img1.png"
 run $EMOTE $M -f tsv -o "$TMP/stdin.tsv" --resume --stdin-image <"$IN/img1.png"

@@ -368,7 +368,7 @@ static bool open_output(output_target *t, engine *e, bool quiet) {
         w->out = t->file ? record_file_begin(t->file, &summary, error) : NULL;
         if (w->out && !quiet) print_resume_summary(t, &summary);
     }
-    if (!w->out) fprintf(stderr, "emote: %s\n", error);
+    if (!w->out) print_error(error);
     return w->out != NULL;
 }
 
@@ -474,7 +474,7 @@ static int cmd_classify(int argc, char **argv) {
     input_source_free(src);
     char error[EMOTE_ERROR_MAX];
     bool written = !out.file || record_file_close(out.file, error);
-    if (!written) fprintf(stderr, "emote: %s\n", error);
+    if (!written) print_error(error);
     free(out.identity);
     free(out.header);
     free(w.order);

@@ -67,7 +67,7 @@ static bool failf(char *error, const char *fmt, ...) __attribute__((format(print
 static bool failf(char *error, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error, EMOTE_ERROR_MAX, fmt, ap);
+    format_message_v(error, EMOTE_ERROR_MAX, fmt, ap); /* a long FILE name is shortened, the reason kept */
     va_end(ap);
     return false;
 }
@@ -410,23 +410,26 @@ static char *identity_path(const char *target) {
     return path;
 }
 
-/* The identity file's text (malloc'd), NULL when there is none; false + message when it
- * cannot be read or is not one of ours. Never follows a symlink or waits on a FIFO. */
+/* The identity file's text (malloc'd), NULL when there is none (or FILE's name is too
+ * long to have one); false + message when it cannot be read or is not one of ours. Never
+ * follows a symlink or waits on a FIFO. */
 static bool read_identity(const char *path, const char *file, char **text, char *error) {
     *text = NULL;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) return true;
+    if (fd < 0 && (errno == ENOENT || errno == ENAMETOOLONG)) return true;
     struct stat st;
     bool ok = fd >= 0 && fstat(fd, &st) == 0;
-    if (!ok) failf(error, "%s: cannot read %s: %s", file, path, strerror(errno));
+    if (!ok) failf(error, "%s: cannot read its identity file .NAME.emote-run: %s", file, strerror(errno));
     else if (!S_ISREG(st.st_mode) || st.st_size > IDENTITY_MAX)
-        ok = failf(error, "%s: %s is not an emote run file (not a regular file of at most %d bytes); left as it is",
-                   file, path, IDENTITY_MAX);
+        ok = failf(error, "%s: its identity file .NAME.emote-run is not emote's (not a regular file of at most %d "
+                   "bytes); left as it is", file, IDENTITY_MAX);
     else if (!(*text = calloc(1, (size_t)st.st_size + 1))) ok = failf(error, "%s: out of memory", file);
     else if (read(fd, *text, (size_t)st.st_size) != st.st_size)
-        ok = failf(error, "%s: cannot read %s: %s", file, path, errno ? strerror(errno) : "it shrank");
+        ok = failf(error, "%s: cannot read its identity file .NAME.emote-run: %s", file,
+                   errno ? strerror(errno) : "it shrank");
     else if (strncmp(*text, identity_magic, sizeof identity_magic - 1) != 0)
-        ok = failf(error, "%s: %s is not an emote run file; left as it is", file, path);
+        ok = failf(error, "%s: its identity file .NAME.emote-run is not emote's (no \"emote-run 1\" line); left "
+                   "as it is", file);
     if (fd >= 0) close(fd);
     if (!ok) {
         free(*text);
@@ -435,18 +438,22 @@ static bool read_identity(const char *path, const char *file, char **text, char 
     return ok;
 }
 
-/* Writes FILE's identity file (replacing one of ours), synced before any record. */
+/* Writes FILE's identity file (replacing one of ours), synced before any record; none when
+ * FILE's name is too long to have one (--resume then checks the model the old way). */
 static bool write_identity(const record_file *f, char *error) {
     if (!f->layout.identity) return true;
     char *path = identity_path(f->target), *old = NULL;
     if (!path) return failf(error, "%s: out of memory", f->path);
     bool ok = read_identity(path, f->path, &old, error);
     int fd = ok ? open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666) : -1;
+    bool too_long = fd < 0 && errno == ENAMETOOLONG;
     size_t length = strlen(identity_magic) + strlen(f->layout.identity);
     char *text = malloc(length + 1);
     if (ok && text) snprintf(text, length + 1, "%s%s", identity_magic, f->layout.identity);
-    if (ok && (fd < 0 || !text || ftruncate(fd, 0) != 0 || write(fd, text, length) != (ssize_t)length || fsync(fd) != 0))
-        ok = failf(error, "%s: cannot write %s: %s", f->path, path, text ? strerror(errno) : "out of memory");
+    if (ok && !too_long &&
+        (fd < 0 || !text || ftruncate(fd, 0) != 0 || write(fd, text, length) != (ssize_t)length || fsync(fd) != 0))
+        ok = failf(error, "%s: cannot write its identity file .NAME.emote-run: %s", f->path,
+                   text ? strerror(errno) : "out of memory");
     if (fd >= 0) close(fd);
     free(text);
     free(old);
@@ -462,9 +469,8 @@ static bool check_identity(record_file *f, char *error) {
     bool ok = read_identity(path, f->path, &text, error);
     f->identity_missing = ok && !text;
     if (ok && text && f->kept > 0 && strcmp(text + sizeof identity_magic - 1, f->layout.identity) != 0)
-        ok = failf(error, "%s: written by another model or other options (%s records them; this run: %.*s); "
-                   "refusing to resume into it, left as it is", f->path, path,
-                   (int)strcspn(f->layout.identity, "\n"), f->layout.identity);
+        ok = failf(error, "%s: written by another model or other options than these (as its identity file "
+                   ".NAME.emote-run says); refusing to resume into it, left as it is", f->path);
     free(text);
     free(path);
     return ok;
@@ -629,7 +635,8 @@ static bool rewrite_without_dropped(record_file *f, char *error) {
         if (!is_dropped(f, number, &next)) ok = fwrite(r, 1, n, out) == n;
     free(r);
     ok = ok && fflush(out) == 0 && fsync(fd) == 0;
-    if (!ok) failf(error, "%s: cannot rewrite without the records to drop (through %s): %s", f->path, temp, strerror(errno));
+    if (!ok) failf(error, "%s: cannot rewrite without the records to drop (through FILE.tmp-XXXXXX): %s", f->path,
+                   strerror(errno));
     if (ok && rename(temp, f->target) != 0) ok = failf(error, "%s: cannot replace: %s", f->path, strerror(errno));
     if (in) fclose(in);
     if (ok) f->lock_fds[1] = dup(fd); /* the new FILE stays locked */
