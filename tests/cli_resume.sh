@@ -58,6 +58,10 @@ run $EMOTE $M -f jsonl -o "$TMP/old.jsonl" --resume "$IN/img1.png" "$IN/img3.png
 expect_status "--resume of a file without identity file whose last input is gone: exit 0" 0
 expect_stderr "... with a warning that the model is not checked" "are not checked"
 mv "$TMP/moved.png" "$IN/img1.png"
+: >"$TMP/.id.jsonl.emote-run"   # as a kill between its truncation and its write leaves it
+run $EMOTE $M -f jsonl -o "$TMP/id.jsonl" --resume "$IN/img1.png" "$IN/img3.png"
+expect_status "--resume with an empty identity file: checked the old way, exit 0" 0
+expect "... and the identity file written again" grep -q '^model: ' "$TMP/.id.jsonl.emote-run"
 echo "my notes" >"$TMP/.mine.tsv.emote-run"
 run $EMOTE $M -f tsv -o "$TMP/mine.tsv" "$IN/img1.png"
 expect_status "-o FILE when .FILE.emote-run is someone else's file: exit 3" 3

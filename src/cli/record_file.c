@@ -410,8 +410,8 @@ static char *identity_path(const char *target) {
     return path;
 }
 
-/* The identity file's text (malloc'd), NULL when there is none (or FILE's name is too
- * long to have one); false + message when it cannot be read or is not one of ours. Never
+/* The identity file's text (malloc'd), NULL when there is none (or it is empty, or FILE's
+ * name is too long to have one); false + message when it cannot be read or is not one of ours. Never
  * follows a symlink or waits on a FIFO. */
 static bool read_identity(const char *path, const char *file, char **text, char *error) {
     *text = NULL;
@@ -420,7 +420,9 @@ static bool read_identity(const char *path, const char *file, char **text, char 
     struct stat st;
     bool ok = fd >= 0 && fstat(fd, &st) == 0;
     if (!ok) failf(error, "%s: cannot read its identity file .NAME.emote-run: %s", file, strerror(errno));
-    else if (!S_ISREG(st.st_mode) || st.st_size > IDENTITY_MAX)
+    else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+        /* a kill between its truncation and its write: as none */
+    } else if (!S_ISREG(st.st_mode) || st.st_size > IDENTITY_MAX)
         ok = failf(error, "%s: its identity file .NAME.emote-run is not emote's (not a regular file of at most %d "
                    "bytes); left as it is", file, IDENTITY_MAX);
     else if (!(*text = calloc(1, (size_t)st.st_size + 1))) ok = failf(error, "%s: out of memory", file);
