@@ -102,7 +102,9 @@ build/fuzz/obj/src/image/resize.o: OBJ_FLAGS := $(STB_RESIZE_FLAGS)
 build/fuzz/obj/src/image/stb_write.o: OBJ_FLAGS := -fno-sanitize=shift
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(filter %.o,$^) $(LDLIBS)
+# Readers of the CLI's own that a target needs besides the library.
+build/fuzz/fuzz_record_file: build/fuzz/obj/src/cli/record_file.o
 
 fuzz: $(FUZZ_BIN)
 ifneq ($(FUZZ_SECONDS),)

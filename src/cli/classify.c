@@ -1,8 +1,12 @@
 /* emote classify: one record per input, in input order, flushed as produced. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "builtin_models.h"
 #include "cli.h"
 #include "progress.h"
 #include "record_file.h"
@@ -20,6 +24,8 @@ static const char usage[] =
     "                       empty, unless --resume)\n"
     "      --resume         continue FILE of an interrupted run: keep its complete records,\n"
     "                       retry its error records, classify only the inputs it lacks\n"
+    "                       (FILE must be a regular file of this model and these options,\n"
+    "                       as .FILE.emote-run beside it records)\n"
     "%s"
     "  -h, --help           this help\n"
     "\n"
@@ -28,8 +34,8 @@ static const char usage[] =
     "\"confidence\", \"probs\": {label: p}, [\"top\"]} or {\"path\", \"error\"}.\n"
     "\n"
     "Exit status: 0 all inputs classified; 1 some inputs failed (each is reported, the rest\n"
-    "are classified); 2 usage error; 3 fatal (model unusable, no inputs, -o FILE refused\n"
-    "or not writable).\n"
+    "are classified); 2 usage error; 3 fatal (model unusable, no inputs, -o FILE refused,\n"
+    "not writable or in use by another run).\n"
     "\n"
     "Examples:\n"
     "  emote face.png\n"
@@ -191,6 +197,7 @@ typedef struct {
     bool resume;
     record_file *file;
     char *header;
+    char *identity; /* of the model and options, for FILE's identity file */
     writer *w;
     long skipped;
 } output_target;
@@ -239,12 +246,14 @@ static bool compare_rerun(void *user, const result *r) {
     return true;
 }
 
-/* Classifies the input of FILE's last prediction again: the same model and options must
- * write the same bytes, else FILE came from another model or other options. */
+/* For a FILE without an identity file (written by an emote before they existed): its last
+ * prediction's input is classified again, and the same model and options must write the
+ * same bytes, else FILE came from another model or other options. When that input cannot
+ * be read any more, FILE is resumed unchecked, with a warning. */
 static bool same_model_and_options(output_target *t, engine *e, const record_layout *layout) {
     size_t length;
     const char *last = record_file_last_prediction(t->file, &length);
-    if (!last) return true;
+    if (!last || !record_file_identity_unknown(t->file)) return true;
     char *path = record_path(layout, last, length);
     engine_options one = *e->options;
     one.shard_count = 0;
@@ -257,13 +266,62 @@ static bool same_model_and_options(output_target *t, engine *e, const record_lay
     if (src) classify_inputs(e, src, compare_rerun, &c);
     e->options = saved;
     input_source_free(src);
-    if (!c.same)
-        fprintf(stderr, "emote: %s: %s%s%s; refusing to resume into it, left as it is\n", t->path,
-                c.error[0] ? "cannot check it against this model: " : "its last record differs from what this "
-                "model and these options give for the same input (another model, --tta or --top?)",
-                c.error[0] ? c.error : "", path ? "" : " (no path)");
+    bool unchecked = !c.same && (c.error[0] || !path);
+    if (unchecked && !e->options->quiet)
+        fprintf(stderr, "emote: %s: warning: it has no identity file and its last record's input cannot be "
+                "classified again (%s), so the model and options that wrote it are not checked\n", t->path,
+                c.error[0] ? c.error : "no path");
+    else if (!c.same)
+        fprintf(stderr, "emote: %s: its last record differs from what this model and these options give for the "
+                "same input (another model, --tta or --top?); refusing to resume into it, left as it is\n", t->path);
     free(path);
-    return c.same;
+    return c.same || unchecked;
+}
+
+/* FNV-1a, 64-bit, over the model's bytes (a built-in model's, or its file's). */
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+static const uint64_t fnv_offset = UINT64_C(0xcbf29ce484222325);
+
+static bool model_fingerprint(const char *source, uint64_t *hash, uint64_t *size) {
+    for (int i = 0; emote_builtin_models[i].name; i++)
+        if (!source || !*source ? i == 0 : !strcmp(source, emote_builtin_models[i].name)) {
+            *size = emote_builtin_models[i].size;
+            *hash = fnv1a(fnv_offset, emote_builtin_models[i].data, *size);
+            return true;
+        }
+    int fd = source ? open(source, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+    unsigned char chunk[65536];
+    ssize_t n = fd < 0 ? -1 : 0;
+    for (*hash = fnv_offset, *size = 0; fd >= 0 && (n = read(fd, chunk, sizeof chunk)) > 0; *size += (uint64_t)n)
+        *hash = fnv1a(*hash, chunk, (size_t)n);
+    if (fd >= 0) close(fd);
+    return n == 0;
+}
+
+/* What makes a record's bytes: the model's bytes and the options of the output. */
+static char *run_identity(const engine *e, const writer *w) {
+    const engine_options *o = e->options;
+    uint64_t hash, size;
+    if (!model_fingerprint(e->model_source, &hash, &size)) {
+        fprintf(stderr, "emote: %s: cannot read the model again: %s\n", e->model_source, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    char faces[128] = "no";
+    if (o->faces.on)
+        snprintf(faces, sizeof faces, "yes min-face-score=%.9g detect-size=%d max-faces=%d any-angle=%s",
+                 (double)o->faces.min_score, o->faces.detect_size, o->faces.max_faces, o->faces.any_angle ? "yes" : "no");
+    static const char *const format_names[] = {[FORMAT_TSV] = "tsv", [FORMAT_CSV] = "csv", [FORMAT_JSONL] = "jsonl"};
+    if (asprintf(&text, "model: %" PRIu64 " bytes, fnv1a64 %016" PRIx64 "\noptions: -f %s header=%s top=%d tta=%s "
+                 "exif=%s faces=%s\n", size, hash, format_names[w->format], w->header ? "yes" : "no", w->top,
+                 o->tta ? "yes" : "no", o->no_exif ? "no" : "yes", faces) < 0) {
+        fprintf(stderr, "emote: out of memory\n");
+        return NULL;
+    }
+    return text;
 }
 
 static bool skip_done(void *user, const char *path) {
@@ -278,13 +336,27 @@ static bool skip_done(void *user, const char *path) {
     return done;
 }
 
+static void print_resume_summary(const output_target *t, const resume_summary *s) {
+    if (s->stale_removed)
+        fprintf(stderr, "emote: %s: removed %d temporary file%s of a rewrite that was interrupted\n", t->path,
+                s->stale_removed, s->stale_removed > 1 ? "s" : "");
+    if (!s->kept && !s->errors_dropped && !s->redone && !s->torn) return;
+    fprintf(stderr, "emote: %s: resuming after %ld records (%ld error records dropped to retry; ", t->path, s->kept,
+            s->errors_dropped);
+    if (s->redone) fprintf(stderr, "%ld records of inputs to classify again dropped; ", s->redone);
+    fprintf(stderr, "%s)\n", s->torn ? "an incomplete last record dropped" : "no incomplete record");
+}
+
 /* Opens -o FILE (scanned, checked and cleaned up first with --resume); w->out is set. */
 static bool open_output(output_target *t, engine *e, bool quiet) {
     writer *w = t->w;
     int classes = emote_model_num_classes(w->model);
     bool delimited = w->format == FORMAT_TSV || w->format == FORMAT_CSV;
     t->header = delimited && w->header ? render_to_string(w, render_header, NULL, NULL) : NULL;
-    record_layout layout = {w->format, t->header, 4 + (w->top ? 2 * w->top : classes), w->model};
+    t->identity = run_identity(e, w);
+    if (!t->identity) return false;
+    int fields = 4 + (w->top ? 2 * w->top : classes) + (w->faces ? FACE_COLUMNS : 0);
+    record_layout layout = {w->format, t->header, fields, w->model, w->faces, t->identity};
     char error[EMOTE_ERROR_MAX];
     resume_summary summary;
     if (!t->resume) {
@@ -294,12 +366,9 @@ static bool open_output(output_target *t, engine *e, bool quiet) {
         t->file = record_file_scan(t->path, &layout, error);
         if (t->file && !same_model_and_options(t, e, &layout)) return false;
         w->out = t->file ? record_file_begin(t->file, &summary, error) : NULL;
-        if (w->out && !quiet && (summary.kept || summary.errors_dropped || summary.torn))
-            fprintf(stderr, "emote: %s: resuming after %ld records (%ld error records dropped to retry; %s)\n",
-                    t->path, summary.kept, summary.errors_dropped,
-                    summary.torn ? "an incomplete last record dropped" : "no incomplete record");
+        if (w->out && !quiet) print_resume_summary(t, &summary);
     }
-    if (!w->out) fprintf(stderr, "emote: %s\n", error);
+    if (!w->out) print_error(error);
     return w->out != NULL;
 }
 
@@ -372,6 +441,10 @@ static int cmd_classify(int argc, char **argv) {
         fprintf(stderr, "emote: --resume needs -o FILE and a tsv, csv or jsonl format\n");
         goto usage_error;
     }
+    if (out.resume && o.stdin_image) {
+        fprintf(stderr, "emote: --resume does not work with --stdin-image (its one input has no name to skip by)\n");
+        goto usage_error;
+    }
     fit_engine_to_inputs(&o, paths, num_paths);
     engine e;
     if (!engine_open(&e, &o)) {
@@ -383,8 +456,10 @@ static int cmd_classify(int argc, char **argv) {
     if (w.top < 0) w.top = w.format == FORMAT_TABLE ? 3 : 0;
     if (w.top > classes) w.top = classes;
     w.order = calloc((size_t)classes, sizeof(int));
+    w.faces = o.faces.on;
     if (out.path && !open_output(&out, &e, o.quiet)) {
         record_file_free(out.file);
+        free(out.identity);
         free(out.header);
         free(w.order);
         engine_close(&e);
@@ -392,7 +467,6 @@ static int cmd_classify(int argc, char **argv) {
         return EXIT_FATAL;
     }
     input_source *src = input_source_new(paths, num_paths, &o);
-    w.faces = o.faces.on;
     if (!out.path && w.header && (w.format == FORMAT_TSV || w.format == FORMAT_CSV)) write_header(&w);
     progress_start(&w.progress, &o, paths, num_paths);
     run_counts counts = classify_inputs_skipping(&e, src, out.resume ? skip_done : NULL, &out, write_record, &w);
@@ -400,7 +474,8 @@ static int cmd_classify(int argc, char **argv) {
     input_source_free(src);
     char error[EMOTE_ERROR_MAX];
     bool written = !out.file || record_file_close(out.file, error);
-    if (!written) fprintf(stderr, "emote: %s\n", error);
+    if (!written) print_error(error);
+    free(out.identity);
     free(out.header);
     free(w.order);
     engine_close(&e);

@@ -143,6 +143,7 @@ typedef struct {
     emote_model *model;
     emote_session *session;
     const engine_options *options;
+    const char *model_source; /* the -m / $EMOTE_MODEL name or file opened; NULL: the default */
     faces_state faces; /* --faces: the detector */
     bool photo_hinted; /* the "try --faces" hint was given (once per run) */
 } engine;
@@ -185,6 +186,7 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
                                     void *user);
 
 /* --faces columns after path: face, box_x/y/w/h, face_score, 10 landmark coordinates. */
+#define FACE_COLUMNS 16
 void faces_write_header(FILE *f, char sep);
 void faces_write_columns(FILE *f, char sep, const result *r);
 /* ,"face":N,"box":[x,y,w,h],"face_score":s,"landmarks":[...] (nothing without a face) */

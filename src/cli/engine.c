@@ -147,7 +147,8 @@ bool engine_open(engine *e, const engine_options *o) {
     memset(e, 0, sizeof *e);
     e->options = o;
     emote_error err;
-    e->model = emote_model_open_any(engine_model_name(o), &err);
+    e->model_source = engine_model_name(o);
+    e->model = emote_model_open_any(e->model_source, &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;

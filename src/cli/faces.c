@@ -213,7 +213,7 @@ void faces_write_header(FILE *f, char sep) {
 /* Coordinates with one decimal: detection is not more precise than a tenth of a pixel. */
 void faces_write_columns(FILE *f, char sep, const result *r) {
     if (!r->face) {
-        for (int i = 0; i < 16; i++) fputc(sep, f);
+        for (int i = 0; i < FACE_COLUMNS; i++) fputc(sep, f);
         return;
     }
     const emote_face *b = r->face;

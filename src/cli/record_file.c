@@ -1,12 +1,15 @@
 /* -o FILE and --resume; see record_file.h. */
 #include "record_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,23 +21,44 @@
 #define CLAIMED (UINT64_C(1) << 63)
 static const char jsonl_start[] = "{\"path\":\"";
 static const char jsonl_hex[] = ",\"path_hex\":\"";
+static const char identity_magic[] = "emote-run 1\n"; /* the first line of an identity file */
+static const char temp_infix[] = ".tmp-";              /* FILE.tmp-XXXXXX: a rewrite under way */
+enum { IDENTITY_MAX = 65536 };
 
 typedef struct {
     uint64_t hash;
     uint64_t where; /* 0: empty slot; else record offset + 1, with CLAIMED once claimed */
 } done_entry;
 
+/* The records of one input as scan_records reads them (grouped: all of them; else one). */
+typedef struct {
+    char *key;
+    size_t key_length;
+    long first, count;   /* record numbers (1 = FILE's first line) */
+    uint64_t bytes;
+    off_t end;           /* its end in FILE as it is */
+    long errors;         /* error records among them */
+    char *last_prediction;
+    size_t last_prediction_length;
+} input_group;
+
 struct record_file {
-    char *path;
+    char *path;   /* as given, for messages */
+    char *target; /* FILE with symlinks resolved: what is locked, truncated and replaced */
     record_layout layout;
     FILE *out;
-    int read_fd; /* for checking claimed keys */
+    int read_fd;     /* for checking claimed keys */
+    int lock_fds[2]; /* FILE's lock; after a rewrite also the new FILE's */
     done_entry *done;
     size_t capacity, count; /* capacity: 0 or a power of two, kept at most half full */
     /* what record_file_scan found */
-    bool exists, rewrite, torn;
-    off_t complete_end; /* end of the last complete record in FILE as it was */
-    long kept, errors;
+    long *dropped; /* record numbers to drop, ascending */
+    size_t num_dropped, dropped_capacity;
+    bool kept_after_drop, torn, identity_missing;
+    off_t keep_end;       /* end of the last record kept (or the header) in FILE as it is */
+    uint64_t kept_bytes;  /* bytes of the records kept: where the next one will be */
+    long kept, errors, redone;
+    int stale_removed;
     char *last_prediction;
     size_t last_prediction_length;
 };
@@ -43,7 +67,7 @@ static bool failf(char *error, const char *fmt, ...) __attribute__((format(print
 static bool failf(char *error, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error, EMOTE_ERROR_MAX, fmt, ap);
+    format_message_v(error, EMOTE_ERROR_MAX, fmt, ap); /* a long FILE name is shortened, the reason kept */
     va_end(ap);
     return false;
 }
@@ -55,7 +79,7 @@ static record_file *record_file_new(const char *path, const record_layout *layou
     if (!f) return NULL;
     f->path = str_dup(path);
     f->layout = *layout;
-    f->read_fd = -1;
+    f->read_fd = f->lock_fds[0] = f->lock_fds[1] = -1;
     if (!f->path) {
         free(f);
         return NULL;
@@ -233,6 +257,77 @@ static bool plausible_tail(const record_file *f, const char *r, size_t length, b
     return !start || strncmp(r, start, length < strlen(start) ? length : strlen(start)) == 0;
 }
 
+/* ---- scanning: which records are kept ------------------------------------------------ */
+
+static bool note_dropped(record_file *f, long number) {
+    if (f->num_dropped == f->dropped_capacity) {
+        size_t capacity = f->dropped_capacity ? 2 * f->dropped_capacity : 64;
+        long *grown = realloc(f->dropped, capacity * sizeof *grown);
+        if (!grown) return false;
+        f->dropped = grown;
+        f->dropped_capacity = capacity;
+    }
+    f->dropped[f->num_dropped++] = number;
+    return true;
+}
+
+static void group_clear(input_group *g) {
+    free(g->key);
+    free(g->last_prediction);
+    *g = (input_group){0};
+}
+
+/* Ends group g: its records are kept (and its key done), or all dropped (to be made again)
+ * when it holds an error record or `drop` says so. */
+static bool end_group(record_file *f, input_group *g, bool drop) {
+    bool ok = true;
+    if (g->count == 0) return true;
+    if (drop || g->errors) {
+        for (long n = g->first; ok && n < g->first + g->count; n++) ok = note_dropped(f, n);
+        f->redone += g->count - g->errors;
+    } else {
+        ok = done_add(f, g->key, g->key_length, f->kept_bytes);
+        f->kept_after_drop |= f->num_dropped > 0;
+        f->kept_bytes += g->bytes;
+        f->kept += g->count;
+        f->keep_end = g->end;
+        free(f->last_prediction);
+        f->last_prediction = g->last_prediction;
+        f->last_prediction_length = g->last_prediction_length;
+        g->last_prediction = NULL;
+    }
+    group_clear(g);
+    return ok;
+}
+
+/* Adds complete record number `number` (r, length, ending at `end` in FILE) to its group,
+ * ending the group before it when r starts another input. */
+static bool add_to_group(record_file *f, input_group *g, long number, const char *r, size_t length, off_t end,
+                         bool is_error) {
+    size_t key = key_length(&f->layout, r, length);
+    bool same_input = f->layout.grouped && g->count > 0 && key == g->key_length && memcmp(r, g->key, key) == 0;
+    if (!same_input) {
+        if (!end_group(f, g, false)) return false;
+        if (!(g->key = malloc(key + 1))) return false;
+        memcpy(g->key, r, key);
+        g->key[key] = '\0';
+        g->key_length = key;
+        g->first = number;
+    }
+    g->count++;
+    g->bytes += length;
+    g->end = end;
+    if (is_error) {
+        g->errors++;
+        f->errors++;
+    } else {
+        free(g->last_prediction);
+        if (!(g->last_prediction = str_dup(r))) return false;
+        g->last_prediction_length = length;
+    }
+    return true;
+}
+
 /* Reads every record of in; the file is f->path, for messages. */
 static bool scan_records(record_file *f, FILE *in, char *error) {
     const record_layout *l = &f->layout;
@@ -240,7 +335,8 @@ static bool scan_records(record_file *f, FILE *in, char *error) {
     size_t capacity = 0, length;
     bool complete, ok = true;
     long number = 0;
-    uint64_t kept_bytes = 0;
+    off_t end = 0;
+    input_group g = {0};
     const char *name = l->format == FORMAT_JSONL ? "jsonl" : l->format == FORMAT_CSV ? "csv" : "tsv";
     while (ok && (length = read_record(in, l, &r, &capacity, &complete)) > 0) {
         number++;
@@ -251,36 +347,160 @@ static bool scan_records(record_file *f, FILE *in, char *error) {
                            "refusing to resume into it, left as it is", f->path, name);
             break;
         }
+        end += (off_t)length;
         if (number == 1 && l->header) {
             if (strcmp(r, l->header) != 0)
                 ok = failf(error, "%s: line 1 is not the %s header of this model and options; refusing to "
                            "resume into it, left as it is", f->path, name);
-            kept_bytes += length;
-            f->complete_end += (off_t)length;
+            f->kept_bytes = length;
+            f->keep_end = end;
             continue;
         }
         bool is_error = false;
         const char *problem = check_record(l, r, length, &is_error);
-        if (problem) {
+        if (problem)
             ok = failf(error, "%s:%ld: not a %s prediction record of this model: %s; refusing to resume into "
                        "it, left as it is", f->path, number, name, problem);
-        } else if (is_error) {
-            f->errors++;
-            f->rewrite = true;
-        } else if (!done_add(f, r, key_length(l, r, length), kept_bytes)) {
-            ok = failf(error, "%s: out of memory indexing %ld records", f->path, f->kept);
-        } else {
-            f->kept++;
-            kept_bytes += length;
-            free(f->last_prediction);
-            f->last_prediction = str_dup(r);
-            f->last_prediction_length = length;
-        }
-        f->complete_end += (off_t)length;
+        else if (!add_to_group(f, &g, number, r, length, end, is_error))
+            ok = failf(error, "%s: out of memory indexing %ld records", f->path, number);
     }
     if (ok && ferror(in)) ok = failf(error, "%s: cannot read: %s", f->path, strerror(errno));
+    if (ok && !end_group(f, &g, l->grouped)) ok = failf(error, "%s: out of memory indexing %ld records", f->path, number);
+    group_clear(&g);
     free(r);
     return ok;
+}
+
+record_file *record_file_scan_stream(FILE *in, const char *name, const record_layout *layout, char *error) {
+    record_file *f = record_file_new(name, layout);
+    if (!f) {
+        failf(error, "%s: out of memory", name);
+        return NULL;
+    }
+    if (!scan_records(f, in, error)) {
+        record_file_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* ---- the lock, the identity file and stale temporary files ------------------------- */
+
+/* Takes FILE's lock on fd for the whole run; a file system without locks is let be. */
+static bool lock_file(int fd, const char *path, char *error) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 || errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) return true;
+    if (errno == EWOULDBLOCK)
+        return failf(error, "%s: in use: another emote run is writing it (it holds its lock); not writing it "
+                     "too (wait for that run, or give another -o FILE)", path);
+    return failf(error, "%s: cannot lock: %s", path, strerror(errno));
+}
+
+/* FILE's resolved path, once FILE exists. */
+static bool resolve_target(record_file *f, char *error) {
+    if (!(f->target = realpath(f->path, NULL))) return failf(error, "%s: cannot resolve: %s", f->path, strerror(errno));
+    return true;
+}
+
+/* dir/.NAME.emote-run for dir/NAME; malloc'd. */
+static char *identity_path(const char *target) {
+    const char *slash = strrchr(target, '/');
+    size_t dir = slash ? (size_t)(slash - target) + 1 : 0, length = strlen(target) + 16;
+    char *path = malloc(length);
+    if (path) snprintf(path, length, "%.*s.%s.emote-run", (int)dir, target, target + dir);
+    return path;
+}
+
+/* The identity file's text (malloc'd), NULL when there is none (or it is empty, or FILE's
+ * name is too long to have one); false + message when it cannot be read or is not one of ours. Never
+ * follows a symlink or waits on a FIFO. */
+static bool read_identity(const char *path, const char *file, char **text, char *error) {
+    *text = NULL;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && (errno == ENOENT || errno == ENAMETOOLONG)) return true;
+    struct stat st;
+    bool ok = fd >= 0 && fstat(fd, &st) == 0;
+    if (!ok) failf(error, "%s: cannot read its identity file .NAME.emote-run: %s", file, strerror(errno));
+    else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+        /* a kill between its truncation and its write: as none */
+    } else if (!S_ISREG(st.st_mode) || st.st_size > IDENTITY_MAX)
+        ok = failf(error, "%s: its identity file .NAME.emote-run is not emote's (not a regular file of at most %d "
+                   "bytes); left as it is", file, IDENTITY_MAX);
+    else if (!(*text = calloc(1, (size_t)st.st_size + 1))) ok = failf(error, "%s: out of memory", file);
+    else if (read(fd, *text, (size_t)st.st_size) != st.st_size)
+        ok = failf(error, "%s: cannot read its identity file .NAME.emote-run: %s", file,
+                   errno ? strerror(errno) : "it shrank");
+    else if (strncmp(*text, identity_magic, sizeof identity_magic - 1) != 0)
+        ok = failf(error, "%s: its identity file .NAME.emote-run is not emote's (no \"emote-run 1\" line); left "
+                   "as it is", file);
+    if (fd >= 0) close(fd);
+    if (!ok) {
+        free(*text);
+        *text = NULL;
+    }
+    return ok;
+}
+
+/* Writes FILE's identity file (replacing one of ours), synced before any record; none when
+ * FILE's name is too long to have one (--resume then checks the model the old way). */
+static bool write_identity(const record_file *f, char *error) {
+    if (!f->layout.identity) return true;
+    char *path = identity_path(f->target), *old = NULL;
+    if (!path) return failf(error, "%s: out of memory", f->path);
+    bool ok = read_identity(path, f->path, &old, error);
+    int fd = ok ? open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666) : -1;
+    bool too_long = fd < 0 && errno == ENAMETOOLONG;
+    size_t length = strlen(identity_magic) + strlen(f->layout.identity);
+    char *text = malloc(length + 1);
+    if (ok && text) snprintf(text, length + 1, "%s%s", identity_magic, f->layout.identity);
+    if (ok && !too_long &&
+        (fd < 0 || !text || ftruncate(fd, 0) != 0 || write(fd, text, length) != (ssize_t)length || fsync(fd) != 0))
+        ok = failf(error, "%s: cannot write its identity file .NAME.emote-run: %s", f->path,
+                   text ? strerror(errno) : "out of memory");
+    if (fd >= 0) close(fd);
+    free(text);
+    free(old);
+    free(path);
+    return ok;
+}
+
+/* Compares FILE's identity file with this run's; none: f->identity_missing. */
+static bool check_identity(record_file *f, char *error) {
+    if (!f->layout.identity) return true;
+    char *path = identity_path(f->target), *text = NULL;
+    if (!path) return failf(error, "%s: out of memory", f->path);
+    bool ok = read_identity(path, f->path, &text, error);
+    f->identity_missing = ok && !text;
+    if (ok && text && f->kept > 0 && strcmp(text + sizeof identity_magic - 1, f->layout.identity) != 0)
+        ok = failf(error, "%s: written by another model or other options than these (as its identity file "
+                   ".NAME.emote-run says); refusing to resume into it, left as it is", f->path);
+    free(text);
+    free(path);
+    return ok;
+}
+
+bool record_file_identity_unknown(const record_file *f) { return f->identity_missing && f->kept > 0; }
+
+/* Removes FILE.tmp-XXXXXX files that a rewrite killed before its rename left (FILE's lock
+ * is held, so no other run is writing one). */
+static void remove_stale_temps(record_file *f) {
+    const char *slash = strrchr(f->target, '/');
+    size_t dir_length = slash ? (size_t)(slash - f->target) : 0;
+    const char *base = slash ? slash + 1 : f->target;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", (int)(dir_length ? dir_length : 1), slash ? f->target : ".");
+    DIR *d = opendir(dir);
+    size_t base_length = strlen(base), infix = sizeof temp_infix - 1;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *name = e->d_name;
+        struct stat st;
+        if (strlen(name) != base_length + infix + 6 || strncmp(name, base, base_length) != 0 ||
+            strncmp(name + base_length, temp_infix, infix) != 0)
+            continue;
+        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            unlinkat(dirfd(d), name, 0) == 0)
+            f->stale_removed++;
+    }
+    if (d) closedir(d);
 }
 
 record_file *record_file_scan(const char *path, const record_layout *layout, char *error) {
@@ -289,15 +509,22 @@ record_file *record_file_scan(const char *path, const record_layout *layout, cha
         failf(error, "%s: out of memory", path);
         return NULL;
     }
-    FILE *in = fopen(path, "r");
-    if (!in && errno == ENOENT) return f;
+    int fd = open(path, O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+    FILE *in = NULL;
     struct stat st;
-    bool ok = in != NULL;
+    bool ok = fd >= 0;
     if (!ok) failf(error, "%s: cannot open: %s", path, strerror(errno));
-    else if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode))
-        ok = failf(error, "%s: --resume needs a regular file", path);
-    else ok = scan_records(f, in, error);
-    f->exists = in != NULL;
+    else if (fstat(fd, &st) != 0) ok = failf(error, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        ok = failf(error, "%s: not a regular file; --resume reads FILE back, so it needs one", path);
+    else if ((ok = lock_file(fd, path, error) && resolve_target(f, error))) {
+        f->lock_fds[0] = fd;
+        fd = -1;
+        remove_stale_temps(f);
+        if (!(in = fopen(f->target, "r"))) ok = failf(error, "%s: cannot open: %s", path, strerror(errno));
+        else ok = scan_records(f, in, error) && check_identity(f, error);
+    }
+    if (fd >= 0) close(fd);
     if (in) fclose(in);
     if (!ok) {
         record_file_free(f);
@@ -360,62 +587,84 @@ static bool write_header(record_file *f, char *error) {
     return true;
 }
 
+/* A regular FILE: locked, empty, with its identity file. */
+static bool claim_new_file(record_file *f, int fd, char *error) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return failf(error, "%s: cannot stat: %s", f->path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return true;
+    if (!lock_file(fd, f->path, error)) return false;
+    if (fstat(fd, &st) != 0) return failf(error, "%s: cannot stat: %s", f->path, strerror(errno));
+    if (st.st_size > 0) return failf(error, "%s: exists and is not empty; give --resume to continue it, or remove it", f->path);
+    return resolve_target(f, error) && write_identity(f, error);
+}
+
 record_file *record_file_create(const char *path, const record_layout *layout, char *error) {
     record_file *f = record_file_new(path, layout);
     int fd = f ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
-    struct stat st;
     if (!f) failf(error, "%s: out of memory", path);
     else if (fd < 0) failf(error, "%s: cannot create: %s", path, strerror(errno));
-    else if (fstat(fd, &st) != 0) failf(error, "%s: cannot stat: %s", path, strerror(errno));
-    else if (S_ISREG(st.st_mode) && st.st_size > 0)
-        failf(error, "%s: exists and is not empty; give --resume to continue it, or remove it", path);
-    else if (!(f->out = fdopen(fd, "w"))) failf(error, "%s: cannot open: %s", path, strerror(errno));
-    else if (write_header(f, error)) return f;
+    else if (claim_new_file(f, fd, error)) {
+        if (!(f->out = fdopen(fd, "w"))) failf(error, "%s: cannot open: %s", path, strerror(errno));
+        else if (write_header(f, error)) return f;
+    }
     if (fd >= 0 && !(f && f->out)) close(fd);
     record_file_free(f);
     return NULL;
 }
 
-/* Copies FILE without its error records and torn tail to a temporary file in the same
- * folder, then renames it over FILE: a kill at any moment leaves one of the two whole. */
-static bool rewrite_without_errors(record_file *f, char *error) {
-    size_t length = strlen(f->path);
-    char *temp = malloc(length + 16);
+static bool is_dropped(const record_file *f, long number, size_t *next) {
+    while (*next < f->num_dropped && f->dropped[*next] < number) ++*next;
+    return *next < f->num_dropped && f->dropped[*next] == number;
+}
+
+/* Copies FILE without its dropped records and torn tail to a temporary file in the same
+ * folder, locks it, then renames it over FILE: a kill at any moment leaves one of the two
+ * whole (and the temporary file, which the next --resume removes). */
+static bool rewrite_without_dropped(record_file *f, char *error) {
+    size_t length = strlen(f->target) + sizeof temp_infix + 8;
+    char *temp = malloc(length);
     if (!temp) return failf(error, "%s: out of memory", f->path);
-    snprintf(temp, length + 16, "%s.tmp-XXXXXX", f->path);
-    int fd = mkstemp(temp);
-    FILE *in = fopen(f->path, "r"), *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    snprintf(temp, length, "%s%sXXXXXX", f->target, temp_infix);
+    int fd = mkostemp(temp, O_CLOEXEC);
+    FILE *in = fopen(f->target, "r"), *out = fd >= 0 ? fdopen(fd, "w") : NULL;
     struct stat st;
-    bool ok = in && out && fstat(fileno(in), &st) == 0 && fchmod(fd, st.st_mode & 07777) == 0;
+    bool ok = in && out && fstat(fileno(in), &st) == 0 && fchmod(fd, st.st_mode & 07777) == 0 &&
+              lock_file(fd, f->path, error);
     char *r = NULL;
-    size_t capacity = 0, n;
+    size_t capacity = 0, n, next = 0;
     bool complete;
-    for (long number = 1; ok && (n = read_record(in, &f->layout, &r, &capacity, &complete)) > 0 && complete; number++) {
-        bool is_error = false;
-        if (!(number == 1 && f->layout.header)) check_record(&f->layout, r, n, &is_error);
-        if (!is_error) ok = fwrite(r, 1, n, out) == n;
-    }
+    for (long number = 1; ok && (n = read_record(in, &f->layout, &r, &capacity, &complete)) > 0 && complete; number++)
+        if (!is_dropped(f, number, &next)) ok = fwrite(r, 1, n, out) == n;
     free(r);
     ok = ok && fflush(out) == 0 && fsync(fd) == 0;
-    if (!ok) failf(error, "%s: cannot rewrite without its error records (through %s): %s", f->path, temp, strerror(errno));
+    if (!ok) failf(error, "%s: cannot rewrite without the records to drop (through FILE.tmp-XXXXXX): %s", f->path,
+                   strerror(errno));
+    if (ok && rename(temp, f->target) != 0) ok = failf(error, "%s: cannot replace: %s", f->path, strerror(errno));
     if (in) fclose(in);
+    if (ok) f->lock_fds[1] = dup(fd); /* the new FILE stays locked */
     if (out) fclose(out);
     else if (fd >= 0) close(fd);
-    if (ok && rename(temp, f->path) != 0) ok = failf(error, "%s: cannot replace: %s", f->path, strerror(errno));
     if (!ok && fd >= 0) unlink(temp);
     free(temp);
     return ok;
 }
 
+/* Drops what scan noted: a rewrite when kept records follow a dropped one, else a truncation. */
+static bool drop_noted_records(record_file *f, char *error) {
+    struct stat st;
+    if (f->kept_after_drop) return rewrite_without_dropped(f, error);
+    if (stat(f->target, &st) != 0) return failf(error, "%s: cannot stat: %s", f->path, strerror(errno));
+    if (st.st_size > f->keep_end && truncate(f->target, f->keep_end) != 0)
+        return failf(error, "%s: cannot drop its last records: %s", f->path, strerror(errno));
+    return true;
+}
+
 FILE *record_file_begin(record_file *f, resume_summary *summary, char *error) {
-    *summary = (resume_summary){f->kept, f->errors, f->torn};
-    if (f->rewrite && !rewrite_without_errors(f, error)) return NULL;
-    if (!f->rewrite && f->torn && truncate(f->path, f->complete_end) != 0) {
-        failf(error, "%s: cannot drop its incomplete last record: %s", f->path, strerror(errno));
-        return NULL;
-    }
-    f->out = fopen(f->path, "a");
-    f->read_fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    *summary = (resume_summary){f->kept, f->errors, f->redone, f->torn, f->stale_removed};
+    if (!drop_noted_records(f, error)) return NULL;
+    if ((f->identity_missing || f->kept == 0) && !write_identity(f, error)) return NULL;
+    f->out = fopen(f->target, "a");
+    f->read_fd = open(f->target, O_RDONLY | O_CLOEXEC);
     if (!f->out || f->read_fd < 0) {
         failf(error, "%s: cannot open: %s", f->path, strerror(errno));
         return NULL;
@@ -429,8 +678,12 @@ void record_file_free(record_file *f) {
     if (!f) return;
     if (f->out) fclose(f->out);
     if (f->read_fd >= 0) close(f->read_fd);
+    for (int i = 0; i < 2; i++)
+        if (f->lock_fds[i] >= 0) close(f->lock_fds[i]);
     free(f->done);
+    free(f->dropped);
     free(f->last_prediction);
+    free(f->target);
     free(f->path);
     free(f);
 }
