@@ -16,12 +16,13 @@
 
 #include "util.h"
 
-const double fit_lambdas[FIT_NUM_LAMBDAS] = {1, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5};
+const double fit_lambdas[FIT_NUM_LAMBDAS] = {10, 3, 1, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4};
 
 #define LBFGS_MEMORY 10
 #define LBFGS_MAX_ITERATIONS 1000
-#define GRADIENT_TOLERANCE 1e-6 /* on the largest |gradient| component */
+#define GRADIENT_TOLERANCE 1e-5 /* on the largest |gradient| component */
 #define RELATIVE_DECREASE_TOLERANCE 1e-12
+#define CV_PATIENCE 2
 /* A feature whose standard deviation is below this (relative to its mean) is constant: it is
  * centred but not scaled. */
 #define MIN_RELATIVE_SCALE 1e-7
@@ -352,48 +353,52 @@ static double mean_recall(const int *y, const int *predicted, int rows, int clas
     return present ? sum / present : 0;
 }
 
-/* Fits on every fold but `fold` along fit_lambdas; predictions[l * rows + i] for its rows. */
-static bool cross_validate_fold(const fit_data *d, const int *fold_of, int fold, int *predictions) {
-    int *train = alloc_array((size_t)d->rows, sizeof(int)), *test = alloc_array((size_t)d->rows, sizeof(int));
-    int *train_y = alloc_array((size_t)d->rows, sizeof(int));
-    double *theta = new_theta(d);
+/* Fits on every fold but `fold` at strength fit_lambdas[l], from theta (that fold's fit at the
+ * strength before), and predicts the fold's rows into predictions[i]. */
+static bool fit_fold(const fit_data *d, const int *fold_of, int fold, int l, double *theta, int *predictions) {
+    int *train = alloc_array((size_t)d->rows, sizeof(int)), *train_y = alloc_array((size_t)d->rows, sizeof(int));
     softmax_head h = {0};
     standardizer s = {0};
     problem p = {0};
-    int n_train = 0, n_test = 0;
-    bool ok = train && test && train_y && theta && head_alloc(&h, d->classes, d->dims);
-    for (int i = 0; ok && i < d->rows; i++) {
-        if (fold_of[i] == fold) test[n_test++] = i;
-        else train_y[n_train] = d->y[i], train[n_train++] = i;
-    }
-    ok = ok && n_train > 0 && standardizer_fit(d, train, n_train, &s) && problem_init(&p, d, train, train_y, n_train, &s);
-    for (int l = 0; ok && l < FIT_NUM_LAMBDAS; l++) {
-        p.lambda = fit_lambdas[l];
-        ok = lbfgs_minimize(&p, theta); /* warm start from the stronger strength before */
-        if (ok) fold_standardization(theta, &s, &h);
-        for (int t = 0; ok && t < n_test; t++)
-            predictions[(size_t)l * d->rows + test[t]] = head_predict(&h, d->x + (size_t)test[t] * d->dims);
-    }
+    int n_train = 0;
+    bool ok = train && train_y && head_alloc(&h, d->classes, d->dims);
+    for (int i = 0; ok && i < d->rows; i++)
+        if (fold_of[i] != fold) train_y[n_train] = d->y[i], train[n_train++] = i;
+    ok = ok && n_train > 0 && standardizer_fit(d, train, n_train, &s) &&
+         problem_init(&p, d, train, train_y, n_train, &s);
+    p.lambda = fit_lambdas[l];
+    ok = ok && lbfgs_minimize(&p, theta);
+    if (ok) fold_standardization(theta, &s, &h);
+    for (int i = 0; ok && i < d->rows; i++)
+        if (fold_of[i] == fold) predictions[i] = head_predict(&h, d->x + (size_t)i * d->dims);
     problem_free(&p);
     standardizer_free(&s);
     head_free(&h);
-    free(theta);
     free(train);
     free(train_y);
-    free(test);
     return ok;
 }
 
+/* Strengths from the strongest down, each fold warm-started from its fit at the one before;
+ * stops once CV_PATIENCE strengths in a row score below the best (the small strengths, the
+ * slowest to fit, rarely help features with few images). */
 bool head_cross_validate(const fit_data *d, const int *fold_of, int folds, int *predicted, cv_summary *out) {
-    int *predictions = alloc_array((size_t)FIT_NUM_LAMBDAS * d->rows, sizeof(int));
-    bool ok = predictions != NULL;
-    for (int f = 0; ok && f < folds; f++) ok = cross_validate_fold(d, fold_of, f, predictions);
+    int *predictions = alloc_array((size_t)d->rows, sizeof(int));
+    double *thetas = calloc_array((size_t)folds * d->classes * (d->dims + 1), sizeof(double));
+    bool ok = predictions && thetas;
     out->best = 0;
-    for (int l = 0; ok && l < FIT_NUM_LAMBDAS; l++) {
-        out->score[l] = mean_recall(d->y, predictions + (size_t)l * d->rows, d->rows, d->classes);
-        if (out->score[l] > out->score[out->best]) out->best = l;
+    for (int l = 0; l < FIT_NUM_LAMBDAS; l++) out->score[l] = -1;
+    for (int l = 0; ok && l < FIT_NUM_LAMBDAS && l - out->best <= CV_PATIENCE; l++) {
+        for (int f = 0; ok && f < folds; f++)
+            ok = fit_fold(d, fold_of, f, l, thetas + (size_t)f * d->classes * (d->dims + 1), predictions);
+        if (!ok) break;
+        out->score[l] = mean_recall(d->y, predictions, d->rows, d->classes);
+        if (l == 0 || out->score[l] > out->score[out->best]) {
+            out->best = l;
+            memcpy(predicted, predictions, sizeof(int) * (size_t)d->rows);
+        }
     }
-    if (ok) memcpy(predicted, predictions + (size_t)out->best * d->rows, sizeof(int) * (size_t)d->rows);
     free(predictions);
+    free(thetas);
     return ok;
 }

@@ -39,14 +39,15 @@ bool assign_folds(const int *y, const int *group_of, int rows, int classes, int 
 extern const double fit_lambdas[FIT_NUM_LAMBDAS];
 
 typedef struct {
-    int best;                            /* index in fit_lambdas */
-    double score[FIT_NUM_LAMBDAS];       /* cross-validated mean recall at each strength */
+    int best;                      /* index in fit_lambdas */
+    double score[FIT_NUM_LAMBDAS]; /* cross-validated mean recall at each strength; -1: not tried */
 } cv_summary;
 
-/* k-fold cross-validation over fit_lambdas: for each fold, a head fitted on the other folds
+/* k-fold cross-validation along fit_lambdas: for each fold, a head fitted on the other folds
  * (standardised with their own statistics) predicts its rows. Picks the strength with the best
- * mean per-class recall (the smallest index among ties, i.e. the strongest); predicted[i]:
- * row i's out-of-fold prediction at that strength. false when out of memory. */
+ * mean per-class recall (the strongest among ties), going down the list until two strengths
+ * in a row score below the best; predicted[i]: row i's out-of-fold prediction at the chosen
+ * strength. false when out of memory. */
 bool head_cross_validate(const fit_data *d, const int *fold_of, int folds, int *predicted, cv_summary *out);
 
 #endif

@@ -186,13 +186,18 @@ static bool all_finite(const float *v, int n) {
     return true;
 }
 
+/* Floats per row of model output: probabilities, or features for adapt. */
+static int output_width(const engine *e) {
+    return e->features ? emote_model_feature_size(e->model) : emote_model_num_classes(e->model);
+}
+
 /* Hands out one result per face (one "no face found" when none); true if the input failed. */
 static bool report(engine *e, face_slot *s, float *probs, const char *batch_error, result_fn on_result,
                    void *user, bool *go_on) {
-    int classes = emote_model_num_classes(e->model);
+    int classes = output_width(e);
     bool no_face = s->path && s->ok && s->num_faces == 0, failed = false;
     for (int k = 0; k < (s->num_faces > 0 ? s->num_faces : 1); k++) {
-        result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face};
+        result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face, NULL};
         if (!s->path) r.error = "out of memory";
         else if (!s->ok) r.error = s->error;
         else if (no_face) r.error = "no face found";
@@ -203,6 +208,7 @@ static bool report(engine *e, face_slot *s, float *probs, const char *batch_erro
             r.probs = NULL;
             r.error = s->error;
         }
+        if (e->features) r.features = r.probs, r.probs = NULL;
         if (r.error && (!no_face || e->options->faces.require)) failed = true;
         if (*go_on) *go_on = on_result(user, &r);
     }
@@ -226,7 +232,7 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
     const int workers = faces_threads(o), capacity = faces_batch_capacity(o);
-    const int classes = emote_model_num_classes(e->model);
+    const int classes = output_width(e);
     const size_t row_floats = emote_input_floats(e->model);
     face_slot *slots = calloc_array((size_t)o->batch + workers, sizeof *slots);
     float *inputs = alloc_array(row_floats, (size_t)capacity * sizeof(float));
@@ -259,7 +265,10 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
             }
         }
         emote_error err;
-        const char *batch_error = rows > 0 && emote_classify(e->session, inputs, rows, probs, &err) ? err.message : NULL;
+        emote_status failed = rows == 0 ? EMOTE_OK
+                              : e->features ? emote_features(e->session, inputs, rows, probs, &err)
+                                            : emote_classify(e->session, inputs, rows, probs, &err);
+        const char *batch_error = failed ? err.message : NULL;
         for (int i = 0; i < used; i++) {
             counts.done++;
             if (report(e, &slots[i], probs, batch_error, on_result, user, &go_on)) counts.failed++;
