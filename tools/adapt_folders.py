@@ -8,7 +8,8 @@
 
 --per-label N keeps N images of each (new) label, drawn with --seed (all when a label has
 fewer); --regroup NEW=OLD,OLD... files the images of the old labels under a new one (labels
-not named in any --regroup are left out when --regroup is given).
+not named in any --regroup are left out when --regroup is given); --part K/N keeps the
+K-th of N interleaved parts of each label's sorted file list (1-based: 1/2 and 2/2 split it in two).
 """
 import argparse
 import os
@@ -34,6 +35,7 @@ def main(argv=None):
     p.add_argument("out", help="folder to create (must not exist)")
     p.add_argument("--per-label", type=int, default=0, help="images per label (0 = all)")
     p.add_argument("--seed", type=int, default=20261203)
+    p.add_argument("--part", default="1/1", metavar="K/N")
     p.add_argument("--regroup", action="append", default=[], metavar="NEW=OLD,OLD")
     args = p.parse_args(argv)
     labels = sorted(d for d in os.listdir(args.split) if os.path.isdir(os.path.join(args.split, d)))
@@ -42,9 +44,11 @@ def main(argv=None):
     for old, new in mapping.items():
         folder = os.path.join(args.split, old)
         files.setdefault(new, []).extend(os.path.join(folder, f) for f in sorted(os.listdir(folder)))
+    k, n = (int(v) for v in args.part.split("/"))
     rng = random.Random(args.seed)
     os.makedirs(args.out)
     for new, paths in sorted(files.items()):
+        paths = paths[k - 1::n]
         if args.per_label and len(paths) > args.per_label:
             paths = sorted(rng.sample(paths, args.per_label))
         os.makedirs(os.path.join(args.out, new))
