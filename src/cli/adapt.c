@@ -490,7 +490,14 @@ static int adapt(const engine_options *o, const adapt_options *ao, const char *d
         fprintf(stderr, "emote: out of memory\n");
         goto done;
     }
-    for (int k = 0; k < t.num_labels; k++) folders[k] = join_path(dir, t.labels[k]);
+    bool joined = true;
+    for (int k = 0; k < t.num_labels; k++) joined = (folders[k] = join_path(dir, t.labels[k])) && joined;
+    if (!joined) {
+        for (int k = 0; k < t.num_labels; k++) free(folders[k]);
+        free(folders);
+        fprintf(stderr, "emote: out of memory\n");
+        goto done;
+    }
     input_source *src = input_source_new(folders, t.num_labels, o);
     progress_start(&t.progress, o, folders, t.num_labels);
     run_counts counts = classify_inputs(&e, src, collect, &t);
