@@ -103,6 +103,44 @@ int emote_session_max_batch(const emote_session *session);
 emote_status emote_classify(emote_session *session, const float *inputs, int n, float *probs,
                             emote_error *err);
 
+/* ---- features and adapted models (emote adapt) ----------------------------- */
+
+/* The size of a classifier's features: the activations that feed its last dense layer (the
+ * op right before the final softmax). 0 when the graph does not end with linear + softmax. */
+int emote_model_feature_size(const emote_model *model);
+
+/* Like emote_classify, but stops before the last dense layer. features: n *
+ * emote_model_feature_size(model) floats, one row per image. Bitwise the same whatever the
+ * batch size, position in the batch or thread count, as emote_classify's probabilities. */
+emote_status emote_features(emote_session *session, const float *inputs, int n, float *features,
+                            emote_error *err);
+
+/* A new head for a model: the last dense layer replaced by weight (classes x
+ * emote_model_feature_size rows, row-major) and bias, with new labels. metadata: entries set
+ * in the written file's __metadata__ (added, or replacing the base's; a NULL value removes
+ * the base's entry). "format", "labels", "graph" and "input" cannot be set this way. */
+typedef struct {
+    int classes;
+    const char *const *labels;
+    const float *weight, *bias;
+    int num_metadata;
+    const char *const *metadata_keys, *const *metadata_values;
+} emote_head;
+
+/* Writes base's graph and weights with head in place of its last dense layer, as a model
+ * file at path: every other tensor byte for byte as in base's file. Written to a temporary
+ * file in path's folder, synced, then renamed over path (replace non-zero) or linked to it
+ * (replace 0: fails with EMOTE_ERR_IO when path exists), so a reader never sees half a file.
+ * The result is opened with every check before it is written. */
+emote_status emote_model_write_head(const emote_model *base, const emote_head *head, const char *path, int replace,
+                                    emote_error *err);
+/* The same into memory: *data (malloc'd, free()) holds *size bytes of model file. */
+emote_status emote_model_serialize_head(const emote_model *base, const emote_head *head, unsigned char **data,
+                                        size_t *size, emote_error *err);
+/* The SHA-256 of the model's file as loaded (the file, or the built-in model's bytes), as 64
+ * lowercase hex digits and a NUL. */
+void emote_model_sha256(const emote_model *model, char hex[65]);
+
 /* Called after each graph op with its output in NCHW order (n images, c channels,
  * h x w; h = w = 1 for vectors). For parity tests and debugging; while set, batches
  * run on one thread. NULL disables. */
@@ -202,6 +240,9 @@ typedef struct {
     /* Before asking for an input that would wait, the pipeline hands out every input it has
      * read, in a smaller batch if need be, so that results stream. NULL: inputs never wait. */
     emote_input_waits_fn input_would_wait;
+    /* non-zero: results carry the image's features (emote_features) instead of its
+     * probabilities; with tta, the image's and then its mirror image's, one after the other */
+    int features;
 } emote_pipeline_options;
 
 typedef struct {
@@ -209,6 +250,8 @@ typedef struct {
     const float *probs; /* num_classes probabilities; NULL when error is set */
     const char *error;  /* why this input failed */
     int width, height;  /* the image's size as its file states it, upright; 0 if not decoded */
+    /* options.features: emote_model_feature_size floats (twice that with tta); else NULL */
+    const float *features;
 } emote_result;
 
 /* Next input in order: sets *path (copied before the next call) and returns 1, or returns

@@ -317,3 +317,23 @@ emote_status append_file_close(append_file *l, emote_error *err) {
     l->path = NULL;
     return s;
 }
+
+emote_status write_file_atomically(const char *path, const void *data, size_t size, bool replace, emote_error *err) {
+    atomic_file a = {0};
+    emote_status s = atomic_file_begin_for(&a, path, err);
+    if (!s && size > 0 && fwrite(data, 1, size, a.f) != size)
+        s = emote_fail(err, EMOTE_ERR_IO, "%s: cannot write: %s", path, strerror(errno ? errno : EIO));
+    if (!s) s = atomic_file_finish(&a, err);
+    if (!s) {
+        atomic_publish_status p = atomic_file_publish(&a, path, replace, err);
+        if (p == ATOMIC_NAME_TAKEN) s = emote_fail(err, EMOTE_ERR_IO, "%s: exists", path);
+        else if (p == ATOMIC_FAILED) s = EMOTE_ERR_IO;
+    }
+    if (!s) {
+        char *dir = folder_of(path);
+        s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
+        free(dir);
+    }
+    atomic_file_discard(&a);
+    return s;
+}

@@ -12,6 +12,7 @@
 #define EMOTE_ATOMIC_FILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -60,6 +61,11 @@ emote_status sync_folder(const char *dir, emote_error *err);
 /* Removes the temporary files in dir older than max_age_seconds; returns how many, and
  * prints a warning per file that cannot be removed unless quiet. */
 long atomic_remove_stale_temps(const char *dir, long max_age_seconds, bool quiet);
+
+/* The whole file path = data[0..size), through atomic_file (begin, write, finish, publish)
+ * and a synced folder; replace: an existing path is replaced, else EMOTE_ERR_IO "PATH:
+ * exists". Nothing is left behind on failure. */
+emote_status write_file_atomically(const char *path, const void *data, size_t size, bool replace, emote_error *err);
 
 typedef struct {
     int fd;             /* -1 when closed */

@@ -102,6 +102,10 @@ struct emote_model {
      * file_data read by emote_model_open) where they can, else into weight buffers made
      * at load (copies, BatchNorm scales and shifts, zero biases), owned here. */
     unsigned char *file_data;
+    /* The whole model file as read (file_data, or a built-in model's bytes): what
+     * emote_model_write_head copies the base graph and weights from. */
+    const unsigned char *source;
+    size_t source_size;
     float **weights;
     int num_weights, weights_capacity;
 };
@@ -120,5 +124,13 @@ bool op_set_input(graph_op *op, shape3 in, shape3 with);
 /* Sets the shapes of ops[0 .. num_ops) in order (op_set_input) for one image of shape
  * `input`: -1 when every op fits, else the index of the first op that does not. */
 int graph_set_input(graph_op *ops, int num_ops, shape3 input);
+
+/* Why `label` cannot be a class label (it becomes a folder name, a csv/tsv header and JSON
+ * text written without escaping), or NULL when it can (src/model.c). */
+const char *model_label_problem(const char *label);
+
+/* The op holding a classifier's head: its last dense layer, right before the softmax; -1
+ * when the graph does not end with linear + softmax (src/model.c). */
+int model_head_op(const emote_model *m);
 
 #endif

@@ -509,10 +509,10 @@ static emote_status metadata_json(loader *ld, const char *key, int cjson_type, c
 
 /* What makes a label unusable (it becomes a folder name, a csv/tsv header and JSON text
  * written without escaping), or NULL. */
-static const char *label_problem(const cJSON *item) {
-    if (!cJSON_IsString(item) || !item->valuestring[0]) return "must be a non-empty string";
-    if (strpbrk(item->valuestring, "/,\"\\")) return "contains '/', a comma, a quote or a backslash";
-    const unsigned char *p = (const unsigned char *)item->valuestring;
+const char *model_label_problem(const char *label) {
+    if (!label || !label[0]) return "must be a non-empty string";
+    if (strpbrk(label, "/,\"\\")) return "contains '/', a comma, a quote or a backslash";
+    const unsigned char *p = (const unsigned char *)label;
     uint32_t cp;
     for (size_t n; *p; p += n) {
         if (!(n = utf8_sequence(p, &cp))) return "is not valid UTF-8";
@@ -536,7 +536,7 @@ static emote_status load_labels(loader *ld, emote_model *m) {
     }
     const cJSON *item;
     cJSON_ArrayForEach(item, labels) {
-        const char *problem = label_problem(item);
+        const char *problem = model_label_problem(cJSON_IsString(item) ? item->valuestring : NULL);
         if (problem) {
             s = load_fail(ld, "label %d %s", m->num_classes, problem);
             break;
@@ -803,16 +803,29 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
         return NULL;
     }
     m->params = ld.params;
+    m->source = data;
+    m->source_size = size;
     return m;
 }
 
+/* The bytes are copied and kept, as emote_model_open keeps a file's: the model's tensors
+ * use them in place, and emote_model_write_head copies the base from them. */
 emote_model *emote_model_open_memory(const void *data, size_t size, const char *name, emote_error *err) {
     if (!name) name = "<memory>";
     if (!data) {
         emote_fail(err, EMOTE_ERR_ARGUMENT, "%s: no model data (NULL)", name);
         return NULL;
     }
-    return open_model(data, size, name, false, false, err);
+    unsigned char *copy = malloc(size ? size : 1);
+    if (!copy) {
+        emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
+        return NULL;
+    }
+    if (size) memcpy(copy, data, size);
+    emote_model *m = open_model(copy, size, name, true, false, err);
+    if (m) m->file_data = copy;
+    else free(copy);
+    return m;
 }
 
 emote_model *emote_model_open(const char *path, emote_error *err) {
@@ -897,6 +910,17 @@ uint64_t emote_model_macs(const emote_model *m) { return m ? m->macs : 0; }
 int emote_model_num_ops(const emote_model *m) { return m ? m->num_ops : 0; }
 const char *emote_model_op_kind(const emote_model *m, int op) {
     return m && op >= 0 && op < m->num_ops ? m->ops[op].description : NULL;
+}
+
+int model_head_op(const emote_model *m) {
+    int n = m->num_ops;
+    if (m->num_outputs > 0 || n < 2 || m->ops[n - 1].kind != OP_SOFTMAX || m->ops[n - 2].kind != OP_LINEAR) return -1;
+    return n - 2;
+}
+
+int emote_model_feature_size(const emote_model *m) {
+    int head = model_head_op(m);
+    return head < 0 ? 0 : m->ops[head].in.c;
 }
 
 const char *emote_model_metadata(const emote_model *m, const char *key) {

@@ -41,12 +41,14 @@ typedef struct {
     const emote_pipeline_options *options;
     size_t input_floats;
     int classes, capacity;
+    int feature_size; /* options->features: floats of one image's features, else 0 */
+    int width;        /* floats of one result: classes, or features (twice with TTA) */
     slot *slots;
     long head, tail, next_read; /* sequence numbers; slot of n is slots[n % capacity] */
     bool stopping;
     pthread_mutex_t lock;
     pthread_cond_t queued, ready;
-    float *inputs, *probs, *mirrored; /* one batch */
+    float *inputs, *probs, *mirrored; /* one batch; probs holds results of `width` floats */
 } pipeline;
 
 static slot *slot_at(pipeline *p, long n) { return &p->slots[n % p->capacity]; }
@@ -157,20 +159,35 @@ static void mirror_inputs(const emote_input_spec *in, float *inputs, int rows) {
     }
 }
 
+/* Probabilities (or features) of `rows` tensors in p->inputs into out. */
+static bool run_model(pipeline *p, int rows, float *out, char *error) {
+    emote_error err;
+    emote_status s = p->feature_size ? emote_features(p->session, p->inputs, rows, out, &err)
+                                     : emote_classify(p->session, p->inputs, rows, out, &err);
+    if (s) snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
+    return s == EMOTE_OK;
+}
+
+/* Features with TTA: each result holds the image's features, then its mirror image's. */
+static bool features_with_mirror(pipeline *p, int rows, char *error) {
+    size_t f = (size_t)p->feature_size;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) mirror_inputs(emote_model_input(p->model), p->inputs, rows);
+        if (!run_model(p, rows, p->mirrored, error)) return false;
+        for (int i = 0; i < rows; i++)
+            memcpy(p->probs + (size_t)i * 2 * f + pass * f, p->mirrored + (size_t)i * f, f * sizeof(float));
+    }
+    return true;
+}
+
 /* The forward pass over `rows` tensors in p->inputs (twice with TTA). */
 static bool forward(pipeline *p, int rows, char *error) {
-    emote_error err;
     if (rows == 0) return true;
-    if (emote_classify(p->session, p->inputs, rows, p->probs, &err)) {
-        snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
-        return false;
-    }
-    if (p->options->tta) {
+    if (p->feature_size && p->options->tta) return features_with_mirror(p, rows, error);
+    if (!run_model(p, rows, p->probs, error)) return false;
+    if (p->options->tta && !p->feature_size) {
         mirror_inputs(emote_model_input(p->model), p->inputs, rows);
-        if (emote_classify(p->session, p->inputs, rows, p->mirrored, &err)) {
-            snprintf(error, EMOTE_ERROR_MAX, "%s", err.message);
-            return false;
-        }
+        if (!run_model(p, rows, p->mirrored, error)) return false;
         for (size_t i = 0; i < (size_t)rows * p->classes; i++) p->probs[i] = (p->probs[i] + p->mirrored[i]) / 2;
     }
     return true;
@@ -195,15 +212,18 @@ static bool run_batch(pipeline *p, int n, emote_result_fn on_result, void *user,
     rows = 0;
     for (int i = 0; i < n; i++) {
         slot *s = slot_at(p, p->head + i);
-        emote_result r = {s->path ? s->path : "?", NULL, NULL, s->width, s->height};
+        emote_result r = {s->path ? s->path : "?", NULL, NULL, s->width, s->height, NULL};
+        const float *out = s->ok && batch_ok ? p->probs + (size_t)rows * p->width : NULL;
         if (!s->ok) r.error = s->error;
         else if (!batch_ok) r.error = batch_error;
-        else r.probs = p->probs + (size_t)rows * p->classes;
         rows += s->ok;
-        if (r.probs && !all_finite(r.probs, p->classes)) {
+        if (out && !all_finite(out, p->width)) {
             format_message(s->error, sizeof s->error, "%s: model output is not finite", r.path);
-            r.probs = NULL;
             r.error = s->error;
+        } else if (out && p->feature_size) {
+            r.features = out;
+        } else {
+            r.probs = out;
         }
         counts->done++;
         counts->failed += r.error != NULL;
@@ -251,11 +271,18 @@ static emote_status pipeline_init(pipeline *p, const emote_pipeline_options *o, 
                           o->batch, o->readers, MAX_READERS, depth);
     p->input_floats = emote_input_floats(p->model);
     p->classes = emote_model_num_classes(p->model);
+    p->feature_size = o->features ? emote_model_feature_size(p->model) : 0;
+    if (o->features && p->feature_size == 0)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT,
+                          "%s has no final dense layer (its graph does not end with linear + softmax)",
+                          emote_model_name(p->model));
+    p->width = p->feature_size ? p->feature_size * (o->tta ? 2 : 1) : p->classes;
+    int mirrored_width = p->feature_size ? p->feature_size : p->classes;
     p->capacity = o->readers == 0 ? o->batch : o->batch * depth;
     p->slots = calloc_array((size_t)p->capacity, sizeof(slot));
     p->inputs = alloc_array(p->input_floats, (size_t)o->batch * sizeof(float));
-    p->probs = alloc_array((size_t)p->classes, (size_t)o->batch * sizeof(float));
-    p->mirrored = alloc_array((size_t)p->classes, (size_t)o->batch * sizeof(float));
+    p->probs = alloc_array((size_t)p->width, (size_t)o->batch * sizeof(float));
+    p->mirrored = alloc_array((size_t)mirrored_width, (size_t)o->batch * sizeof(float));
     bool ok = p->slots && p->inputs && p->probs && p->mirrored;
     for (int i = 0; ok && i < p->capacity; i++) ok = (p->slots[i].input = alloc_array(p->input_floats, sizeof(float)));
     if (!ok) {

@@ -245,6 +245,8 @@ typedef struct {
     const float *inputs; /* NCHW */
     float *probs;
     int n;
+    int end_op;      /* ops [0, end_op) run: num_ops, or the head op for features */
+    float *features; /* end_op < num_ops: n rows of the head's input */
 } job;
 
 /* Runs ops [first, end) on n images in buffers[0] (CNHW), ping-ponging with buffers[1];
@@ -281,7 +283,8 @@ static void run_job(const job *j) {
     } else {
         swap_outer_axes(j->inputs, main_buffers[0], j->n, m->input.channels, in_plane);
     }
-    run_ops(j, first_op, m->num_ops, main_buffers, j->n);
+    const float *result = run_ops(j, first_op, j->end_op, main_buffers, j->n);
+    if (j->end_op < m->num_ops) swap_outer_axes(result, j->features, m->ops[j->end_op].in.c, j->n, 1);
 }
 
 static void run_job_task(void *jobs, int task, int thread) {
@@ -289,24 +292,46 @@ static void run_job_task(void *jobs, int task, int thread) {
     run_job((const job *)jobs + task);
 }
 
-emote_status emote_classify(emote_session *s, const float *inputs, int n, float *probs, emote_error *err) {
-    if (!s || !inputs || !probs)
-        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_classify: no %s (NULL)",
-                          !s ? "session" : !inputs ? "inputs" : "probs");
+/* Runs ops [0, end_op) on n images: into probs (rows of num_classes) when end_op is the
+ * whole graph, else into out (rows of the end op's input size). */
+static emote_status run_batch(emote_session *s, const float *inputs, int n, int end_op, float *out, emote_error *err) {
     if (n < 1 || n > s->max_batch)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "batch of %d images is outside 1..%d", n, s->max_batch);
-    size_t in_floats = emote_input_floats(s->model);
-    int classes = s->model->num_classes;
+    const emote_model *m = s->model;
+    size_t in_floats = emote_input_floats(m);
+    bool whole = end_op == m->num_ops;
+    size_t row = whole ? (size_t)m->num_classes : (size_t)m->ops[end_op].in.c;
     if (s->trace || s->num_workers == 1 || n == 1) {
-        job whole = {s, &s->workers[0], s->pool, inputs, probs, n};
-        run_job(&whole);
+        job one = {s, &s->workers[0], s->pool, inputs, whole ? out : NULL, n, end_op, whole ? NULL : out};
+        run_job(&one);
         return EMOTE_OK;
     }
     job jobs[MAX_THREADS];
     int per = (n + s->num_workers - 1) / s->num_workers, count = 0;
-    for (int first = 0; first < n; first += per, count++)
-        jobs[count] = (job){s, &s->workers[count], NULL, inputs + (size_t)first * in_floats,
-                            probs + (size_t)first * classes, n - first < per ? n - first : per};
+    for (int first = 0; first < n; first += per, count++) {
+        float *rows = out + (size_t)first * row;
+        jobs[count] = (job){s, &s->workers[count], NULL, inputs + (size_t)first * in_floats, whole ? rows : NULL,
+                            n - first < per ? n - first : per, end_op, whole ? NULL : rows};
+    }
     pool_run(s->pool, run_job_task, jobs, count);
     return EMOTE_OK;
+}
+
+emote_status emote_classify(emote_session *s, const float *inputs, int n, float *probs, emote_error *err) {
+    if (!s || !inputs || !probs)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_classify: no %s (NULL)",
+                          !s ? "session" : !inputs ? "inputs" : "probs");
+    return run_batch(s, inputs, n, s->model->num_ops, probs, err);
+}
+
+emote_status emote_features(emote_session *s, const float *inputs, int n, float *features, emote_error *err) {
+    if (!s || !inputs || !features)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT, "emote_features: no %s (NULL)",
+                          !s ? "session" : !inputs ? "inputs" : "features");
+    int head = model_head_op(s->model);
+    if (head < 0)
+        return emote_fail(err, EMOTE_ERR_ARGUMENT,
+                          "%s has no final dense layer (its graph does not end with linear + softmax)",
+                          s->model->name);
+    return run_batch(s, inputs, n, head, features, err);
 }

@@ -5,7 +5,7 @@ source tests/testlib.sh
 MAN=$ROOT/src/cli/emote.1
 sed 's/\\-/-/g' "$MAN" >"$TMP/man.txt"    # roff writes '-' as '\-'
 
-for cmd in classify eval sort diff info; do
+for cmd in classify eval sort diff info adapt; do
     $EMOTE $cmd --help >"$TMP/help" 2>&1
     missing=""
     for opt in $(grep -oE -- '--[a-z0-9][a-z0-9-]*[a-z0-9]' "$TMP/help" | sort -u); do

@@ -146,6 +146,7 @@ typedef struct {
     const char *model_source; /* the -m / $EMOTE_MODEL name or file opened; NULL: the default */
     faces_state faces; /* --faces: the detector */
     bool photo_hinted; /* the "try --faces" hint was given (once per run) */
+    bool features;     /* results carry features (emote_features) instead of probabilities (adapt) */
 } engine;
 
 /* When the inputs are fewer than a batch and all plain files (no directory, no '-'), sizes
@@ -165,6 +166,7 @@ typedef struct {
     const emote_face *face; /* --faces: the face classified (NULL without --faces or when none) */
     int face_index;         /* 0 = the largest */
     bool no_face;           /* --faces found none: error is "no face found" */
+    const float *features;  /* engine.features: the features (twice with --tta: then the mirror's) */
 } result;
 
 /* Called once per input, in input order. Return false to stop early. */
@@ -231,7 +233,7 @@ void stop_blas_threads(void);
 /* ---- commands ------------------------------------------------------------------ */
 
 /* Each in its file, with its option table (the list is options.c's COMMANDS). */
-extern const command classify_command, eval_command, sort_command, diff_command, info_command;
+extern const command classify_command, eval_command, sort_command, diff_command, info_command, adapt_command;
 int cmd_version(void);
 
 #endif

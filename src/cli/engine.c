@@ -229,7 +229,7 @@ static void hint_photo(engine *e, const emote_result *er) {
 static int deliver(void *user, const emote_result *er) {
     run_state *r = user;
     hint_photo(r->e, er);
-    result out = {.path = er->path, .probs = er->probs, .error = er->error};
+    result out = {.path = er->path, .probs = er->probs, .error = er->error, .features = er->features};
     return r->on_result(r->user, &out);
 }
 
@@ -247,6 +247,7 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
                                  .tta = o->tta,
                                  .dash_is_stdin_image = o->stdin_image,
                                  .input_would_wait = input_would_wait,
+                                 .features = e->features,
                                  .decode = {.min_width = DECODE_MARGIN * in->width,
                                             .min_height = DECODE_MARGIN * in->height,
                                             .ignore_orientation = o->no_exif}};

@@ -124,45 +124,24 @@ static int label_folders(const eval_state *s, char ***out) {
     return count;
 }
 
-static void print_text(const eval_state *s, const metrics_summary *m, long failed) {
-    const confusion_matrix *c = &s->confusion;
-    int k = c->classes;
-    printf("images      %ld evaluated, %ld failed\n", c->total, failed);
-    printf("accuracy    %.4f\nmean recall %.4f\nmacro-F1    %.4f\n\n", m->accuracy, m->mean_recall, m->macro_f1);
-    printf("%-12s %9s %9s %9s %8s\n", "label", "precision", "recall", "f1", "support");
-    for (int i = 0; i < k; i++)
-        printf("%-12s %9.4f %9.4f %9.4f %8ld\n", emote_model_label(s->model, i), m->per_class[i].precision,
-               m->per_class[i].recall, m->per_class[i].f1, m->per_class[i].support);
-    printf("\nconfusion matrix (rows: true label, columns: predicted)\n%-12s", "");
-    for (int j = 0; j < k; j++) printf(" %8.8s", emote_model_label(s->model, j));
-    putchar('\n');
-    for (int i = 0; i < k; i++) {
-        printf("%-12s", emote_model_label(s->model, i));
-        for (int j = 0; j < k; j++) printf(" %8ld", confusion_at(c, i, j));
-        putchar('\n');
+static void print_report(const eval_state *s, const metrics_summary *m, long failed, output_format format) {
+    int k = s->confusion.classes;
+    const char **labels = calloc_array((size_t)k, sizeof *labels);
+    if (!labels) {
+        fprintf(stderr, "emote: out of memory\n");
+        return;
     }
-}
-
-static void print_json(const eval_state *s, const metrics_summary *m, long failed) {
-    const confusion_matrix *c = &s->confusion;
-    int k = c->classes;
-    printf("{\"model\":");
-    json_write_string(stdout, emote_model_name(s->model));
-    printf(",\"images\":%ld,\"failed\":%ld,\"accuracy\":%.17g,\"mean_recall\":%.17g,\"macro_f1\":%.17g,\"labels\":[",
-           c->total, failed, m->accuracy, m->mean_recall, m->macro_f1);
-    for (int i = 0; i < k; i++) printf("%s\"%s\"", i ? "," : "", emote_model_label(s->model, i));
-    printf("],\"per_class\":{");
-    for (int i = 0; i < k; i++)
-        printf("%s\"%s\":{\"precision\":%.17g,\"recall\":%.17g,\"f1\":%.17g,\"support\":%ld}", i ? "," : "",
-               emote_model_label(s->model, i), m->per_class[i].precision, m->per_class[i].recall, m->per_class[i].f1,
-               m->per_class[i].support);
-    printf("},\"confusion\":[");
-    for (int i = 0; i < k; i++) {
-        printf("%s[", i ? "," : "");
-        for (int j = 0; j < k; j++) printf("%s%ld", j ? "," : "", confusion_at(c, i, j));
-        putchar(']');
+    for (int i = 0; i < k; i++) labels[i] = emote_model_label(s->model, i);
+    if (format == FORMAT_JSON) {
+        printf("{\"model\":");
+        json_write_string(stdout, emote_model_name(s->model));
+        putchar(',');
+        metrics_print_json_fields(stdout, &s->confusion, m, labels, failed);
+        printf("}\n");
+    } else {
+        metrics_print_text(stdout, &s->confusion, m, labels, failed);
     }
-    printf("]}\n");
+    free(labels);
 }
 
 /* Prints the report, draws the plot and applies the gates; returns the exit status. */
@@ -176,8 +155,7 @@ static int report(const eval_state *s, long failed, const eval_options *eo, cons
         fprintf(stderr, "emote: out of memory\n");
         return EXIT_FATAL;
     }
-    if (eo->format == FORMAT_JSON) print_json(s, &m, failed);
-    else print_text(s, &m, failed);
+    print_report(s, &m, failed, eo->format);
     fflush(stdout);
     int status = failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
     if (eo->plot_path && !plot_confusion(eo->plot_path, &s->confusion, model)) status = EXIT_FATAL;

@@ -281,13 +281,18 @@ static bool all_finite(const float *v, int n) {
     return true;
 }
 
+/* Floats per row of model output: probabilities, or features for adapt. */
+static int output_width(const engine *e) {
+    return e->features ? emote_model_feature_size(e->model) : emote_model_num_classes(e->model);
+}
+
 /* Hands out one result per face (one "no face found" when none); true if the input failed. */
 static bool report(engine *e, face_slot *s, float *probs, const char *batch_error, result_fn on_result,
                    void *user, bool *go_on) {
-    int classes = emote_model_num_classes(e->model);
+    int classes = output_width(e);
     bool no_face = s->path && s->ok && s->num_faces == 0, failed = false;
     for (int k = 0; k < (s->num_faces > 0 ? s->num_faces : 1); k++) {
-        result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face};
+        result r = {s->path ? s->path : "?", NULL, NULL, s->faces ? &s->faces[k] : NULL, k, no_face, NULL};
         if (!s->path) r.error = "out of memory";
         else if (!s->ok) r.error = s->error;
         else if (no_face) r.error = NO_FACE_MESSAGE;
@@ -298,6 +303,7 @@ static bool report(engine *e, face_slot *s, float *probs, const char *batch_erro
             r.probs = NULL;
             r.error = s->error;
         }
+        if (e->features) r.features = r.probs, r.probs = NULL;
         if (r.error && (!no_face || e->options->faces.require)) failed = true;
         if (*go_on) *go_on = on_result(user, &r);
     }
@@ -360,14 +366,18 @@ static void append_rows(face_slot *s, float **inputs, float **probs, int *capaci
     s->rows = NULL;
 }
 
-/* emote_classify over any number of rows, in passes of the session's max_batch; NULL, or why not. */
-static const char *classify_rows(emote_session *session, const float *inputs, int rows, size_t row_floats,
-                                 float *probs, int classes, emote_error *err) {
-    const int pass = emote_session_max_batch(session);
-    for (int first = 0; first < rows; first += pass)
-        if (emote_classify(session, inputs + (size_t)first * row_floats, rows - first < pass ? rows - first : pass,
-                           probs + (size_t)first * classes, err))
+/* emote_classify (emote_features for adapt) over any number of rows, in passes of the
+ * session's max_batch, into rows of `width` floats; NULL, or why not. */
+static const char *classify_rows(const engine *e, const float *inputs, int rows, size_t row_floats, float *out,
+                                 int width, emote_error *err) {
+    const int pass = emote_session_max_batch(e->session);
+    for (int first = 0; first < rows; first += pass) {
+        const float *in = inputs + (size_t)first * row_floats;
+        float *dst = out + (size_t)first * width;
+        int n = rows - first < pass ? rows - first : pass;
+        if (e->features ? emote_features(e->session, in, n, dst, err) : emote_classify(e->session, in, n, dst, err))
             return err->message;
+    }
     return NULL;
 }
 
@@ -381,7 +391,7 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
     const engine_options *o = e->options;
     run_counts counts = {0, 0};
     const int workers = faces_threads(o);
-    const int classes = emote_model_num_classes(e->model);
+    const int classes = output_width(e);
     const size_t row_floats = emote_input_floats(e->model);
     face_slot *slots = calloc_array((size_t)o->batch + workers, sizeof *slots);
     float *inputs = NULL, *probs = NULL;
@@ -413,7 +423,7 @@ run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip
             }
         }
         emote_error err;
-        const char *batch_error = classify_rows(e->session, inputs, rows, row_floats, probs, classes, &err);
+        const char *batch_error = classify_rows(e, inputs, rows, row_floats, probs, classes, &err);
         for (int i = 0; i < used; i++) {
             counts.done++;
             if (report(e, &slots[i], probs, batch_error, on_result, user, &go_on)) counts.failed++;

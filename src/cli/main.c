@@ -17,6 +17,7 @@ static const char usage[] =
     "  sort PATH... --into D   file images into D/<label>/\n"
     "  diff OLD NEW            compare two jsonl prediction files\n"
     "  info [MODEL]            labels, input, parameters, FLOPs and provenance of a model\n"
+    "  adapt DIR -o MODEL      fit a new head on DIR/<label>/* (any labels) and write it as MODEL\n"
     "\n"
     "'emote --version' shows the version, commit, OpenBLAS core, image decoders and built-in model.\n"
     "'emote COMMAND --help' shows each command's options and examples. Options may come\n"

@@ -3,6 +3,7 @@
 #define EMOTE_METRICS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct {
     int classes;
@@ -31,5 +32,12 @@ long confusion_at(const confusion_matrix *m, int truth, int predicted);
 /* Fills s (per_class allocated, classes entries); false on allocation failure. */
 bool metrics_compute(const confusion_matrix *m, metrics_summary *s);
 void metrics_free(metrics_summary *s);
+
+/* The report (metrics_report.c): as text, or as the fields of a JSON object ("images",
+ * "failed", "accuracy", "mean_recall", "macro_f1", "labels", "per_class", "confusion"). */
+void metrics_print_text(FILE *f, const confusion_matrix *c, const metrics_summary *m, const char *const *labels,
+                        long failed);
+void metrics_print_json_fields(FILE *f, const confusion_matrix *c, const metrics_summary *m, const char *const *labels,
+                               long failed);
 
 #endif

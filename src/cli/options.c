@@ -7,7 +7,7 @@
 #include "cli.h"
 
 const command *const COMMANDS[] = {&classify_command, &eval_command, &sort_command, &diff_command, &info_command,
-                                   NULL};
+                                   &adapt_command, NULL};
 
 const command *find_command(const char *name) {
     for (int i = 0; COMMANDS[i]; i++)
