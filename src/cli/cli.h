@@ -33,7 +33,7 @@ typedef struct {
     bool any_angle;         /* --any-angle */
 } faces_options;
 
-#define FACES_OPTIONS_DEFAULT {false, false, 0.2f, 640, 32, NULL, false, false}
+#define FACES_OPTIONS_DEFAULT {false, false, 0.4f, 640, 32, NULL, false, false}
 
 typedef struct {
     const char *model_path; /* -m / EMOTE_MODEL; NULL: built-in model */
