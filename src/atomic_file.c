@@ -19,23 +19,6 @@ static mode_t current_umask(void) {
     return mask;
 }
 
-static const char *base_name(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-/* The folder part of path ("." for a bare name, "/" for "/name"); malloc'd. */
-static char *folder_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return str_dup(".");
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(len + 1);
-    if (!dir) return NULL;
-    memcpy(dir, path, len);
-    dir[len] = '\0';
-    return dir;
-}
-
 /* Creates DIR/.NAME.emote-tmp.XXXXXX with mode 0666 less the umask: *fd and *temp_path. */
 static emote_status create_temp(const char *dir, const char *name, char **temp_path, int *fd, emote_error *err) {
     size_t len = strlen(dir);
@@ -73,9 +56,9 @@ emote_status atomic_file_begin(atomic_file *a, const char *dir, const char *name
 }
 
 emote_status atomic_file_begin_for(atomic_file *a, const char *path, emote_error *err) {
-    char *dir = folder_of(path);
+    char *dir = path_folder(path);
     if (!dir) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
-    emote_status s = atomic_file_begin(a, dir, base_name(path), err);
+    emote_status s = atomic_file_begin(a, dir, path_base_name(path), err);
     free(dir);
     return s;
 }
@@ -250,9 +233,9 @@ static emote_status append_sync(append_file *l, emote_error *err) {
 
 /* Replaces path by a new file holding header (renamed over it): *fd. */
 static emote_status create_replacing(const char *path, const char *header, int *fd, emote_error *err) {
-    char *dir = folder_of(path), *temp = NULL;
+    char *dir = path_folder(path), *temp = NULL;
     if (!dir) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
-    emote_status s = create_temp(dir, base_name(path), &temp, fd, err);
+    emote_status s = create_temp(dir, path_base_name(path), &temp, fd, err);
     free(dir);
     if (s) return s;
     if (!write_all(*fd, header, strlen(header)) || rename(temp, path) != 0) {
@@ -284,7 +267,7 @@ emote_status append_file_create(append_file *l, const char *path, bool replace, 
     if (!(l->path = str_dup(path))) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
     emote_status s = replace ? create_replacing(path, header, &l->fd, err) : create_exclusive(path, header, &l->fd, err);
     if (!s) s = append_sync(l, err);
-    char *dir = s ? NULL : folder_of(path);
+    char *dir = s ? NULL : path_folder(path);
     if (!s) s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
     free(dir);
     if (s) {
@@ -330,7 +313,7 @@ emote_status write_file_atomically(const char *path, const void *data, size_t si
         else if (p == ATOMIC_FAILED) s = EMOTE_ERR_IO;
     }
     if (!s) {
-        char *dir = folder_of(path);
+        char *dir = path_folder(path);
         s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
         free(dir);
     }

@@ -104,6 +104,22 @@ char *str_dup(const char *s) {
     return copy;
 }
 
+const char *path_base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+char *path_folder(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return str_dup(".");
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (!dir) return NULL;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    return dir;
+}
+
 int open_regular_file(const char *path, struct stat *st, emote_error *err) {
     /* O_NONBLOCK: opening a FIFO or a device must never wait; it is refused below. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);

@@ -115,27 +115,11 @@ static bool failf(char *error, const char *fmt, ...) {
     return false;
 }
 
-static const char *base_name(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-static char *parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return str_dup(".");
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(len + 1);
-    if (!dir) return NULL;
-    memcpy(dir, path, len);
-    dir[len] = '\0';
-    return dir;
-}
-
 /* The path of the directory entry itself (its folder resolved, the entry not followed). */
 static char *absolute_entry_path(const char *path) {
-    char *dir = parent_dir(path);
+    char *dir = path_folder(path);
     char *real = dir ? realpath(dir, NULL) : NULL;
-    char *absolute = real ? join_path(real, base_name(path)) : NULL;
+    char *absolute = real ? join_path(real, path_base_name(path)) : NULL;
     free(dir);
     free(real);
     return absolute;
@@ -196,7 +180,7 @@ static bool copy_to_temp(const source_file *src, const char *folder, mode_t umas
     emote_error err;
     int in = open_regular_file(src->path, &st, &err); /* never blocks on a FIFO put in its place */
     if (in < 0) return failf(error, "%s", err.message);
-    bool ok = !atomic_file_begin(temp, folder, base_name(src->path), &err) &&
+    bool ok = !atomic_file_begin(temp, folder, path_base_name(src->path), &err) &&
               !atomic_file_copy_from(temp, in, src->path, &src->st, umask_bits, &err) && !atomic_file_finish(temp, &err);
     close(in);
     if (!ok) {
@@ -391,7 +375,7 @@ static bool ensure_folder(sorter *s, label_folder *f) {
 /* True for inputs inside DIR (compared by real path), which are never sorted again. */
 static bool lies_inside_into(sorter *s, const char *path) {
     if (!s->real_into) return false;
-    char *dir = parent_dir(path);
+    char *dir = path_folder(path);
     if (!dir) return false;
     if (s->cached_dir && strcmp(dir, s->cached_dir) == 0) {
         free(dir);
@@ -556,7 +540,7 @@ static outcome file_image(sorter *s, sort_record *row, int k) {
             dest = NULL;
             failf(s->error, "too many names taken in %s", folder->path);
             result = OUTCOME_FAILED;
-        } else if (!(dest = candidate_path(folder->path, base_name(path), n))) {
+        } else if (!(dest = candidate_path(folder->path, path_base_name(path), n))) {
             failf(s->error, "out of memory");
             result = OUTCOME_FAILED;
         } else {

@@ -39,26 +39,15 @@ static void undo_failed(undo_state *u, const char *fmt, ...) {
     u->failed++;
 }
 
-static char *folder_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return str_dup(".");
-    return strndup(path, slash == path ? 1 : (size_t)(slash - path));
-}
-
-static const char *base_name(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 /* Copies from to `to` (a name that must stay free), synced; then removes from (a move back
  * across filesystems) unless keep_from. */
 static bool copy_back(const char *from, const char *to, bool keep_from, mode_t umask_bits, emote_error *err) {
     struct stat st;
     int in = open_regular_file(from, &st, err);
     if (in < 0) return false;
-    char *dir = folder_of(to);
+    char *dir = path_folder(to);
     atomic_file a = {0};
-    bool ok = dir && !atomic_file_begin(&a, dir, base_name(to), err) &&
+    bool ok = dir && !atomic_file_begin(&a, dir, path_base_name(to), err) &&
               !atomic_file_copy_from(&a, in, from, &st, umask_bits, err) && !atomic_file_finish(&a, err);
     close(in);
     if (ok) {
