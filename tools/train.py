@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--init", default=None,
                    help="start from this checkpoint's weights (and config) with a fresh optimizer and schedule: "
                         "a second, low learning-rate stage")
-    p.add_argument("--max-train-images", type=int, default=0, help="use only the first N training images (smoke tests)")
+    p.add_argument("--max-train-images", type=int, default=0, help="use only N training images, a random subset fixed by --seed (smoke tests, quick comparisons)")
     p.add_argument("--time-iterations", type=int, default=0, help="time N training steps, print seconds/epoch, exit")
     p.add_argument("--bf16", dest="bf16", action="store_true", default=None,
                    help="bfloat16 autocast for forward and loss, fp32 master weights (default where the CPU has "
@@ -186,9 +186,10 @@ def main(argv=None):
         train_x, train_y = load_split(os.path.join(args.data, "train"), labels)
         val_x, val_y = load_split(os.path.join(args.data, "val"), labels)
         train_t = None
-    if args.max_train_images:
-        train_x, train_y = train_x[:args.max_train_images], train_y[:args.max_train_images]
-        train_t = train_t[:args.max_train_images] if train_t is not None else None
+    if args.max_train_images:  # a seeded random subset: the files come sorted by label
+        keep = np.sort(np.random.default_rng(args.seed).permutation(len(train_x))[:args.max_train_images])
+        train_x, train_y = train_x[keep], train_y[keep]
+        train_t = train_t[keep] if train_t is not None else None
     held = holdout_mask(train_x, args.holdout_percent)
     hold_x, hold_y = train_x[held], train_y[held]
     train_x, train_y = train_x[~held], train_y[~held]
