@@ -219,61 +219,6 @@ emote_status emote_preprocess(const emote_input_spec *spec, const emote_image *i
                               emote_error *err);
 
 
-/* ---- pipeline ------------------------------------------------------------ */
-
-/* Reads, decodes and preprocesses inputs on reader threads ahead of the forward pass and
- * hands back one result per input, in input order. The queue between them holds at most
- * depth * batch inputs, each one preprocessed tensor (emote_input_floats floats) plus its
- * path and a message buffer (EMOTE_ERROR_MAX bytes); each reader also holds one decoded
- * image at a time. Results are bitwise those of emote_classify on the same images. */
-/* Optional: non-zero when the next call of the input function would wait for its caller's
- * producer (a slow writer on a pipe). */
-typedef int (*emote_input_waits_fn)(void *user);
-
-typedef struct {
-    int batch;   /* images per forward pass, 1..the session's max_batch */
-    int readers; /* reader threads; 0 = read on the calling thread between passes */
-    int depth;   /* batches queued ahead of the forward pass; 0 = 4 */
-    int tta;     /* non-zero: average each image with its mirror image */
-    int dash_is_stdin_image; /* non-zero: the path "-" names one image's bytes on stdin */
-    emote_decode_options decode;
-    /* Before asking for an input that would wait, the pipeline hands out every input it has
-     * read, in a smaller batch if need be, so that results stream. NULL: inputs never wait. */
-    emote_input_waits_fn input_would_wait;
-    /* non-zero: results carry the image's features (emote_features) instead of its
-     * probabilities; with tta, the image's and then its mirror image's, one after the other */
-    int features;
-} emote_pipeline_options;
-
-typedef struct {
-    const char *path;   /* as the input function gave it */
-    const float *probs; /* num_classes probabilities; NULL when error is set */
-    const char *error;  /* why this input failed */
-    int width, height;  /* the image's size as its file states it, upright; 0 if not decoded */
-    /* options.features: emote_model_feature_size floats (twice that with tta); else NULL */
-    const float *features;
-} emote_result;
-
-/* Next input in order: sets *path (copied before the next call) and returns 1, or returns
- * 0 at the end. Setting *error as well marks an input that failed before reading (the
- * message is copied); its result carries that error. Called on the caller's thread. */
-typedef int (*emote_input_fn)(void *user, const char **path, const char **error);
-/* Called once per input, in input order, on the caller's thread; return 0 to stop. */
-typedef int (*emote_result_fn)(void *user, const emote_result *result);
-
-typedef struct {
-    long done, failed; /* results handed out, and how many of them carry an error */
-} emote_pipeline_counts;
-
-/* Runs every input through model and session: the session must be one made for this model
- * (emote_session_new(model, ...)) with max_batch >= options->batch; model, session, options,
- * next and on_result must not be NULL; user and counts may be. Fails only when nothing can
- * start (bad arguments, out of memory, no threads); per-input failures are results. */
-emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
-                                const emote_pipeline_options *options, emote_input_fn next,
-                                emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
-                                emote_error *err);
-
 /* ---- faces ------------------------------------------------------------- */
 
 /* A face in source-image pixels: box (x, y) top-left, w x h; score 0..1; five landmarks
@@ -325,12 +270,100 @@ void emote_face_clip(emote_face *face, int width, int height);
 emote_status emote_face_crop(const emote_image *image, const emote_face *face, float scale, int size,
                              emote_image *out, emote_error *err);
 #define EMOTE_FACE_LEVEL_DEGREES 15.0f
-/* The crop scale emote uses; the CLI averages the classifier over 0.9, 1 and 1.1 times it
+/* The crops classified per face, at 0.9, 1 and 1.1 times EMOTE_FACE_CROP_SCALE, their
+ * probabilities averaged (emote_pipeline_options.detector). */
+#define EMOTE_FACE_FRAMINGS 3
+/* The crop scale emote uses; the pipeline averages the classifier over 0.9, 1 and 1.1 times it
  * (README "Faces in photos", tools/framing_study.py). A build may override it with
  * -DEMOTE_FACE_CROP_SCALE=... */
 #ifndef EMOTE_FACE_CROP_SCALE
 #define EMOTE_FACE_CROP_SCALE 1.0f
 #endif
+
+/* ---- pipeline ------------------------------------------------------------ */
+
+/* Reads, decodes and preprocesses inputs on reader threads ahead of the forward pass and
+ * hands back one result per input (with a detector: per face), in input order. The queue
+ * between them holds at most depth * batch inputs, each one preprocessed tensor
+ * (emote_input_floats floats; with a detector, EMOTE_FACE_FRAMINGS per face) plus its path and
+ * a message buffer (EMOTE_ERROR_MAX bytes). Each reader decodes one image at a time, and
+ * the readers together hold at most memory_budget bytes of images being decoded and
+ * processed (an image larger than the budget is read alone). Results are bitwise those of
+ * emote_classify on the same images, whatever the batch, readers and threads. */
+/* Optional: non-zero when the next call of the input function would wait for its caller's
+ * producer (a slow writer on a pipe). */
+typedef int (*emote_input_waits_fn)(void *user);
+
+typedef struct {
+    int batch;   /* images per forward pass, 1..the session's max_batch */
+    int readers; /* reader threads; 0 = read on the calling thread between passes */
+    int depth;   /* batches queued ahead of the forward pass; 0 = 4 */
+    int tta;     /* non-zero: average each image with its mirror image */
+    int dash_is_stdin_image; /* non-zero: the path "-" names one image's bytes on stdin */
+    emote_decode_options decode;
+    /* Before asking for an input that would wait, the pipeline hands out every input it has
+     * read, in a smaller batch if need be, so that results stream. NULL: inputs never wait. */
+    emote_input_waits_fn input_would_wait;
+    /* non-zero: results carry the image's features (emote_features) instead of its
+     * probabilities; with tta, the image's and then its mirror image's, one after the other */
+    int features;
+    /* Bytes of images in flight across the readers: the file, its decoded pixels (4 bytes
+     * each, as many as the header states) and the preprocessing's float copy of a whole
+     * image. A reader waits for room before decoding; 0 = EMOTE_PIPELINE_MEMORY_BUDGET. */
+    size_t memory_budget;
+    /* Faces: a face detector (the built-in "yunet") finds each image's faces on the reader
+     * threads (emote_detect_faces with *detect; NULL: EMOTE_DETECT_DEFAULTS), keeps its
+     * max_faces most confident (0: all; or only the main face, emote_main_face, with
+     * main_face_only), crops each (emote_face_crop) at EMOTE_FACE_FRAMINGS scales around
+     * EMOTE_FACE_CROP_SCALE and preprocesses the crops; the forward pass classifies them in
+     * batches that grow with the faces found and averages each face's. Images are decoded at
+     * full size (decode.min_width/min_height are ignored), so that boxes are in source pixels.
+     * NULL: whole images are classified. */
+    const emote_model *detector;
+    const emote_detect_options *detect;
+    int main_face_only;
+    int keep_crops; /* with a detector: results carry each face's crop at scale 1 (crops) */
+} emote_pipeline_options;
+
+#define EMOTE_PIPELINE_MEMORY_BUDGET ((size_t)256 << 20)
+#define EMOTE_NO_FACE_MESSAGE "no face found"
+
+typedef struct {
+    const char *path;   /* as the input function gave it */
+    const float *probs; /* num_classes probabilities; NULL when error is set */
+    const char *error;  /* why this input failed */
+    int width, height;  /* the image's size as its file states it, upright; 0 if not decoded */
+    /* options.features: emote_model_feature_size floats (twice that with tta); else NULL */
+    const float *features;
+    /* With a detector: one result per face kept, largest first, or one with no_face set
+     * and error "no face found" when the image has none (or an error, if it failed). */
+    const emote_face *face;  /* the face classified (faces + face_index), box clipped to the image */
+    const emote_face *faces; /* all of the image's face_count faces, the same in each of its results */
+    int face_index, face_count;
+    int faces_found;          /* faces the detector found, before max_faces or main_face_only */
+    int no_face;              /* the image has no face: error is EMOTE_NO_FACE_MESSAGE */
+    const emote_image *crops; /* options.keep_crops: face_count crops, one per face, at scale 1 */
+} emote_result;
+
+/* Next input in order: sets *path (copied before the next call) and returns 1, or returns
+ * 0 at the end. Setting *error as well marks an input that failed before reading (the
+ * message is copied); its result carries that error. Called on the caller's thread. */
+typedef int (*emote_input_fn)(void *user, const char **path, const char **error);
+/* Called once per result, in input order, on the caller's thread; return 0 to stop. */
+typedef int (*emote_result_fn)(void *user, const emote_result *result);
+
+typedef struct {
+    long done, failed; /* results handed out, and how many of them carry an error ("no face found" too) */
+} emote_pipeline_counts;
+
+/* Runs every input through model and session: the session must be one made for this model
+ * (emote_session_new(model, ...)) with max_batch >= options->batch; model, session, options,
+ * next and on_result must not be NULL; user and counts may be. Fails only when nothing can
+ * start (bad arguments, out of memory, no threads); per-input failures are results. */
+emote_status emote_pipeline_run(const emote_model *model, emote_session *session,
+                                const emote_pipeline_options *options, emote_input_fn next,
+                                emote_result_fn on_result, void *user, emote_pipeline_counts *counts,
+                                emote_error *err);
 
 #ifdef __cplusplus
 }

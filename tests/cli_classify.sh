@@ -86,7 +86,29 @@ else
         >"$TMP/out" 2>"$TMP/err"
     STATUS=$?
     expect_status "--faces --max-faces 400 under ulimit -v 1000000: exit 0" 0
+    # The readers hold at most 256 MiB of images being read (an image larger than that is read
+    # alone): eight 40-megapixel PNGs used to need about 1.85 GB at once and failed "out of memory".
+    mkdir "$TMP/big"
+    /usr/bin/python3 -c "
+import numpy as np, sys
+from PIL import Image
+a = np.zeros((5000, 8000, 3), np.uint8); a[::7, :, 0] = 200; a[:, ::5, 1] = 90
+Image.fromarray(a).save(sys.argv[1], compress_level=1)" "$TMP/big/big0.png"
+    for i in 1 2 3 4 5 6 7; do cp "$TMP/big/big0.png" "$TMP/big/big$i.png"; done
+    bash -c "ulimit -v 2000000; timeout 120 $EMOTE -q -f tsv --no-header -j 1 $TMP/big" >"$TMP/out" 2>"$TMP/err"
+    STATUS=$?
+    expect_status "eight 40-megapixel PNGs under ulimit -v 2000000 (8 readers): exit 0" 0
+    expect "... a record with a label for each" test "$(cut -f2 "$TMP/out" | grep -c .)" = 8
 fi
+# $EMOTE_READ_MEMORY_MIB: a budget of 1 MiB reads each image alone; the records are the same.
+run $EMOTE --faces -f tsv --no-header -b 3 --readers 4 "$FIXTURES/faces"
+cp "$TMP/out" "$TMP/faces-default-budget"
+EMOTE_READ_MEMORY_MIB=1 run $EMOTE --faces -f tsv --no-header -b 3 --readers 4 "$FIXTURES/faces"
+expect "EMOTE_READ_MEMORY_MIB=1 (images read one at a time): the records of the default budget" \
+    bash -c "test \$(wc -l <'$TMP/out') -ge 6 && cmp -s '$TMP/out' '$TMP/faces-default-budget'"
+EMOTE_READ_MEMORY_MIB=0 run $EMOTE -f tsv "$FIXTURES/faces"
+expect_status "EMOTE_READ_MEMORY_MIB=0: exit 3" 3
+expect_stderr "... says what it needs" "EMOTE_READ_MEMORY_MIB needs a number of MiB from 1"
 # The faces of one image may make more crops than -b: they are classified in passes of -b.
 run $EMOTE --faces -f tsv --no-header -b 32 "$FIXTURES/faces/scene-crowd.png"
 cp "$TMP/out" "$TMP/faces-b32"

@@ -175,6 +175,9 @@ TEST(contract_pipeline_checks_its_session) {
     CHECK_REFUSED(emote_pipeline_run(m, s, NULL, next_path, count_result, &l, NULL, &err), err, "no options");
     CHECK_REFUSED(emote_pipeline_run(m, s, &o, NULL, count_result, &l, NULL, &err), err, "no input function");
     CHECK_REFUSED(emote_pipeline_run(m, s, &o, next_path, NULL, &l, NULL, &err), err, "no result function");
+    o.detector = m; /* a classifier is no face detector */
+    CHECK_REFUSED(emote_pipeline_run(m, s, &o, next_path, count_result, &l, NULL, &err), err, "is not a face detector");
+    o.detector = NULL;
     CHECK(l.next == 0);
     CHECKF(emote_pipeline_run(m, s, &o, next_path, count_result, &l, &counts, &err) == EMOTE_OK, "%s", err.message);
     CHECK(l.results == 3 && l.failed == 1 && counts.done == 3 && counts.failed == 1);

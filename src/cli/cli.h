@@ -116,28 +116,18 @@ typedef struct {
 
 bool faces_open(faces_state *st, const engine_options *o);
 void faces_close(faces_state *st);
-/* The most faces of one image that are classified: --max-faces, or 1 for eval and sort. */
-int faces_limit(const faces_options *o);
-/* Threads that decode and detect with --faces (-j; 0: one per CPU). */
-int faces_threads(const engine_options *o);
+/* The pipeline's face stage for --faces and its options (detect: filled, pointed to by po). */
+void faces_pipeline_options(const faces_state *st, const engine_options *eo, emote_pipeline_options *po,
+                            emote_detect_options *detect);
+/* Says on stderr (unless -q) when an image has more faces than --max-faces: at its first result. */
+void faces_note_limit(const engine_options *eo, const emote_result *r);
+/* --save-crops: writes the crops of r's image (face_count of them) under free names; false
+ * with error when one cannot be written. */
+bool faces_save_crops(const faces_options *o, const emote_result *r, char *error, size_t cap);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
 #define FACES_MODEL "fer2013-faces"
 /* The error of an image's one record when --faces finds no face in it. */
-#define NO_FACE_MESSAGE "no face found"
-/* Crops classified per face, their probabilities averaged (faces.c). */
-#define FACE_FRAMINGS 3
-/* A face crop encoded as PNG for --save-crops: png malloc'd. */
-typedef struct {
-    char *png;
-    size_t size;
-} encoded_crop;
-
-/* Detects the faces of image, preprocesses each (aligned crop) into *rows (malloc'd,
- * FACE_FRAMINGS per face; NULL when none), *faces: malloc'd, largest first; crops (NULL, or
- * room for faces_limit) gets each face's crop as PNG. Says on stderr (unless -q) when the
- * image has more faces than --max-faces. Returns the face count, or -1 + err. */
-int faces_prepare(const faces_state *st, const engine_options *eo, const emote_model *classifier, const char *path,
-                  const emote_image *image, float **rows, emote_face **faces, encoded_crop *crops, emote_error *err);
+#define NO_FACE_MESSAGE EMOTE_NO_FACE_MESSAGE
 
 typedef struct {
     emote_model *model;
@@ -147,6 +137,7 @@ typedef struct {
     faces_state faces; /* --faces: the detector */
     bool photo_hinted; /* the "try --faces" hint was given (once per run) */
     bool features;     /* results carry features (emote_features) instead of probabilities (adapt) */
+    size_t memory_budget; /* $EMOTE_READ_MEMORY_MIB in bytes; 0: the pipeline's default */
 } engine;
 
 /* When the inputs are fewer than a batch and all plain files (no directory, no '-'), sizes
@@ -176,14 +167,12 @@ typedef struct {
     long done, failed;
 } run_counts;
 
-/* Classifies every input of src through the reading pipeline (src/pipeline.c) and
- * reports each result in input order. */
+/* Classifies every input of src through the reading pipeline (src/pipeline.c; with --faces,
+ * its face stage) and reports each result in input order: one per input, or per face.
+ * Counts inputs: done, and failed (an error record; "no face found" only with --require-face). */
 run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, void *user);
 /* The same, leaving out (before reading them) the inputs for which skip(skip_user, path) is true. */
 typedef bool (*skip_fn)(void *user, const char *path);
-/* --faces: classify_inputs_skipping's loop for faces (faces.c). */
-run_counts classify_faces(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
-                          void *user);
 run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                                     void *user);
 

@@ -144,9 +144,27 @@ const char *engine_model_name(const engine_options *o) {
     return !path && o->faces.on ? faces_classifier() : path;
 }
 
+/* $EMOTE_READ_MEMORY_MIB: the pipeline's memory budget in MiB (unset: the library's default). */
+static bool read_memory_budget(size_t *bytes) {
+    const char *value = getenv("EMOTE_READ_MEMORY_MIB");
+    *bytes = 0;
+    if (!value) return true;
+    char *end;
+    errno = 0;
+    long mib = strtol(value, &end, 10);
+    if (errno || end == value || *end || mib < 1 || mib > (1L << 30) / 1024 * 1024) {
+        fprintf(stderr, "emote: EMOTE_READ_MEMORY_MIB needs a number of MiB from 1 to %ld, not '%s'\n",
+                (1L << 30) / 1024 * 1024, value);
+        return false;
+    }
+    *bytes = (size_t)mib << 20;
+    return true;
+}
+
 bool engine_open(engine *e, const engine_options *o) {
     memset(e, 0, sizeof *e);
     e->options = o;
+    if (!read_memory_budget(&e->memory_budget)) return false;
     emote_error err;
     e->model_source = engine_model_name(o);
     e->model = emote_model_open_any(e->model_source, &err);
@@ -199,6 +217,10 @@ typedef struct {
     void *skip_user;
     result_fn on_result;
     void *user;
+    run_counts counts;  /* inputs */
+    bool input_failed;  /* the current input has had a failed record */
+    int faces_left_out; /* records of the current input not to hand on (its crops could not be saved) */
+    char error[EMOTE_ERROR_MAX];
 } run_state;
 
 static int next_input(void *user, const char **path, const char **error) {
@@ -227,10 +249,34 @@ static void hint_photo(engine *e, const emote_result *er) {
     print_error(message);
 }
 
-static int deliver(void *user, const emote_result *er) {
+/* At an image's first record with --faces: the --max-faces note, and its crops saved (in
+ * input order); when they cannot be, the image gets one error record instead of its faces. */
+static void start_face_input(run_state *r, emote_result *er) {
+    const engine_options *o = r->e->options;
+    faces_note_limit(o, er);
+    if (er->error || faces_save_crops(&o->faces, er, r->error, sizeof r->error)) return;
+    r->faces_left_out = er->face_count - 1;
+    *er = (emote_result){.path = er->path, .error = r->error};
+}
+
+static int deliver(void *user, const emote_result *from) {
     run_state *r = user;
-    hint_photo(r->e, er);
-    result out = {.path = er->path, .probs = er->probs, .error = er->error, .features = er->features};
+    emote_result er = *from;
+    if (er.face_index == 0) {
+        r->counts.done++;
+        r->input_failed = false;
+        r->faces_left_out = 0;
+        if (r->e->options->faces.on) start_face_input(r, &er);
+        else hint_photo(r->e, &er);
+    } else if (r->faces_left_out-- > 0) {
+        return 1;
+    }
+    if (er.error && (!er.no_face || r->e->options->faces.require) && !r->input_failed) {
+        r->input_failed = true;
+        r->counts.failed++;
+    }
+    result out = {.path = er.path, .probs = er.probs, .error = er.error, .face = er.face,
+                  .face_index = er.face_index, .no_face = er.no_face, .features = er.features};
     return r->on_result(r->user, &out);
 }
 
@@ -238,10 +284,10 @@ run_counts classify_inputs(engine *e, input_source *src, result_fn on_result, vo
     return classify_inputs_skipping(e, src, NULL, NULL, on_result, user);
 }
 
+/* One path for plain and face inputs: the reading pipeline, with its face stage for --faces. */
 run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, void *skip_user, result_fn on_result,
                                     void *user) {
     const engine_options *o = e->options;
-    if (o->faces.on) return classify_faces(e, src, skip, skip_user, on_result, user);
     const emote_input_spec *in = emote_model_input(e->model);
     emote_pipeline_options po = {.batch = o->batch,
                                  .readers = o->readers < 0 ? default_readers() : o->readers,
@@ -249,15 +295,17 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
                                  .dash_is_stdin_image = o->stdin_image,
                                  .input_would_wait = input_would_wait,
                                  .features = e->features,
+                                 .memory_budget = e->memory_budget,
                                  .decode = {.min_width = DECODE_MARGIN * in->width,
                                             .min_height = DECODE_MARGIN * in->height,
                                             .ignore_orientation = o->no_exif}};
-    run_state state = {e, src, skip, skip_user, on_result, user};
-    emote_pipeline_counts counts;
+    emote_detect_options detect;
+    if (o->faces.on) faces_pipeline_options(&e->faces, o, &po, &detect);
+    run_state state = {.e = e, .src = src, .skip = skip, .skip_user = skip_user, .on_result = on_result, .user = user};
     emote_error err;
-    if (emote_pipeline_run(e->model, e->session, &po, next_input, deliver, &state, &counts, &err)) {
+    if (emote_pipeline_run(e->model, e->session, &po, next_input, deliver, &state, NULL, &err)) {
         fprintf(stderr, "emote: %s\n", err.message);
-        counts.failed++;
+        state.counts.failed++;
     }
-    return (run_counts){counts.done, counts.failed};
+    return state.counts;
 }

@@ -68,6 +68,15 @@ emote_status emote_image_decode_with(const void *data, size_t size, const char *
     return s;
 }
 
+bool image_decoded_size(const unsigned char *data, size_t size, const emote_decode_options *options, uint64_t *width,
+                        uint64_t *height) {
+    image_format format = image_sniff(data, size);
+    bool known = format == IMAGE_JPEG ? jpeg_output_size(data, size, options->min_width, options->min_height, width, height)
+                 : format != IMAGE_UNKNOWN && image_header_size(format, data, size, width, height);
+    /* past the limit, decoding stops at the header */
+    return known && *width <= EMOTE_MAX_PIXELS && *height <= EMOTE_MAX_PIXELS && *width * *height <= EMOTE_MAX_PIXELS;
+}
+
 emote_status emote_image_decode(const void *data, size_t size, const char *name, emote_image *image,
                                 emote_error *err) {
     return emote_image_decode_with(data, size, name, NULL, image, err);

@@ -38,6 +38,17 @@ unsigned char *png_drop_empty_idat(const unsigned char *data, size_t size, size_
 bool image_header_size(image_format format, const unsigned char *data, size_t size, uint64_t *width,
                        uint64_t *height);
 
+/* The size a JPEG decodes to (jpeg_decode with min_width x min_height), from its frame
+ * header; false if there is none to read. */
+bool jpeg_output_size(const unsigned char *data, size_t size, int min_width, int min_height, uint64_t *width,
+                      uint64_t *height);
+
+/* The size of the image emote_image_decode_with(data, size, options) will hand back, as the
+ * header states it (after a JPEG's scaled decode, before EXIF orientation); false when the
+ * header cannot tell or the image is past EMOTE_MAX_PIXELS (decoding then fails early). */
+bool image_decoded_size(const unsigned char *data, size_t size, const emote_decode_options *options, uint64_t *width,
+                        uint64_t *height);
+
 /* PNG, GIF, BMP, PNM through the pinned stb_image. */
 emote_status stb_decode(const unsigned char *data, size_t size, image_format format, const char *name,
                         emote_image *image, emote_error *err);

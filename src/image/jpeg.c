@@ -93,6 +93,42 @@ static unsigned pick_scale(unsigned width, unsigned height, int min_width, int m
     return 1;
 }
 
+static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+/* The frame header (SOFn) is the first marker segment that is not a table or an APPn; a
+ * height of 0 (set later by a DNL marker) counts as unknown. */
+static bool jpeg_frame_size(const unsigned char *data, size_t size, unsigned *width, unsigned *height) {
+    size_t at = 2; /* past SOI */
+    while (at + 4 <= size && data[at] == 0xFF) {
+        unsigned marker = data[at + 1];
+        if (marker == 0xFF) { /* fill byte */
+            at++;
+            continue;
+        }
+        bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+        if (sof) {
+            if (at + 9 > size) return false;
+            *height = be16(data + at + 5);
+            *width = be16(data + at + 7);
+            return *width > 0 && *height > 0;
+        }
+        at += 2 + be16(data + at + 2);
+    }
+    return false;
+}
+
+bool jpeg_output_size(const unsigned char *data, size_t size, int min_width, int min_height, uint64_t *width,
+                      uint64_t *height) {
+    unsigned w, h;
+    if (!jpeg_frame_size(data, size, &w, &h)) return false;
+    /* the EXIF orientation is not read here: the scale that keeps more pixels of the two */
+    unsigned a = pick_scale(w, h, min_width, min_height, 1), b = pick_scale(w, h, min_width, min_height, 5);
+    unsigned denom = a < b ? a : b;
+    *width = ceil_div(w, denom);
+    *height = ceil_div(h, denom);
+    return true;
+}
+
 /* Adobe CMYK/YCCK JPEGs store inverted CMYK; libjpeg hands it over as it is. */
 static void cmyk_to_rgb(unsigned char *pixels, size_t count) {
     for (size_t i = 0; i < count; i++) {
