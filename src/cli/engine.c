@@ -16,7 +16,8 @@ const char ENGINE_OPTIONS_HELP[] =
     "  -b, --batch N        images per forward pass (default 32)\n"
     "  -j, --threads N      worker threads (default 0 = one per CPU)\n"
     "      --readers N      threads reading and decoding ahead of the model (default:\n"
-    "                       two per CPU, 8 to 64; 0 = read between forward passes)\n"
+    "                       two per CPU, 8 to 64; with --faces one per -j thread;\n"
+    "                       0 = read between forward passes)\n"
     "      --tta            average each image with its mirror image\n"
     "  -0, --null           paths read from stdin ('-') end with NUL, not newline\n"
     "      --stdin-image    stdin holds one image's bytes; its record has path '-'\n"
@@ -115,9 +116,13 @@ bool engine_option(engine_options *o, const option_parser *p, int code) {
     return ok && faces_combination_supported(o);
 }
 
-/* --readers by default: reading waits on the disk or network as much as on a core. */
-static int default_readers(void) {
+/* --readers by default: reading waits on the disk or network as much as on a core. With
+ * --faces a reader holds a whole photo while it searches it, which is CPU work: one per
+ * thread (-j, or one per CPU), as many as can search at once, so memory stays that of -j photos. */
+static int default_readers(const engine_options *o) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1) cpus = 1;
+    if (o->faces.on) return o->threads > 0 ? o->threads : cpus > 64 ? 64 : (int)cpus;
     return cpus > 4 ? (cpus < 32 ? 2 * (int)cpus : 64) : 8;
 }
 
@@ -290,7 +295,7 @@ run_counts classify_inputs_skipping(engine *e, input_source *src, skip_fn skip, 
     const engine_options *o = e->options;
     const emote_input_spec *in = emote_model_input(e->model);
     emote_pipeline_options po = {.batch = o->batch,
-                                 .readers = o->readers < 0 ? default_readers() : o->readers,
+                                 .readers = o->readers < 0 ? default_readers(o) : o->readers,
                                  .tta = o->tta,
                                  .dash_is_stdin_image = o->stdin_image,
                                  .input_would_wait = input_would_wait,
