@@ -136,7 +136,7 @@ static int list_label_folders(const char *dir, bool quiet, char ***out) {
     }
     closedir(d);
     if (count < 0) fprintf(stderr, "emote: out of memory\n");
-    else qsort(names, (size_t)count, sizeof *names, compare_names);
+    else if (count > 1) qsort(names, (size_t)count, sizeof *names, compare_names);
     *out = names;
     return count;
 }
