@@ -167,15 +167,15 @@ static bool row_weights(problem *p, class_weighting weighting) {
     return true;
 }
 
-/* Row i's weighted loss; turns its logits (plus the bias) into its row of G. */
+/* Row i's weighted loss; turns its logits (bias not yet added) into its row of G. */
 static double row_loss_and_gradient(const problem *p, int i, const double *bias, float *row) {
-    const int k = p->classes;
-    double logit[k], top = -INFINITY, sum = 0;
-    for (int c = 0; c < k; c++) top = fmax(top, logit[c] = row[c] + bias[c]);
-    for (int c = 0; c < k; c++) sum += exp(logit[c] - top);
-    double log_sum = top + log(sum);
-    for (int c = 0; c < k; c++) row[c] = (float)(p->weight[i] * (exp(logit[c] - log_sum) - (c == p->y[i])));
-    return p->weight[i] * (log_sum - logit[p->y[i]]);
+    const int k = p->classes, y = p->y[i];
+    double top = -INFINITY, sum = 0;
+    for (int c = 0; c < k; c++) top = fmax(top, row[c] + bias[c]);
+    for (int c = 0; c < k; c++) sum += exp(row[c] + bias[c] - top);
+    double log_sum = top + log(sum), loss = p->weight[i] * (log_sum - (row[y] + bias[y]));
+    for (int c = 0; c < k; c++) row[c] = (float)(p->weight[i] * (exp(row[c] + bias[c] - log_sum) - (c == y)));
+    return loss;
 }
 
 static double objective(const problem *p, const double *theta, double *grad) {
