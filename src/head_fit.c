@@ -405,29 +405,33 @@ bool assign_folds(const int *y, const int *group_of, int rows, int classes, int 
     return ok;
 }
 
-/* Mean recall over the classes present among the rows of `fold` (every row: fold < 0). */
-static double mean_recall(const int *y, const int *predicted, const int *fold_of, int fold, int rows, int classes) {
-    long *support = calloc_array((size_t)classes, sizeof(long)), *right = calloc_array((size_t)classes, sizeof(long));
-    double sum = 0;
+/* The score of the rows of `fold` (every row: fold < 0): with balanced class weights the mean
+ * recall over the classes present, else the accuracy (each row counts the same, as in the fit). */
+static double cv_score(const fit_data *d, const int *predicted, const int *fold_of, int fold) {
+    long *support = calloc_array((size_t)d->classes, sizeof(long)), *right = calloc_array((size_t)d->classes, sizeof(long));
+    long rows = 0, rows_right = 0;
+    double recall_sum = 0;
     int present = 0;
-    for (int i = 0; support && right && i < rows; i++)
+    for (int i = 0; support && right && i < d->rows; i++)
         if (fold < 0 || fold_of[i] == fold) {
-            support[y[i]]++;
-            right[y[i]] += predicted[i] == y[i];
+            support[d->y[i]]++;
+            right[d->y[i]] += predicted[i] == d->y[i];
+            rows++;
+            rows_right += predicted[i] == d->y[i];
         }
-    for (int c = 0; support && right && c < classes; c++)
-        if (support[c]) sum += (double)right[c] / support[c], present++;
+    for (int c = 0; support && right && c < d->classes; c++)
+        if (support[c]) recall_sum += (double)right[c] / support[c], present++;
     free(support);
     free(right);
-    return present ? sum / present : 0;
+    if (d->weighting == CLASS_WEIGHTS_NONE) return rows ? (double)rows_right / rows : 0;
+    return present ? recall_sum / present : 0;
 }
 
 /* The standard error of the mean of the folds' own scores. */
-static double fold_standard_error(const int *y, const int *predicted, const int *fold_of, int folds, int rows,
-                                  int classes) {
+static double fold_standard_error(const fit_data *d, const int *predicted, const int *fold_of, int folds) {
     double sum = 0, sum_squares = 0;
     for (int f = 0; f < folds; f++) {
-        double score = mean_recall(y, predicted, fold_of, f, rows, classes);
+        double score = cv_score(d, predicted, fold_of, f);
         sum += score;
         sum_squares += score * score;
     }
@@ -486,8 +490,8 @@ bool head_cross_validate(const fit_data *d, const int *fold_of, int folds, int *
         for (int f = 0; ok && f < folds; f++)
             ok = fit_fold(d, fold_of, f, l, thetas + (size_t)f * d->classes * (d->dims + 1), at_l);
         if (!ok) break;
-        out->score[l] = mean_recall(d->y, at_l, fold_of, -1, d->rows, d->classes);
-        out->standard_error[l] = fold_standard_error(d->y, at_l, fold_of, folds, d->rows, d->classes);
+        out->score[l] = cv_score(d, at_l, fold_of, -1);
+        out->standard_error[l] = fold_standard_error(d, at_l, fold_of, folds);
         if (out->score[l] > out->score[top]) top = l;
     }
     out->best = strongest_within_one_error(out);

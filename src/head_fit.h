@@ -53,13 +53,14 @@ extern const double fit_lambdas[FIT_NUM_LAMBDAS];
 
 typedef struct {
     int best;                               /* the chosen strength: index in fit_lambdas */
-    double score[FIT_NUM_LAMBDAS];          /* cross-validated mean recall at each strength; -1: not tried */
-    double standard_error[FIT_NUM_LAMBDAS]; /* of the folds' own mean recalls; -1: not tried */
+    double score[FIT_NUM_LAMBDAS];          /* cross-validated score at each strength; -1: not tried */
+    double standard_error[FIT_NUM_LAMBDAS]; /* of the folds' own scores; -1: not tried */
 } cv_summary;
 
 /* k-fold cross-validation along fit_lambdas: for each fold, a head fitted on the other folds
  * (standardised with their own statistics) predicts its rows. Goes down the list until two
- * strengths in a row score below the best (mean per-class recall), and chooses the strongest
+ * strengths in a row score below the best (the score: mean per-class recall with balanced
+ * class weights, accuracy with none), and chooses the strongest
  * strength that scores within one standard error of the best (the "one standard error rule":
  * among fits the folds cannot tell apart, the one closest to the prior, or to zero);
  * predicted[i]: row i's out-of-fold prediction at the chosen strength. false when out of
