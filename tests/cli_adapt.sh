@@ -103,6 +103,63 @@ else
     fi
 fi
 
+# --faces: photos (a face pasted at several sizes and places on self-made backgrounds) whose
+# label is learnable (the face brightened or darkened); adapt finds and crops each photo's face,
+# and the written model is one `emote --faces -m MODEL` uses, with the new labels.
+make_photos() {
+    /usr/bin/python3 - "$ROOT/models/samples/astronaut-collins.png" "$@" <<'PY'
+import os, sys, numpy as np
+from PIL import Image, ImageEnhance
+face_path, out, per_label, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+face = Image.open(face_path).convert("RGB")
+rng = np.random.default_rng(seed)
+for label, brightness in (("lit", 1.35), ("shaded", 0.6)):
+    os.makedirs(os.path.join(out, label), exist_ok=True)
+    for i in range(per_label):
+        y, x = np.mgrid[0:240, 0:320].astype(np.float32)
+        a, b = rng.uniform(0.2, 0.8, 2)
+        canvas = Image.fromarray(np.clip(np.stack([90 + 60 * np.sin(x / (30 + 20 * a)), 110 + 50 * np.cos(y / (25 + 15 * b)),
+                                                   120 + 0 * x], axis=-1), 0, 255).astype(np.uint8))
+        scale = rng.uniform(0.8, 1.3)
+        f = ImageEnhance.Brightness(face.resize((round(130 * scale), round(130 * scale)), Image.BICUBIC))
+        f = f.enhance(brightness * rng.uniform(0.9, 1.1))
+        canvas.paste(f, (int(rng.integers(0, 320 - f.width)), int(rng.integers(0, 240 - f.height))))
+        canvas.save(os.path.join(out, label, f"photo{i:02d}.png"))
+PY
+}
+make_photos "$TMP/photos" 10 1
+make_photos "$TMP/fresh-photos" 6 2
+cp "$FIXTURES/faces/scene-empty.png" "$TMP/photos/lit/noface.png"
+FM="$TMP/models/faces.safetensors"
+run $EMOTE adapt --faces -j 2 --cv 3 "$TMP/photos" -o "$FM"
+expect_status "adapt --faces: exit 0 (a photo without a face is left out, as eval --faces does)" 0
+expect_stdout "adapts the --faces default model on the 20 faces found" "adapted built-in fer2013-faces to 2 labels on 20 images"
+expect_stderr "names the photo without a face" "$TMP/photos/lit/noface.png: no face found"
+run $EMOTE --faces -m "$FM" -f jsonl "$TMP/fresh-photos/shaded/photo00.png"
+expect_status "emote --faces -m the adapted model: exit 0" 0
+expect_stdout "finds the face and gives it the new labels" '"face":0,"box":['
+expect_stdout "with the new labels" '"probs":{"lit":'
+run $EMOTE eval --faces -m "$FM" -f json "$TMP/fresh-photos"
+expect_status "eval --faces with the adapted model: exit 0" 0
+expect "and it tells lit from shaded faces in 12 fresh photos (accuracy >= 0.75)" /usr/bin/python3 -c '
+import json, sys; r = json.load(open(sys.argv[1])); assert r["images"] == 12 and r["accuracy"] >= 0.75, r' "$TMP/out"
+
+# Labels the base has (the test model's c0..c6): the head is pulled toward the base's own rows.
+mkdir -p "$TMP/shared"
+ln -s "$TMP/train/bright" "$TMP/shared/c0"
+ln -s "$TMP/train/dark" "$TMP/shared/c3"
+run $ADAPT "$TMP/shared" -o "$TMP/models/shared.safetensors"
+expect_status "labels the base has: exit 0" 0
+expect_stdout "says the penalty pulls toward the base's head" "toward the base's head for 2 of 2 labels"
+run $ADAPT -f json --class-weights none "$TMP/shared" -o "$TMP/models/shared.safetensors" --force
+expect_status "--class-weights none: exit 0" 0
+expect_stdout "the report lists the labels taken from the base" '"labels_from_base":["c0","c3"]'
+expect_stdout "and the class weights" '"class_weights":"none"'
+run $EMOTE info -f json "$TMP/models/shared.safetensors"
+expect "and so does the model's provenance" /usr/bin/python3 -c "
+import json; p = json.load(open('$TMP/out'))['provenance']
+assert p['labels_from_base'] == ['c0', 'c3'] and p['class_weights'] == 'none', p"
+
 # ---- bad input ----------------------------------------------------------------------------
 mkdir -p "$TMP/one/bright" && cp "$TMP/train/bright/P0_000.png" "$TMP/one/bright/"
 run $ADAPT "$TMP/one" -o "$TMP/models/x.safetensors"
@@ -173,6 +230,24 @@ expect_status "no DIR: exit 2" 2
 run $ADAPT --cv 1 "$TMP/train" -o "$TMP/models/x.safetensors"
 expect_status "--cv 1: exit 2" 2
 expect_stderr "names the option and its range" "--cv needs an integer from 2 to 100"
+run $ADAPT --class-weights even "$TMP/train" -o "$TMP/models/x.safetensors"
+expect_status "--class-weights neither balanced nor none: exit 2" 2
+expect_stderr "names the choices" "--class-weights needs balanced or none (got 'even')"
+run env EMOTE_MODEL="$TMP/base.safetensors" $EMOTE adapt "$TMP/train" -o "$TMP/base.safetensors" --force
+expect_status "-o naming the base model given by \$EMOTE_MODEL: exit 2" 2
+expect "and the base is untouched" cmp -s "$TEST_MODEL" "$TMP/base.safetensors"
+mkdir -p "$TMP/badname/a,b" "$TMP/badname/c"
+run $ADAPT "$TMP/badname" -o "$TMP/models/x.safetensors"
+expect_status "a label folder whose name cannot be a label: exit 3" 3
+expect_stderr "names it and says why" "$TMP/badname/a,b: a label folder's name"
+mkdir -p "$TMP/nolabels"
+run $ADAPT "$TMP/nolabels" -o "$TMP/models/x.safetensors"
+expect_status "no label folder at all: exit 3" 3
+expect_stderr "says so" "$TMP/nolabels: 0 label folders; adapt needs two or more"
+printf 'x' >"$TMP/afile"
+run $ADAPT "$TMP/afile" -o "$TMP/models/x.safetensors"
+expect_status "DIR a file: exit 3" 3
+expect_stderr "names it" "$TMP/afile: cannot read directory"
 run $ADAPT --group '([' "$TMP/train" -o "$TMP/models/x.safetensors"
 expect_status "a --group that is not a regex: exit 2" 2
 expect_stderr "names it" "--group '([':"

@@ -46,7 +46,7 @@ TEST(adapt_fit_separates_a_separable_problem) {
     float x[ROWS * DIMS];
     int y[ROWS], fold_of[ROWS], group[ROWS], predicted[ROWS];
     make_blobs(x, y, ROWS, DIMS, CLASSES, 8.0, 1);
-    fit_data d = {ROWS, DIMS, CLASSES, x, y};
+    fit_data d = {.rows = ROWS, .dims = DIMS, .classes = CLASSES, .x = x, .y = y};
     softmax_head h;
     CHECK(head_alloc(&h, CLASSES, DIMS));
     CHECK(head_fit(&d, 1e-3, &h));
@@ -70,7 +70,7 @@ TEST(adapt_cross_validation_of_noise_is_near_chance) {
     uint64_t seed = 7;
     for (int i = 0; i < ROWS * DIMS; i++) x[i] = (float)gaussian(&seed);
     for (int i = 0; i < ROWS; i++) y[i] = uniform(&seed) < 0.5, group[i] = i;
-    fit_data d = {ROWS, DIMS, CLASSES, x, y};
+    fit_data d = {.rows = ROWS, .dims = DIMS, .classes = CLASSES, .x = x, .y = y};
     cv_summary cv;
     CHECK(assign_folds(y, group, ROWS, CLASSES, ROWS, 5, fold_of));
     CHECK(head_cross_validate(&d, fold_of, 5, predicted, &cv));
@@ -88,7 +88,8 @@ TEST(adapt_folded_standardization_gives_the_same_logits) {
     const double scale[DIMS] = {1, 10, 0.01, 3, 200}, shift[DIMS] = {0, -5, 100, 0.5, 1000};
     for (int i = 0; i < ROWS; i++)
         for (int j = 0; j < DIMS; j++) moved[i * DIMS + j] = (float)(x[i * DIMS + j] * scale[j] + shift[j]);
-    fit_data a = {ROWS, DIMS, CLASSES, x, y}, b = {ROWS, DIMS, CLASSES, moved, y};
+    fit_data a = {.rows = ROWS, .dims = DIMS, .classes = CLASSES, .x = x, .y = y}, b = a;
+    b.x = moved;
     softmax_head ha, hb;
     CHECK(head_alloc(&ha, CLASSES, DIMS) && head_alloc(&hb, CLASSES, DIMS));
     CHECK(head_fit(&a, 0.01, &ha) && head_fit(&b, 0.01, &hb));
@@ -107,28 +108,94 @@ TEST(adapt_folded_standardization_gives_the_same_logits) {
     head_free(&hb);
 }
 
+/* Rows called class 1 (the minority) and how many of them are right. */
+static void minority_calls(const softmax_head *h, const float *x, const int *y, int rows, int *found, int *called) {
+    *found = *called = 0;
+    for (int i = 0; i < rows; i++) {
+        int p = head_predict(h, x + (size_t)i * h->dims);
+        *found += p == 1 && y[i] == 1;
+        *called += p == 1;
+    }
+}
+
 TEST(adapt_class_weights_balance_an_unbalanced_set) {
-    /* 10 of class 1 among 200, overlapping: unweighted, a head would mostly say class 0. */
+    /* 10 of class 1 among 200, overlapping: unweighted, a head mostly says class 0. */
     enum { ROWS = 200, DIMS = 2 };
     float x[ROWS * DIMS];
-    int y[ROWS];
+    int y[ROWS], found, called;
     uint64_t seed = 11;
     for (int i = 0; i < ROWS; i++) {
         y[i] = i < 10;
         x[i * DIMS] = (float)(gaussian(&seed) + (y[i] ? 1.5 : 0));
         x[i * DIMS + 1] = (float)gaussian(&seed);
     }
-    fit_data d = {ROWS, DIMS, 2, x, y};
+    fit_data d = {.rows = ROWS, .dims = DIMS, .classes = 2, .x = x, .y = y};
     softmax_head h;
     CHECK(head_alloc(&h, 2, DIMS) && head_fit(&d, 1e-3, &h));
-    int found = 0, called = 0;
-    for (int i = 0; i < ROWS; i++) {
-        int p = head_predict(&h, x + i * DIMS);
-        found += p == 1 && y[i] == 1;
-        called += p == 1;
-    }
-    CHECKF(found >= 7 && called > 20, "minority recall %d/10, %d rows called minority", found, called);
+    minority_calls(&h, x, y, ROWS, &found, &called);
+    CHECKF(found >= 7 && called > 20, "balanced: minority recall %d/10, %d rows called minority", found, called);
+    d.weighting = CLASS_WEIGHTS_NONE;
+    CHECK(head_fit(&d, 1e-3, &h));
+    minority_calls(&h, x, y, ROWS, &found, &called);
+    CHECKF(called <= 5, "unweighted: %d rows called minority (%d right)", called, found);
     head_free(&h);
+}
+
+/* A prior head that knows the answer: at a strong penalty the fit stays at it (in the
+ * features' own units, through the standardisation), where a fit toward zero on 6 rows of
+ * noisy features does not get the fresh rows right. */
+TEST(adapt_a_prior_head_holds_at_a_strong_penalty) {
+    enum { ROWS = 6, FRESH = 300, DIMS = 20, CLASSES = 3 };
+    float x[ROWS * DIMS], fresh[FRESH * DIMS];
+    int y[ROWS], fresh_y[FRESH];
+    make_blobs(x, y, ROWS, DIMS, CLASSES, 1.5, 5);
+    make_blobs(fresh, fresh_y, FRESH, DIMS, CLASSES, 1.5, 6);
+    for (int i = 0; i < ROWS * DIMS; i++) x[i] = x[i] * 3 + 10; /* the prior is in these units */
+    for (int i = 0; i < FRESH * DIMS; i++) fresh[i] = fresh[i] * 3 + 10;
+    softmax_head prior, toward_prior, toward_zero;
+    CHECK(head_alloc(&prior, CLASSES, DIMS) && head_alloc(&toward_prior, CLASSES, DIMS) &&
+          head_alloc(&toward_zero, CLASSES, DIMS));
+    for (int c = 0; c < CLASSES; c++) { /* logit c = x_c / 3 - 10 / 3: the blobs' centre dimension */
+        prior.weight[c * DIMS + c] = 1.0 / 3;
+        prior.bias[c] = -10.0 / 3;
+    }
+    const bool every_class[CLASSES] = {true, true, true};
+    fit_data d = {.rows = ROWS, .dims = DIMS, .classes = CLASSES, .x = x, .y = y};
+    CHECK(head_fit(&d, 100, &toward_zero));
+    d.prior = &prior;
+    d.prior_has_class = every_class;
+    CHECK(head_fit(&d, 100, &toward_prior));
+    double prior_accuracy = train_accuracy(&prior, fresh, fresh_y, FRESH),
+           held = train_accuracy(&toward_prior, fresh, fresh_y, FRESH),
+           from_zero = train_accuracy(&toward_zero, fresh, fresh_y, FRESH);
+    CHECKF(fabs(held - prior_accuracy) < 0.02, "prior %g, fitted toward it %g", prior_accuracy, held);
+    CHECKF(held > from_zero + 0.1, "toward the prior %g, toward zero %g", held, from_zero);
+    double moved = 0;
+    for (int i = 0; i < CLASSES * DIMS; i++) moved = fmax(moved, fabs(toward_prior.weight[i] - prior.weight[i]));
+    CHECKF(moved < 0.02, "weights moved %g from the prior", moved);
+    head_free(&prior);
+    head_free(&toward_prior);
+    head_free(&toward_zero);
+}
+
+/* The chosen strength is the strongest within one standard error of the best score. */
+TEST(adapt_cross_validation_takes_the_strongest_within_one_standard_error) {
+    enum { ROWS = 150, DIMS = 8, CLASSES = 3 };
+    float x[ROWS * DIMS];
+    int y[ROWS], fold_of[ROWS], group[ROWS], predicted[ROWS];
+    make_blobs(x, y, ROWS, DIMS, CLASSES, 1.0, 9);
+    for (int i = 0; i < ROWS; i++) group[i] = i;
+    fit_data d = {.rows = ROWS, .dims = DIMS, .classes = CLASSES, .x = x, .y = y};
+    cv_summary cv;
+    CHECK(assign_folds(y, group, ROWS, CLASSES, ROWS, 5, fold_of));
+    CHECK(head_cross_validate(&d, fold_of, 5, predicted, &cv));
+    int top = 0;
+    for (int l = 0; l < FIT_NUM_LAMBDAS; l++) top = cv.score[l] > cv.score[top] ? l : top;
+    CHECKF(cv.standard_error[top] > 0, "standard error %g", cv.standard_error[top]);
+    CHECKF(cv.score[cv.best] >= cv.score[top] - cv.standard_error[top], "chose %d (%g), best %d (%g +- %g)", cv.best,
+           cv.score[cv.best], top, cv.score[top], cv.standard_error[top]);
+    for (int l = 0; l < cv.best; l++)
+        CHECKF(cv.score[l] < cv.score[top] - cv.standard_error[top], "strength %d (%g) was within reach", l, cv.score[l]);
 }
 
 TEST(adapt_folds_keep_groups_whole_and_classes_even) {

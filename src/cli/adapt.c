@@ -27,9 +27,10 @@ static const char usage[] =
     "Fits the base model to your own labelled faces, with any set of labels: DIR/<label>/*\n"
     "(two or more label folders, as eval reads them). Runs the base model over every image up\n"
     "to its last dense layer, fits a new softmax head on those features (L2-regularised\n"
-    "multinomial logistic regression, class-weighted, its strength chosen by k-fold\n"
-    "cross-validation) and writes the base with that head and the new labels as MODEL, a model\n"
-    "file that works wherever a model does (-m MODEL). Prints the cross-validated estimate.\n"
+    "multinomial logistic regression, pulled toward the base's own head for the labels it\n"
+    "shares and toward zero for new ones, its strength chosen by k-fold cross-validation)\n"
+    "and writes the base with that head and the new labels as MODEL, a model file that\n"
+    "works wherever a model does (-m MODEL). Prints the cross-validated estimate.\n"
     "\n"
     "  -o, --output MODEL     the model file to write (required)\n"
     "      --force            replace MODEL if it exists\n"
@@ -39,6 +40,9 @@ static const char usage[] =
     "                         extended regex, e.g. '^S[0-9]+'): a person's images never fall on\n"
     "                         both sides of a fold; without it the estimate is optimistic when\n"
     "                         one person has many images\n"
+    "      --class-weights W  balanced: every label counts the same however many images it\n"
+    "                         has (default); none: every image counts the same, so the\n"
+    "                         folders' proportions become the head's priors\n"
     "  -f, --format F         text | json (default text)\n"
     "  -m, --model MODEL      the base: a built-in model (fer2013, ferplus, fer2013-faces) or a\n"
     "                         model file (default: $EMOTE_MODEL, else fer2013; with --faces,\n"
@@ -73,6 +77,7 @@ typedef struct {
     const char *output, *group_pattern;
     bool force;
     int folds;
+    class_weighting weighting;
 } adapt_options;
 
 /* The training set as it grows: one row of features per image (two with --tta). */
@@ -131,7 +136,7 @@ static int list_label_folders(const char *dir, bool quiet, char ***out) {
     }
     closedir(d);
     if (count < 0) fprintf(stderr, "emote: out of memory\n");
-    else qsort(names, (size_t)count, sizeof *names, compare_names);
+    else if (count > 1) qsort(names, (size_t)count, sizeof *names, compare_names);
     *out = names;
     return count;
 }
@@ -266,18 +271,48 @@ static bool check_counts(const training_set *t, int folds) {
 /* ---- fitting -------------------------------------------------------------------------- */
 
 typedef struct {
+    softmax_head prior;        /* the base's own head for the labels it shares, zero rows elsewhere */
+    bool *label_in_base;       /* per new label */
+    int labels_in_base;
     cv_summary cv;
     confusion_matrix confusion; /* out-of-fold predictions, one per image (not its mirror) */
     metrics_summary metrics;
     softmax_head head;
 } adaptation;
 
-static fit_data training_data(const training_set *t) {
-    return (fit_data){(int)t->rows, t->dims, t->num_labels, t->x, t->y};
+/* The base's class with this label, or -1. */
+static int base_class_of(const emote_model *base, const char *label) {
+    for (int c = 0; c < emote_model_num_classes(base); c++)
+        if (!strcmp(emote_model_label(base, c), label)) return c;
+    return -1;
 }
 
-static bool cross_validate(const training_set *t, int folds, adaptation *a) {
-    fit_data d = training_data(t);
+/* The prior the fit pulls toward: the base's last dense layer's row (and bias) for each label
+ * the base has by name. false when out of memory. */
+static bool take_base_head(const training_set *t, const emote_model *base, adaptation *a) {
+    if (!head_alloc(&a->prior, t->num_labels, t->dims) ||
+        !(a->label_in_base = calloc_array((size_t)t->num_labels, sizeof(bool))))
+        return false;
+    const dense_layer *dense = &base->ops[model_head_op(base)].u.linear;
+    for (int k = 0; k < t->num_labels; k++) {
+        int c = base_class_of(base, t->labels[k]);
+        if (c < 0) continue;
+        for (int j = 0; j < t->dims; j++) a->prior.weight[(size_t)k * t->dims + j] = dense->weight[(size_t)c * t->dims + j];
+        a->prior.bias[k] = dense->bias ? dense->bias[c] : 0;
+        a->label_in_base[k] = true;
+        a->labels_in_base++;
+    }
+    return true;
+}
+
+static fit_data training_data(const training_set *t, const adaptation *a, class_weighting weighting) {
+    return (fit_data){(int)t->rows,     t->dims,   t->num_labels, t->x, t->y, weighting,
+                      a->labels_in_base ? &a->prior : NULL, a->label_in_base};
+}
+
+static bool cross_validate(const training_set *t, const adapt_options *ao, adaptation *a) {
+    const int folds = ao->folds;
+    fit_data d = training_data(t, a, ao->weighting);
     int *fold_of = alloc_array((size_t)t->rows, sizeof(int)), *predicted = alloc_array((size_t)t->rows, sizeof(int));
     bool ok = fold_of && predicted && confusion_init(&a->confusion, t->num_labels) &&
               assign_folds(t->y, t->group_of, d.rows, d.classes, t->num_groups, folds, fold_of) &&
@@ -288,18 +323,22 @@ static bool cross_validate(const training_set *t, int folds, adaptation *a) {
     return ok && metrics_compute(&a->confusion, &a->metrics);
 }
 
-static bool fit_final_head(const training_set *t, adaptation *a) {
-    fit_data d = training_data(t);
+static bool fit_final_head(const training_set *t, const adapt_options *ao, adaptation *a) {
+    fit_data d = training_data(t, a, ao->weighting);
     return head_alloc(&a->head, t->num_labels, t->dims) && head_fit(&d, fit_lambdas[a->cv.best], &a->head);
 }
 
 static void adaptation_free(adaptation *a) {
+    head_free(&a->prior);
+    free(a->label_in_base);
     confusion_free(&a->confusion);
     metrics_free(&a->metrics);
     head_free(&a->head);
 }
 
 /* ---- the model file ------------------------------------------------------------------- */
+
+static const char *class_weighting_name(class_weighting w) { return w == CLASS_WEIGHTS_NONE ? "none" : "balanced"; }
 
 /* The command line as a shell would take it back: words with odd characters in single quotes. */
 static char *command_line(int argc, char **argv) {
@@ -348,6 +387,10 @@ static cJSON *provenance_json(const training_set *t, const adaptation *a, const 
     cJSON_AddNumberToObject(p, "images_failed", (double)t->failed);
     cJSON_AddBoolToObject(p, "mirrored_images_added", t->rows_per_image == 2);
     cJSON_AddNumberToObject(p, "l2_strength", fit_lambdas[a->cv.best]);
+    cJSON_AddStringToObject(p, "class_weights", class_weighting_name(ao->weighting));
+    cJSON *from_base = cJSON_AddArrayToObject(p, "labels_from_base");
+    for (int k = 0; from_base && k < t->num_labels; k++)
+        if (a->label_in_base[k]) cJSON_AddItemToArray(from_base, cJSON_CreateString(t->labels[k]));
     cJSON_AddNumberToObject(p, "cv_accuracy", a->metrics.accuracy);
     cJSON_AddNumberToObject(p, "cv_folds", ao->folds);
     if (ao->group_pattern) cJSON_AddStringToObject(p, "cv_group", ao->group_pattern);
@@ -403,17 +446,27 @@ static void print_report(const training_set *t, const adaptation *a, const adapt
         printf(",\"base_sha256\":\"%s\",\"folds\":%d,\"group\":", sha, ao->folds);
         if (ao->group_pattern) json_write_string(stdout, ao->group_pattern);
         else printf("null");
-        printf(",\"l2_strength\":%.17g,\"mirrored_images_added\":%s,", fit_lambdas[a->cv.best],
-               t->rows_per_image == 2 ? "true" : "false");
+        printf(",\"l2_strength\":%.17g,\"class_weights\":\"%s\",\"labels_from_base\":[", fit_lambdas[a->cv.best],
+               class_weighting_name(ao->weighting));
+        for (int k = 0, first = 1; k < t->num_labels; k++)
+            if (a->label_in_base[k]) {
+                printf(first ? "" : ",");
+                json_write_string(stdout, t->labels[k]);
+                first = 0;
+            }
+        printf("],\"mirrored_images_added\":%s,", t->rows_per_image == 2 ? "true" : "false");
         metrics_print_json_fields(stdout, &a->confusion, &a->metrics, labels, t->failed);
         printf("}\n");
         return;
     }
     printf("adapted %s to %d labels on %ld images; wrote %s\n", emote_model_name(base), t->num_labels,
            a->confusion.total, ao->output);
-    printf("cross-validated estimate: %d folds, %s; L2 strength %g\n\n", ao->folds,
+    printf("cross-validated estimate: %d folds, %s; L2 strength %g toward ", ao->folds,
            ao->group_pattern ? "images grouped by --group" : "no --group (optimistic if a person has many images)",
            fit_lambdas[a->cv.best]);
+    if (a->labels_in_base) printf("the base's head for %d of %d labels", a->labels_in_base, t->num_labels);
+    else printf("zero (no label of the base's)");
+    printf(", class weights %s\n\n", class_weighting_name(ao->weighting));
     metrics_print_text(stdout, &a->confusion, &a->metrics, labels, t->failed);
 }
 
@@ -511,7 +564,7 @@ static int adapt(const engine_options *o, const adapt_options *ao, const char *d
     if (t.unmatched && !o->quiet)
         fprintf(stderr, "emote: warning: %ld file names do not match --group '%s': each is a group of its own\n",
                 t.unmatched, ao->group_pattern);
-    if (!cross_validate(&t, ao->folds, &a) || !fit_final_head(&t, &a)) {
+    if (!take_base_head(&t, e.model, &a) || !cross_validate(&t, ao, &a) || !fit_final_head(&t, ao, &a)) {
         fprintf(stderr, "emote: out of memory fitting the head\n");
         goto done;
     }
@@ -525,13 +578,14 @@ done:
     return status;
 }
 
-enum { OPT_OUTPUT = 'o', OPT_FORCE = OPTION_COMMAND, OPT_CV, OPT_GROUP };
+enum { OPT_OUTPUT = 'o', OPT_FORCE = OPTION_COMMAND, OPT_CV, OPT_GROUP, OPT_CLASS_WEIGHTS };
 
 static const struct option option_table[] = {
     {"output", required_argument, NULL, 'o'},
     {"force", no_argument, NULL, OPT_FORCE},
     {"cv", required_argument, NULL, OPT_CV},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"class-weights", required_argument, NULL, OPT_CLASS_WEIGHTS},
     {"format", required_argument, NULL, 'f'},
     {"model", required_argument, NULL, 'm'},
     {"batch", required_argument, NULL, 'b'},
@@ -550,6 +604,15 @@ static const struct option option_table[] = {
 
 static int cmd_adapt(int argc, char **argv);
 const command adapt_command = {"adapt", cmd_adapt, option_table};
+
+static bool parse_class_weighting(const char *value, class_weighting *out) {
+    if (!strcmp(value, "balanced") || !strcmp(value, "none")) {
+        *out = !strcmp(value, "none") ? CLASS_WEIGHTS_NONE : CLASS_WEIGHTS_BALANCED;
+        return true;
+    }
+    fprintf(stderr, "emote: --class-weights needs balanced or none (got '%s')\n", value);
+    return false;
+}
 
 /* -1 to go on, else the exit status (help or a usage error). */
 static int parse_arguments(int argc, char **argv, engine_options *o, adapt_options *ao, const char **dir) {
@@ -570,6 +633,9 @@ static int parse_arguments(int argc, char **argv, engine_options *o, adapt_optio
         case OPT_GROUP: ao->group_pattern = p.value; break;
         case OPT_CV:
             if (!parse_int_option(p.name, p.value, 2, 100, &ao->folds)) return EXIT_USAGE;
+            break;
+        case OPT_CLASS_WEIGHTS:
+            if (!parse_class_weighting(p.value, &ao->weighting)) return EXIT_USAGE;
             break;
         case 'f':
             if (!parse_report_format(&p, &ao->format)) return EXIT_USAGE;
