@@ -133,7 +133,7 @@ cp "$FIXTURES/faces/scene-empty.png" "$TMP/photos/lit/noface.png"
 FM="$TMP/models/faces.safetensors"
 run $EMOTE adapt --faces -j 2 --cv 3 "$TMP/photos" -o "$FM"
 expect_status "adapt --faces: exit 0 (a photo without a face is left out, as eval --faces does)" 0
-expect_stdout "adapts the --faces default model on the 20 faces found" "adapted built-in fer2013-faces to 2 labels on 20 images"
+expect_stdout "adapts the --faces default model on the 20 faces found" "adapted built-in ferplus to 2 labels on 20 images"
 expect_stderr "names the photo without a face" "$TMP/photos/lit/noface.png: no face found"
 run $EMOTE --faces -m "$FM" -f jsonl "$TMP/fresh-photos/shaded/photo00.png"
 expect_status "emote --faces -m the adapted model: exit 0" 0

@@ -158,8 +158,8 @@ expect "... and leaves it where it is (no _noface/)" test ! -e "$TMP/strict/_nof
 
 run $EMOTE --faces -f jsonl "$F/scene-crowd.png"
 cp "$TMP/out" "$TMP/default-classifier.jsonl"
-run $EMOTE --faces -m fer2013-faces -f jsonl "$F/scene-crowd.png"
-expect "--faces classifies with the built-in fer2013-faces" cmp -s "$TMP/out" "$TMP/default-classifier.jsonl"
+run $EMOTE --faces -m ferplus -f jsonl "$F/scene-crowd.png"
+expect "--faces classifies with the built-in ferplus" cmp -s "$TMP/out" "$TMP/default-classifier.jsonl"
 run $EMOTE --faces -m fer2013 -f jsonl "$F/scene-crowd.png"
 expect "... and -m still chooses (fer2013 gives other probabilities)" bash -c "! cmp -s '$TMP/out' '$TMP/default-classifier.jsonl'"
 

@@ -2,7 +2,7 @@
 """`make eval-photos`: emote --faces on the real-photo set (tools/photos/manifest.json, photos in
 build/photos, rebuilt by tools/photos/fetch_photos.py), scored against labels made by eye.
 
-  /usr/bin/python3 tools/eval_photos.py [-m MODEL] [--min-face-score 0.2] [--curve] [-j N]
+  /usr/bin/python3 tools/eval_photos.py [-m MODEL] [--min-face-score 0.4] [--curve] [-j N]
       [--emote ./emote] [--photos build/photos] [--from-jsonl FILE --name NAME]
 
 Matching, per photo: detections are taken in order of face score; each one is matched to the
@@ -190,7 +190,7 @@ def main():
     ap.add_argument('--photos', default='build/photos')
     ap.add_argument('--emote', default='./emote')
     ap.add_argument('-m', '--model', help='classifier: a built-in name or a file (default: emote\'s, fer2013-faces)')
-    ap.add_argument('--min-face-score', type=float, default=0.2)
+    ap.add_argument('--min-face-score', type=float, default=0.4, help="emote's default (0.4)")
     ap.add_argument('-j', '--jobs', type=int, help="passed to emote's -j")
     ap.add_argument('--curve', action='store_true', help='precision/recall over face scores 0.1..0.9')
     ap.add_argument('--from-jsonl', help="score another tool's records instead of running emote")
@@ -232,7 +232,7 @@ def main():
     if a.curve:
         print(f'{title}: precision/recall over face scores ({len(photos)} photos; one run at 0.05)')
         print('| min face score | recall | precision | phantom boxes (no-face photos) | expression, end to end '
-              '| largest box a real face |')
+              '| main face a real face |')
         print('| ---: | ---: | ---: | ---: | ---: | ---: |')
         n_face_photos = sum(1 for p in photos if any(not f.get('ignore') for f in p['faces']))
         for t10 in range(1, 10):

@@ -46,7 +46,7 @@ static const char usage[] =
     "  -f, --format F         text | json (default text)\n"
     "  -m, --model MODEL      the base: a built-in model (fer2013, ferplus, fer2013-faces) or a\n"
     "                         model file (default: $EMOTE_MODEL, else fer2013; with --faces,\n"
-    "                         fer2013-faces)\n"
+    "                         ferplus)\n"
     "      --tta              add each image's mirror image to the training set\n"
     "      --faces            the largest face of each photo, found and cropped as eval does\n"
     "      --min-face-score S detector score threshold, 0..1 (default 0.2)\n"

@@ -125,7 +125,7 @@ void faces_note_limit(const engine_options *eo, const emote_result *r);
  * with error when one cannot be written. */
 bool faces_save_crops(const faces_options *o, const emote_result *r, char *error, size_t cap);
 /* The built-in classifier --faces uses unless -m or $EMOTE_MODEL names one. */
-#define FACES_MODEL "fer2013-faces"
+#define FACES_MODEL "ferplus"
 /* The error of an image's one record when --faces finds no face in it. */
 #define NO_FACE_MESSAGE EMOTE_NO_FACE_MESSAGE
 

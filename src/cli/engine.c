@@ -12,7 +12,7 @@
 const char ENGINE_OPTIONS_HELP[] =
     "  -m, --model MODEL    a built-in model (fer2013, ferplus, fer2013-faces) or a model\n"
     "                       file (default: $EMOTE_MODEL, else fer2013; with --faces,\n"
-    "                       fer2013-faces)\n"
+    "                       ferplus)\n"
     "  -b, --batch N        images per forward pass (default 32)\n"
     "  -j, --threads N      worker threads (default 0 = one per CPU)\n"
     "      --readers N      threads reading and decoding ahead of the model (default:\n"
@@ -136,8 +136,8 @@ void fit_engine_to_inputs(engine_options *o, char *const *paths, int count) {
     if (o->readers < 0 || o->readers > count) o->readers = count;
 }
 
-/* --faces without -m or $EMOTE_MODEL: the classifier fine-tuned on the detector's crops
- * (README "Faces in photos"), when the binary has it; else NULL, the default model. */
+/* --faces without -m or $EMOTE_MODEL: the classifier measured best on real photos (README
+ * "Faces in photos"), when the binary has it; else NULL, the default model. */
 static const char *faces_classifier(void) {
     for (int i = 0; emote_builtin_model_name(i); i++)
         if (!strcmp(emote_builtin_model_name(i), FACES_MODEL)) return FACES_MODEL;
