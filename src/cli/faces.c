@@ -16,11 +16,7 @@
 bool faces_open(faces_state *st, const engine_options *eo) {
     const faces_options *o = &eo->faces;
     memset(st, 0, sizeof *st);
-    if (!o->on) return true;
-    if (eo->tta || eo->stdin_image) {
-        fprintf(stderr, "emote: --faces does not yet work with %s\n", eo->tta ? "--tta" : "--stdin-image");
-        return false;
-    }
+    if (!o->on) return true; /* --tta and --stdin-image were refused while parsing (engine_option) */
     emote_error err;
     if (!(st->detector = emote_model_open_builtin_named("yunet", &err))) {
         fprintf(stderr, "emote: --faces: %s\n", err.message);
