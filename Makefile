@@ -105,6 +105,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(filter %.o,$^) $(LDLIBS)
 # Readers of the CLI's own that a target needs besides the library.
 build/fuzz/fuzz_record_file: build/fuzz/obj/src/cli/record_file.o
+# Kept between runs (make would delete them as intermediate files of the pattern rule).
+.SECONDARY: $(FUZZ_LIB_OBJ)
 
 # The same targets without libFuzzer, for any compiler: tests/fuzz/replay_main.c hands each file
 # named to LLVMFuzzerTestOneInput. Built in $(BUILD) with its CFLAGS against its objects;
