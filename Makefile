@@ -39,7 +39,7 @@ BUILTIN_PRESENT := $(foreach m,$(BUILTIN_MODELS),$(if $(wildcard $(lastword $(su
 BUILTIN_FILES := $(foreach m,$(BUILTIN_PRESENT),$(lastword $(subst =, ,$(m))))
 BUILTIN_OBJ := $(if $(BUILTIN_PRESENT),$(BUILD)/builtin_models.o)
 
-.PHONY: .FORCE all deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces model-ferplus-faces eval-photos eval-photos-peers
+.PHONY: .FORCE all fuzz-replay deps-build deps-test deps-tools check check-scale bench bench-pipeline model fixtures install clean fuzz bench-decode bench-faces model-ferplus model-faces model-ferplus-faces eval-photos eval-photos-peers
 
 all: deps-build emote libemote.a
 
@@ -105,6 +105,19 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(CFLAGS_BASE) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(filter %.o,$^) $(LDLIBS)
 # Readers of the CLI's own that a target needs besides the library.
 build/fuzz/fuzz_record_file: build/fuzz/obj/src/cli/record_file.o
+# Kept between runs (make would delete them as intermediate files of the pattern rule).
+.SECONDARY: $(FUZZ_LIB_OBJ)
+
+# The same targets without libFuzzer, for any compiler: tests/fuzz/replay_main.c hands each file
+# named to LLVMFuzzerTestOneInput. Built in $(BUILD) with its CFLAGS against its objects;
+# `make check` builds them in its sanitizer build and replays every committed corpus:
+#   build/asan-clang/fuzz_replay/fuzz_image tests/fuzz/corpus/image/*
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz_replay/%)
+fuzz-replay: $(FUZZ_REPLAY)
+$(BUILD)/fuzz_replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(BUILD)/libemote.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(BUILD)/libemote.a $(LDLIBS)
+$(BUILD)/fuzz_replay/fuzz_record_file: $(BUILD)/src/cli/record_file.o
 
 fuzz: $(FUZZ_BIN)
 ifneq ($(FUZZ_SECONDS),)

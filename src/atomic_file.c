@@ -12,6 +12,8 @@
 #include "util.h"
 
 #define SYNC_INTERVAL_NS 1000000000L
+#define TEMP_NAME_KEPT 200 /* bytes of a file's name that its temporary name keeps */
+#define TEMP_SUFFIX 6      /* mkostemp's XXXXXX */
 
 static mode_t current_umask(void) {
     mode_t mask = umask(0);
@@ -23,7 +25,8 @@ static mode_t current_umask(void) {
 static emote_status create_temp(const char *dir, const char *name, char **temp_path, int *fd, emote_error *err) {
     size_t len = strlen(dir);
     char *path;
-    if (asprintf(&path, "%s%s.%.200s" ATOMIC_TEMP_MARK "XXXXXX", dir, len && dir[len - 1] != '/' ? "/" : "", name) < 0)
+    if (asprintf(&path, "%s%s.%.*s" ATOMIC_TEMP_MARK "XXXXXX", dir, len && dir[len - 1] != '/' ? "/" : "", TEMP_NAME_KEPT,
+                 name) < 0)
         return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", dir);
     *fd = mkostemp(path, O_CLOEXEC);
     if (*fd < 0 || fchmod(*fd, 0666 & ~current_umask()) != 0) {
@@ -185,6 +188,13 @@ emote_status sync_folder(const char *dir, emote_error *err) {
     return ok ? EMOTE_OK : emote_fail(err, EMOTE_ERR_IO, "%s: cannot sync folder: %s", dir, strerror(error));
 }
 
+emote_status sync_folder_of(const char *path, emote_error *err) {
+    char *dir = path_folder(path);
+    emote_status s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
+    free(dir);
+    return s;
+}
+
 long atomic_remove_stale_temps(const char *dir, long max_age_seconds, bool quiet) {
     DIR *d = opendir(dir);
     if (!d) {
@@ -205,6 +215,29 @@ long atomic_remove_stale_temps(const char *dir, long max_age_seconds, bool quiet
                     strerror(errno));
     }
     closedir(d);
+    return removed;
+}
+
+/* Whether entry is .NAME.emote-tmp.XXXXXX for name. */
+static bool is_temp_of(const char *entry, const char *name) {
+    size_t n = strlen(name), mark = strlen(ATOMIC_TEMP_MARK);
+    return entry[0] == '.' && strncmp(entry + 1, name, n) == 0 && strncmp(entry + 1 + n, ATOMIC_TEMP_MARK, mark) == 0 &&
+           strlen(entry + 1 + n + mark) == TEMP_SUFFIX;
+}
+
+int atomic_remove_temps_of(const char *path) {
+    const char *name = path_base_name(path);
+    char *dir = strlen(name) <= TEMP_NAME_KEPT ? path_folder(path) : NULL;
+    DIR *d = dir ? opendir(dir) : NULL;
+    int removed = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        struct stat st;
+        if (is_temp_of(e->d_name, name) && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    if (d) closedir(d);
+    free(dir);
     return removed;
 }
 
@@ -267,9 +300,7 @@ emote_status append_file_create(append_file *l, const char *path, bool replace, 
     if (!(l->path = str_dup(path))) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
     emote_status s = replace ? create_replacing(path, header, &l->fd, err) : create_exclusive(path, header, &l->fd, err);
     if (!s) s = append_sync(l, err);
-    char *dir = s ? NULL : path_folder(path);
-    if (!s) s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
-    free(dir);
+    if (!s) s = sync_folder_of(path, err);
     if (s) {
         if (l->fd >= 0) close(l->fd);
         l->fd = -1;
@@ -312,11 +343,7 @@ emote_status write_file_atomically(const char *path, const void *data, size_t si
         if (p == ATOMIC_NAME_TAKEN) s = emote_fail(err, EMOTE_ERR_IO, "%s: exists", path);
         else if (p == ATOMIC_FAILED) s = EMOTE_ERR_IO;
     }
-    if (!s) {
-        char *dir = path_folder(path);
-        s = dir ? sync_folder(dir, err) : emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", path);
-        free(dir);
-    }
+    if (!s) s = sync_folder_of(path, err);
     atomic_file_discard(&a);
     return s;
 }

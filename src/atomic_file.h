@@ -58,9 +58,16 @@ bool file_holds_bytes(const char *path, const void *data, size_t size);
 atomic_publish_status rename_no_clobber(const char *from, const char *to, int *err_no, emote_error *err);
 /* fsync on a folder, so that names created in it survive a power cut. */
 emote_status sync_folder(const char *dir, emote_error *err);
+/* fsync on the folder that holds path. */
+emote_status sync_folder_of(const char *path, emote_error *err);
 /* Removes the temporary files in dir older than max_age_seconds; returns how many, and
  * prints a warning per file that cannot be removed unless quiet. */
 long atomic_remove_stale_temps(const char *dir, long max_age_seconds, bool quiet);
+/* Removes the temporary files that atomic_file_begin_for(path) makes (regular files only, of
+ * any age: for a caller that holds a lock on path, so that no writer of them is alive); returns
+ * how many. None when path's name is longer than temporary names keep (other names could then
+ * share them). */
+int atomic_remove_temps_of(const char *path);
 
 /* The whole file path = data[0..size), through atomic_file (begin, write, finish, publish)
  * and a synced folder; replace: an existing path is replaced, else EMOTE_ERR_IO "PATH:

@@ -20,8 +20,10 @@ enum { BUF_MAIN_A, BUF_MAIN_B, BUF_TEMP_A, BUF_TEMP_B, NUM_BUFFERS };
 #define SLICE_MIN_FLOATS 32768
 #define MAX_THREADS 256
 /* OpenBLAS maps a work buffer of this size (its BUFFER_SIZE, 128 MiB in 0.3.21 on x86-64) for
- * each thread in an sgemm at once, and when the mapping fails it retries forever. */
+ * each thread in an sgemm at once, and when the mapping fails it retries forever. The mapping
+ * is a little larger (two pages more in 0.3.21): checked with 1 MiB to spare. */
 #define BLAS_BUFFER_BYTES ((size_t)128 << 20)
+#define BLAS_BUFFER_MAPPED (BLAS_BUFFER_BYTES + ((size_t)1 << 20))
 
 /* One worker's buffers, sized for its share of a batch. */
 typedef struct {
@@ -110,10 +112,30 @@ static bool session_alloc(emote_session *s, int threads) {
 /* Whether `threads` OpenBLAS buffers still fit in the address space (ulimit -v): mapped (not
  * touched) and unmapped again. Where they do not, sgemm would hang; a session is refused. */
 static bool blas_buffers_fit(int threads) {
-    size_t bytes = BLAS_BUFFER_BYTES * (size_t)threads;
+    size_t bytes = BLAS_BUFFER_MAPPED * (size_t)threads;
     void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (probe == MAP_FAILED) return false;
     munmap(probe, bytes);
+    return true;
+}
+
+/* OpenBLAS's table of work buffers (memory.c, as Debian's 0.3.21 builds it): a call takes the
+ * first free buffer, mapping it on first use, and gives it back mapped for the next caller.
+ * Not in cblas.h; weak, as other BLAS builds lack them. */
+extern void *blas_memory_alloc(int procpos) __attribute__((weak));
+extern void blas_memory_free(void *buffer) __attribute__((weak));
+
+/* Makes sure `threads` OpenBLAS buffers are mapped now, while the address space is known to
+ * hold them: taken all at once (so each is a different one) and given back. The session's
+ * threads then find them mapped whatever the rest of the process (decoders) takes later,
+ * instead of OpenBLAS retrying a failed mapping forever in the middle of a batch. */
+static bool reserve_blas_buffers(int threads) {
+    if (!blas_buffers_fit(threads)) return false;
+    if (!blas_memory_alloc || !blas_memory_free) return true;
+    void *held[MAX_THREADS];
+    for (int i = 0; i < threads; i++) held[i] = blas_memory_alloc(0);
+    for (int i = 0; i < threads; i++)
+        if (held[i]) blas_memory_free(held[i]);
     return true;
 }
 
@@ -158,7 +180,7 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_MEMORY, "out of memory planning buffers for batches of %d images", max_batch);
         return NULL;
     }
-    if (!blas_buffers_fit(threads)) {
+    if (!reserve_blas_buffers(threads)) {
         emote_session_free(s);
         emote_fail(err, EMOTE_ERR_MEMORY,
                    "out of memory: OpenBLAS needs %zu MiB of address space for each of %d threads (ulimit -v?); "

@@ -99,6 +99,28 @@ Image.fromarray(a).save(sys.argv[1], compress_level=1)" "$TMP/big/big0.png"
     STATUS=$?
     expect_status "eight 40-megapixel PNGs under ulimit -v 2000000 (8 readers): exit 0" 0
     expect "... a record with a label for each" test "$(cut -f2 "$TMP/out" | grep -c .)" = 8
+    # The address space filled by decoding after the session is made (6 images of 5000x5000
+    # between 12 small ones, -b 1, the built-in model, whose convs are large enough for
+    # OpenBLAS to want its buffer): the forward passes find OpenBLAS's buffers mapped when the
+    # session was made. They used to map them at their first sgemm and, finding no room,
+    # retry forever: most of these runs hung (3 or 4 of the 4 limits, run after run).
+    mkdir -p "$TMP/squeeze"
+    /usr/bin/python3 -c "from PIL import Image; Image.new('RGB', (5000, 5000)).save('$TMP/squeeze/big.png')"
+    squeeze=()
+    for i in $(seq 0 11); do
+        make_png "$TMP/squeeze/small$i.png" 24 24 "$i"
+        squeeze+=("$TMP/squeeze/small$i.png")
+        [ $((i % 2)) = 1 ] && cp "$TMP/squeeze/big.png" "$TMP/squeeze/big$i.png" && squeeze+=("$TMP/squeeze/big$i.png")
+    done
+    for limit in 450000 500000 550000 600000; do
+        bash -c "ulimit -v $limit; timeout 30 \"\$@\"" _ $EMOTE -j 2 -b 1 -f tsv --no-header "${squeeze[@]}" \
+            >"$TMP/out" 2>"$TMP/err"
+        STATUS=$?
+        expect "ulimit -v $limit, large images decoding while the model runs: exit 1 or 3 (not a hang: $STATUS)" \
+            test "$STATUS" = 1 -o "$STATUS" = 3
+        [ "$STATUS" = 1 ] && expect "ulimit -v $limit: every small image classified" \
+            test "$(awk -F'\t' '$1 ~ /\/small[0-9]+\.png$/ && $2 != "" && $NF == ""' "$TMP/out" | wc -l)" = 12
+    done
 fi
 # $EMOTE_READ_MEMORY_MIB: a budget of 1 MiB reads each image alone; the records are the same.
 run $EMOTE --faces -f tsv --no-header -b 3 --readers 4 "$FIXTURES/faces"

@@ -80,17 +80,25 @@ run $EMOTE $M -f tsv -o "$TMP/stdin.tsv" --resume --stdin-image <"$IN/img1.png"
 expect_status "--stdin-image with --resume: usage error" 2
 expect_stderr "... that says why" "--resume does not work with --stdin-image"
 
-# ---- a rewrite killed before its rename leaves FILE.tmp-XXXXXX --------------------------------
+# ---- a rewrite killed before its rename leaves .FILE.emote-tmp.XXXXXX (atomic_file's name) ------
 run $EMOTE $M -f csv -o "$TMP/e.csv" "$IN"
 expect_status "a run with a broken input: exit 1" 1
-cp "$TMP/e.csv" "$TMP/e.csv.tmp-Ab12Cd"   # as a rewrite killed before its rename leaves it
-echo keep >"$TMP/e.csv.tmp-mine"
+chmod 640 "$TMP/e.csv"
+inode=$(stat -c %i "$TMP/e.csv")
+cp "$TMP/e.csv" "$TMP/.e.csv.emote-tmp.Ab12Cd"   # as a rewrite killed before its rename leaves it
+echo keep >"$TMP/.e.csv.emote-tmp.mine"
+echo keep >"$TMP/.xe.csv.emote-tmp.Ab12Cd"
+ln -s e.csv "$TMP/.e.csv.emote-tmp.Ln12Cd"
 run $EMOTE $M -f csv -o "$TMP/e.csv" --resume "$IN"
 expect_status "--resume with an error record to retry: exit 1 (still broken)" 1
-expect "... removes the temporary file of the killed rewrite" test ! -e "$TMP/e.csv.tmp-Ab12Cd"
+expect "... removes the temporary file of the killed rewrite" test ! -e "$TMP/.e.csv.emote-tmp.Ab12Cd"
 expect_stderr "... and says so" "removed 1 temporary file of a rewrite that was interrupted"
-expect "... but not a file that only looks alike" test -e "$TMP/e.csv.tmp-mine"
-expect "... and leaves no temporary file of its own" test -z "$(ls "$TMP" | grep 'e.csv.tmp-[A-Za-z0-9]\{6\}$')"
+expect "... but not files that only look alike (another name, another length, a symlink)" \
+    test -e "$TMP/.e.csv.emote-tmp.mine" -a -e "$TMP/.xe.csv.emote-tmp.Ab12Cd" -a -L "$TMP/.e.csv.emote-tmp.Ln12Cd"
+rm "$TMP/.e.csv.emote-tmp.Ln12Cd"
+expect "... and leaves no temporary file of its own" test -z "$(ls -A "$TMP" | grep '^\.e\.csv\.emote-tmp\.[A-Za-z0-9]\{6\}$')"
+expect "... FILE was rewritten (records followed the error record): a new file, with FILE's permissions" \
+    test "$(stat -c %i "$TMP/e.csv")" != "$inode" -a "$(stat -c %a "$TMP/e.csv")" = 640
 
 # ---- two runs, one -o FILE --------------------------------------------------------------------
 if command -v flock >/dev/null; then

@@ -59,11 +59,23 @@ SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover
 SAN_CC=$(command -v clang >/dev/null && echo clang || echo gcc)
 check "build (release, -O2 -Wall -Wextra -Werror)" $MAKE $JOBS all build/release/test_unit
 check "build (ASan+UBSan, $SAN_CC)" $MAKE $JOBS CC=$SAN_CC BUILD=build/asan-$SAN_CC CFLAGS="-O1 -g $SANITIZE" \
-    LDFLAGS="$SANITIZE" build/asan-$SAN_CC/emote build/asan-$SAN_CC/test_unit
+    LDFLAGS="$SANITIZE" build/asan-$SAN_CC/emote build/asan-$SAN_CC/test_unit fuzz-replay
 
 run_suites build/release release
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 run_suites build/asan-$SAN_CC asan
+
+# Every committed fuzz corpus through its target, built without libFuzzer in the sanitizer
+# build (tests/fuzz/replay_main.c): a crash, a sanitizer report or a failed check fails it.
+replay_corpus() { # READER
+    local inputs=(tests/fuzz/corpus/"$1"/*)
+    [ -f "${inputs[0]}" ] || { echo "tests/fuzz/corpus/$1: no inputs"; return 1; }
+    build/asan-$SAN_CC/fuzz_replay/fuzz_"$1" "${inputs[@]}"
+}
+for target in tests/fuzz/fuzz_*.c; do
+    reader=$(basename "$target" .c); reader=${reader#fuzz_}
+    check "fuzz corpus $reader replayed (ASan+UBSan, $SAN_CC)" replay_corpus "$reader"
+done
 
 VALGRIND="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet"
 # Valgrind hides AVX-512 and does not follow the CLI's re-exec that picks OpenBLAS kernels

@@ -1,10 +1,8 @@
 /* -o FILE and --resume; see record_file.h. */
 #include "record_file.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "atomic_file.h"
 #include "string_table.h"
 #include "util.h"
 
@@ -22,7 +21,6 @@
 static const char jsonl_start[] = "{\"path\":\"";
 static const char jsonl_hex[] = ",\"path_hex\":\"";
 static const char identity_magic[] = "emote-run 1\n"; /* the first line of an identity file */
-static const char temp_infix[] = ".tmp-";              /* FILE.tmp-XXXXXX: a rewrite under way */
 enum { IDENTITY_MAX = 65536 };
 
 typedef struct {
@@ -480,29 +478,6 @@ static bool check_identity(record_file *f, char *error) {
 
 bool record_file_identity_unknown(const record_file *f) { return f->identity_missing && f->kept > 0; }
 
-/* Removes FILE.tmp-XXXXXX files that a rewrite killed before its rename left (FILE's lock
- * is held, so no other run is writing one). */
-static void remove_stale_temps(record_file *f) {
-    const char *slash = strrchr(f->target, '/');
-    size_t dir_length = slash ? (size_t)(slash - f->target) : 0;
-    const char *base = slash ? slash + 1 : f->target;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%.*s", (int)(dir_length ? dir_length : 1), slash ? f->target : ".");
-    DIR *d = opendir(dir);
-    size_t base_length = strlen(base), infix = sizeof temp_infix - 1;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        const char *name = e->d_name;
-        struct stat st;
-        if (strlen(name) != base_length + infix + 6 || strncmp(name, base, base_length) != 0 ||
-            strncmp(name + base_length, temp_infix, infix) != 0)
-            continue;
-        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-            unlinkat(dirfd(d), name, 0) == 0)
-            f->stale_removed++;
-    }
-    if (d) closedir(d);
-}
-
 record_file *record_file_scan(const char *path, const record_layout *layout, char *error) {
     record_file *f = record_file_new(path, layout);
     if (!f) {
@@ -520,7 +495,7 @@ record_file *record_file_scan(const char *path, const record_layout *layout, cha
     else if ((ok = lock_file(fd, path, error) && resolve_target(f, error))) {
         f->lock_fds[0] = fd;
         fd = -1;
-        remove_stale_temps(f);
+        f->stale_removed = atomic_remove_temps_of(f->target); /* of a killed rewrite; FILE's lock is held */
         if (!(in = fopen(f->target, "r"))) ok = failf(error, "%s: cannot open: %s", path, strerror(errno));
         else ok = scan_records(f, in, error) && check_identity(f, error);
     }
@@ -617,35 +592,50 @@ static bool is_dropped(const record_file *f, long number, size_t *next) {
     return *next < f->num_dropped && f->dropped[*next] == number;
 }
 
-/* Copies FILE without its dropped records and torn tail to a temporary file in the same
- * folder, locks it, then renames it over FILE: a kill at any moment leaves one of the two
- * whole (and the temporary file, which the next --resume removes). */
-static bool rewrite_without_dropped(record_file *f, char *error) {
-    size_t length = strlen(f->target) + sizeof temp_infix + 8;
-    char *temp = malloc(length);
-    if (!temp) return failf(error, "%s: out of memory", f->path);
-    snprintf(temp, length, "%s%sXXXXXX", f->target, temp_infix);
-    int fd = mkostemp(temp, O_CLOEXEC);
-    FILE *in = fopen(f->target, "r"), *out = fd >= 0 ? fdopen(fd, "w") : NULL;
-    struct stat st;
-    bool ok = in && out && fstat(fileno(in), &st) == 0 && fchmod(fd, st.st_mode & 07777) == 0 &&
-              lock_file(fd, f->path, error);
+/* Copies the records of FILE (in) that are kept to out; false when a read or write failed. */
+static bool copy_kept_records(record_file *f, FILE *in, FILE *out) {
     char *r = NULL;
     size_t capacity = 0, n, next = 0;
-    bool complete;
+    bool complete, ok = true;
     for (long number = 1; ok && (n = read_record(in, &f->layout, &r, &capacity, &complete)) > 0 && complete; number++)
         if (!is_dropped(f, number, &next)) ok = fwrite(r, 1, n, out) == n;
     free(r);
-    ok = ok && fflush(out) == 0 && fsync(fd) == 0;
-    if (!ok) failf(error, "%s: cannot rewrite without the records to drop (through FILE.tmp-XXXXXX): %s", f->path,
-                   strerror(errno));
-    if (ok && rename(temp, f->target) != 0) ok = failf(error, "%s: cannot replace: %s", f->path, strerror(errno));
-    if (in) fclose(in);
-    if (ok) f->lock_fds[1] = dup(fd); /* the new FILE stays locked */
-    if (out) fclose(out);
-    else if (fd >= 0) close(fd);
-    if (!ok && fd >= 0) unlink(temp);
-    free(temp);
+    return ok && !ferror(in);
+}
+
+/* Writes FILE's kept records through atomic_file (a temporary file beside it, with FILE's
+ * permissions and locked, so that the new FILE is locked once it has the name) and renames it
+ * over FILE: a kill at any moment leaves one of the two whole (and the temporary file, which
+ * the next --resume removes). *lock: the temporary file's lock, kept open. */
+static bool write_kept_records(record_file *f, FILE *in, atomic_file *a, int *lock, char *error) {
+    emote_error err;
+    struct stat st;
+    if (atomic_file_begin_for(a, f->target, &err)) return failf(error, "%s: cannot rewrite it: %s", f->path, err.message);
+    if ((*lock = dup(fileno(a->f))) < 0 || !lock_file(*lock, f->path, error)) {
+        if (*lock < 0) failf(error, "%s: cannot rewrite it: %s", f->path, strerror(errno));
+        return false;
+    }
+    errno = 0;
+    if (fstat(fileno(in), &st) != 0 || fchmod(fileno(a->f), st.st_mode & 07777) != 0 || !copy_kept_records(f, in, a->f))
+        return failf(error, "%s: cannot rewrite it without the records to drop: %s", f->path,
+                     strerror(errno ? errno : EIO));
+    if (atomic_file_finish(a, &err)) return failf(error, "%s: cannot rewrite it: %s", f->path, err.message);
+    if (atomic_file_publish(a, f->target, true, &err) != ATOMIC_PUBLISHED || sync_folder_of(f->target, &err))
+        return failf(error, "%s: cannot replace it: %s", f->path, err.message);
+    return true;
+}
+
+/* Drops the records noted and the torn tail by rewriting FILE; the new FILE stays locked. */
+static bool rewrite_without_dropped(record_file *f, char *error) {
+    FILE *in = fopen(f->target, "r");
+    if (!in) return failf(error, "%s: cannot open: %s", f->path, strerror(errno));
+    atomic_file a = {0};
+    int lock = -1;
+    bool ok = write_kept_records(f, in, &a, &lock, error);
+    fclose(in);
+    atomic_file_discard(&a); /* the temporary file, unless it took FILE's name */
+    if (ok) f->lock_fds[1] = lock;
+    else if (lock >= 0) close(lock);
     return ok;
 }
 
