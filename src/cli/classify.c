@@ -278,45 +278,19 @@ static bool same_model_and_options(output_target *t, engine *e, const record_lay
     return c.same || unchecked;
 }
 
-/* FNV-1a, 64-bit, over the model's bytes (a built-in model's, or its file's). */
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * UINT64_C(0x100000001b3);
-    return h;
-}
-static const uint64_t fnv_offset = UINT64_C(0xcbf29ce484222325);
-
-static bool model_fingerprint(const char *source, uint64_t *hash, uint64_t *size) {
-    for (int i = 0; emote_builtin_models[i].name; i++)
-        if (!source || !*source ? i == 0 : !strcmp(source, emote_builtin_models[i].name)) {
-            *size = emote_builtin_models[i].size;
-            *hash = fnv1a(fnv_offset, emote_builtin_models[i].data, *size);
-            return true;
-        }
-    int fd = source ? open(source, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
-    unsigned char chunk[65536];
-    ssize_t n = fd < 0 ? -1 : 0;
-    for (*hash = fnv_offset, *size = 0; fd >= 0 && (n = read(fd, chunk, sizeof chunk)) > 0; *size += (uint64_t)n)
-        *hash = fnv1a(*hash, chunk, (size_t)n);
-    if (fd >= 0) close(fd);
-    return n == 0;
-}
-
 /* What makes a record's bytes: the model's bytes and the options of the output. */
 static char *run_identity(const engine *e, const writer *w) {
     const engine_options *o = e->options;
-    uint64_t hash, size;
-    if (!model_fingerprint(e->model_source, &hash, &size)) {
-        fprintf(stderr, "emote: %s: cannot read the model again: %s\n", e->model_source, strerror(errno));
-        return NULL;
-    }
+    char sha[65];
+    emote_model_sha256(e->model, sha); /* the bytes it was loaded from: a built-in model's or its file's */
     char *text = NULL;
     char faces[128] = "no";
     if (o->faces.on)
         snprintf(faces, sizeof faces, "yes min-face-score=%.9g detect-size=%d max-faces=%d any-angle=%s",
                  (double)o->faces.min_score, o->faces.detect_size, o->faces.max_faces, o->faces.any_angle ? "yes" : "no");
     static const char *const format_names[] = {[FORMAT_TSV] = "tsv", [FORMAT_CSV] = "csv", [FORMAT_JSONL] = "jsonl"};
-    if (asprintf(&text, "model: %" PRIu64 " bytes, fnv1a64 %016" PRIx64 "\noptions: -f %s header=%s top=%d tta=%s "
-                 "exif=%s faces=%s\n", size, hash, format_names[w->format], w->header ? "yes" : "no", w->top,
+    if (asprintf(&text, "model: sha256 %s\noptions: -f %s header=%s top=%d tta=%s "
+                 "exif=%s faces=%s\n", sha, format_names[w->format], w->header ? "yes" : "no", w->top,
                  o->tta ? "yes" : "no", o->no_exif ? "no" : "yes", faces) < 0) {
         fprintf(stderr, "emote: out of memory\n");
         return NULL;

@@ -133,7 +133,6 @@ typedef struct {
     emote_model *model;
     emote_session *session;
     const engine_options *options;
-    const char *model_source; /* the -m / $EMOTE_MODEL name or file opened; NULL: the default */
     faces_state faces; /* --faces: the detector */
     bool photo_hinted; /* the "try --faces" hint was given (once per run) */
     bool features;     /* results carry features (emote_features) instead of probabilities (adapt) */

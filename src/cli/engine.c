@@ -171,8 +171,7 @@ bool engine_open(engine *e, const engine_options *o) {
     e->options = o;
     if (!read_memory_budget(&e->memory_budget)) return false;
     emote_error err;
-    e->model_source = engine_model_name(o);
-    e->model = emote_model_open_any(e->model_source, &err);
+    e->model = emote_model_open_any(engine_model_name(o), &err);
     if (!e->model) {
         fprintf(stderr, "emote: %s\n", err.message);
         return false;
