@@ -5,11 +5,12 @@
 
 #include "util.h"
 
-uint64_t hash_string(const char *s) {
-    uint64_t h = 14695981039346656037u; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+uint64_t hash_bytes(uint64_t h, const void *data, size_t size) {
+    for (const unsigned char *p = data; size--; p++) h = (h ^ *p) * 1099511628211u;
     return h;
 }
+
+uint64_t hash_string(const char *s) { return hash_bytes(HASH_SEED, s, strlen(s)); }
 
 static size_t table_slot(const string_table *t, const char *key) {
     size_t mask = t->capacity - 1, i = (size_t)hash_string(key) & mask;

@@ -13,7 +13,10 @@ typedef struct {
     size_t capacity, count; /* capacity: 0 or a power of two, kept at most half full */
 } string_table;
 
-uint64_t hash_string(const char *s); /* FNV-1a, 64-bit */
+/* FNV-1a, 64-bit: hash_bytes continues h (start from HASH_SEED) over size bytes. */
+#define HASH_SEED UINT64_C(14695981039346656037)
+uint64_t hash_bytes(uint64_t h, const void *data, size_t size);
+uint64_t hash_string(const char *s);
 
 /* The value stored for key, or -1. */
 int table_find(const string_table *t, const char *key);

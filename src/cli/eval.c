@@ -218,21 +218,16 @@ typedef struct {
     int num_faces, faces_capacity;
 } prediction_tally;
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t size) {
-    for (const unsigned char *p = data; size--; p++) h = (h ^ *p) * 1099511628211u;
-    return h;
-}
-
 /* What a record says, hashed (64 bits: two records that differ hash alike with a chance of
  * about 2^-64): its error message, or its label and probabilities, field by field (a
  * struct's padding is not hashed). */
 static uint64_t record_content(const prediction *r) {
-    uint64_t h = 14695981039346656037u;
-    if (r->error) return fnv1a(h, r->error, strlen(r->error) + 1);
-    h = fnv1a(fnv1a(h, "", 1), &r->label, sizeof r->label);
+    uint64_t h = HASH_SEED;
+    if (r->error) return hash_bytes(h, r->error, strlen(r->error) + 1);
+    h = hash_bytes(hash_bytes(h, "", 1), &r->label, sizeof r->label);
     for (int i = 0; i < r->num_probs; i++) {
-        h = fnv1a(h, &r->probs[i].label, sizeof r->probs[i].label);
-        h = fnv1a(h, &r->probs[i].prob, sizeof r->probs[i].prob);
+        h = hash_bytes(h, &r->probs[i].label, sizeof r->probs[i].label);
+        h = hash_bytes(h, &r->probs[i].prob, sizeof r->probs[i].prob);
     }
     return h;
 }
