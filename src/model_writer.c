@@ -1,7 +1,6 @@
 /* Writing a model file: a base model's graph and weights with a new head (the last dense
  * layer) and labels. The base's tensors are copied byte for byte from the file it was read
  * from (BatchNorm statistics and all), so the result is as auditable as the base. */
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +29,6 @@ static bool is_derived_key(const char *key) {
     for (int i = 0; derived_keys[i]; i++)
         if (!strcmp(derived_keys[i], key)) return true;
     return false;
-}
-
-static bool all_finite(const float *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
-    return true;
 }
 
 static emote_status check_head(const writer *w) {

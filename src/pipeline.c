@@ -15,7 +15,6 @@
  * readers only touch slots in [next_read, tail) after claiming them under the lock, and the
  * caller fills slot `tail` before publishing it by advancing tail under the lock. Bytes of
  * images being read (memory_in_use) stay within the budget, or belong to one image alone. */
-#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -308,12 +307,6 @@ static bool forward(pipeline *p, int rows, char *error) {
     return true;
 }
 
-static bool all_finite(const float *v, int n) {
-    for (int i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
-    return true;
-}
-
 /* ---- results ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -325,7 +318,7 @@ typedef struct {
 
 /* Hands out r with `out` (p->width floats: probabilities or features) unless it has an error. */
 static void deliver(pipeline *p, slot *s, emote_result *r, const float *out, delivery *d) {
-    if (!r->error && !all_finite(out, p->width)) {
+    if (!r->error && !all_finite(out, (size_t)p->width)) {
         format_message(s->error, sizeof s->error, "%s: model output is not finite", r->path);
         r->error = s->error;
     } else if (!r->error) {

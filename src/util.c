@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,6 +103,12 @@ char *str_dup(const char *s) {
     char *copy = malloc(n);
     if (copy) memcpy(copy, s, n);
     return copy;
+}
+
+bool all_finite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
 }
 
 const char *path_base_name(const char *path) {

@@ -65,6 +65,9 @@ void *array_reserve_one(void *items, int count, int *capacity, size_t size);
 /* strdup that returns NULL on allocation failure (kept here for -std=c11). */
 char *str_dup(const char *s);
 
+/* Whether none of v[0..n) is NaN or infinite. */
+bool all_finite(const float *v, size_t n);
+
 /* The last component of path (after its last '/'). */
 const char *path_base_name(const char *path);
 /* The folder part of path ("." for a bare name, "/" for "/name"); malloc'd, NULL when out of memory. */
