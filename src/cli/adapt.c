@@ -198,11 +198,12 @@ static int group_of(training_set *t, const char *path) {
 static bool reserve_rows(training_set *t, long more) {
     if (t->rows + more <= t->capacity) return true;
     long capacity = t->capacity ? t->capacity * 2 : 1024;
-    float *x = realloc(t->x, (size_t)capacity * t->dims * sizeof(float));
+    if (capacity < t->rows + more) capacity = t->rows + more;
+    float *x = realloc_array(t->x, (size_t)capacity, (size_t)t->dims * sizeof(float));
     if (x) t->x = x;
-    int *y = realloc(t->y, (size_t)capacity * sizeof(int));
+    int *y = realloc_array(t->y, (size_t)capacity, sizeof(int));
     if (y) t->y = y;
-    int *g = realloc(t->group_of, (size_t)capacity * sizeof(int));
+    int *g = realloc_array(t->group_of, (size_t)capacity, sizeof(int));
     if (g) t->group_of = g;
     if (!x || !y || !g) return false;
     t->capacity = capacity;
