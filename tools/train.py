@@ -75,6 +75,13 @@ def parse_args(argv=None):
     p.add_argument("--holdout-percent", type=int, default=10,
                    help="keep this share of train aside (by a hash of each image's pixels, stable) to pick the "
                         "best epoch; val is then only reported, a test figure (0: select on val as before)")
+    p.add_argument("--teacher", action="append", default=[],
+                   help="checkpoint (.pt) or model file of a teacher; repeat for an ensemble, whose averaged "
+                        "softened probabilities the student learns from (knowledge distillation)")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="share of the loss from the teachers, the rest from the labels (with --teacher)")
+    p.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="softmax temperature of teachers and student in the distillation loss")
     p.add_argument("--cutmix", type=float, default=0.0,
                    help="probability of CutMix per batch (Beta(1,1) box; loss mixed by area)")
     return p.parse_args(argv)
@@ -162,6 +169,29 @@ def evaluate(model, images, labels, device, num_classes, batch=512, prefix="val"
             f"{prefix}_mean_class_acc": float(np.mean(recall)), f"{prefix}_recall": recall}
 
 
+def load_teacher(path, device, num_classes):
+    """An EmoteNet in eval mode from a training checkpoint or an exported model file."""
+    if path.endswith(".pt"):
+        ck = torch.load(path, map_location="cpu")
+        config, state = ck["config"], ck["model"]
+    else:
+        tensors, meta = read_safetensors(path)
+        config = json.loads(meta["config"])
+        state = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()}
+    if config["num_classes"] != num_classes:
+        sys.exit(f"train.py: teacher {path} has {config['num_classes']} classes, the labels {num_classes}")
+    model = EmoteNet(config).to(device).to(memory_format=MEMORY_FORMAT)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def teacher_probs(teachers, x, temperature, autocast):
+    """The teachers' averaged probabilities at the given temperature, in float32."""
+    with autocast():
+        return torch.stack([(t(x).float() / temperature).softmax(1) for t in teachers]).mean(0)
+
+
 def lr_at(step, total, warmup, peak):
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -222,6 +252,10 @@ def main(argv=None):
         model.load_state_dict(fits, strict=False)
         print(f"initialised {len(fits)} of {len(state)} tensors from {args.init_model}; new: "
               f"{sorted(set(state) - set(fits))}", flush=True)
+    teachers = [load_teacher(t, device, len(labels)) for t in args.teacher]
+    if teachers:
+        print(f"distilling from {len(teachers)} teacher(s), weight {args.distill_weight}, "
+              f"temperature {args.distill_temperature}", flush=True)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -272,6 +306,11 @@ def main(argv=None):
                 if mix:
                     loss = mix_keep * loss + (1 - mix_keep) * F.cross_entropy(
                         out, y[mix_perm], weight=class_weight, label_smoothing=args.label_smoothing)
+            if teachers:
+                temp = args.distill_temperature
+                soft = teacher_probs(teachers, x, temp, autocast)
+                distill = -(soft * F.log_softmax(out / temp, 1)).sum(1).mean() * temp * temp
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * distill
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
