@@ -52,11 +52,12 @@ void choose_blas_kernel(char **argv) {
 
 /* A pthreads OpenBLAS starts its own thread pool when it is loaded, and those threads spin in
  * sched_yield for a while: in a 10 ms process on two cores they compete with emote's workers.
- * emote never uses them (its own pool calls single-threaded sgemm), so stop them (./emote
- * keeps them from starting at all, main.c; this stops them where OPENBLAS_NUM_THREADS asked
- * for more, and in the tools). OpenBLAS restarts them by itself if a caller asks for more
- * threads later, or calls openblas_set_num_threads after this (emote_session_new does not
- * when the count is already 1). Weak: other BLAS builds lack the symbol. */
+ * emote never uses them (its own pool calls single-threaded sgemm), so stop them. ./emote
+ * keeps them from starting at all, whatever OPENBLAS_NUM_THREADS says (main.c); this is for
+ * the tools, and for BLAS builds without the counters main.c sets. OpenBLAS restarts them by
+ * itself if a caller asks for more threads later, or calls openblas_set_num_threads after
+ * this (emote_session_new does not when the count is already 1). Weak: other BLAS builds
+ * lack the symbol. */
 extern void blas_thread_shutdown_(void) __attribute__((weak));
 
 void stop_blas_threads(void) {
