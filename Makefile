@@ -10,8 +10,9 @@ LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
 # ./emote links OpenBLAS statically where libopenblas-dev ships libopenblas.a (Debian's does):
 # loading and relocating the shared library (12,000 symbol relocations, and libgfortran and
 # libquadmath with it) cost every process 1.2-1.8 ms of CPU, a fifth of a one-image run
-# (README, *Start-up*). The same DYNAMIC_ARCH build, kernels and OPENBLAS_CORETYPE; the
-# binary grows by 25 MB of kernels that are mapped, not read. BLAS_STATIC= links it shared.
+# (README, *Start-up: one image per process*). The same DYNAMIC_ARCH build, kernels and
+# OPENBLAS_CORETYPE; the binary grows by 25 MB of kernels that are mapped, not read.
+# BLAS_STATIC= links the shared library.
 BLAS_STATIC ?= $(abspath $(filter /%,$(shell $(CC) -print-file-name=libopenblas.a 2>/dev/null)))
 EMOTE_LDLIBS := $(if $(BLAS_STATIC),$(BLAS_STATIC) $(filter-out -lopenblas,$(LDLIBS)),$(LDLIBS))
 MODEL       ?= models/emote-fer2013.safetensors
