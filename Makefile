@@ -7,6 +7,14 @@ BUILD       ?= build/release
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc -isystem src/third_party/stb
 CFLAGS      ?= -O2 -fvect-cost-model=cheap -g
 LDLIBS      := -lopenblas -lcjson -ljpeg -lm -lpthread
+# ./emote links OpenBLAS statically where libopenblas-dev ships libopenblas.a (Debian's does):
+# loading and relocating the shared library (12,000 symbol relocations, and libgfortran and
+# libquadmath with it) cost every process 1.2-1.8 ms of CPU, a fifth of a one-image run
+# (README, *Start-up: one image per process*). The same DYNAMIC_ARCH build, kernels and
+# OPENBLAS_CORETYPE; the binary grows by 25 MB of kernels that are mapped, not read.
+# BLAS_STATIC= links the shared library.
+BLAS_STATIC ?= $(abspath $(filter /%,$(shell $(CC) -print-file-name=libopenblas.a 2>/dev/null)))
+EMOTE_LDLIBS := $(if $(BLAS_STATIC),$(BLAS_STATIC) $(filter-out -lopenblas,$(LDLIBS)),$(LDLIBS))
 MODEL       ?= models/emote-fer2013.safetensors
 # Debian packages: to build; to run the tests (valgrind, and numpy/PIL to make test images);
 # for the tools (training, fixtures, benchmarks). python3-onnx is for tools/export_onnx.py,
@@ -55,7 +63,7 @@ $(BUILD)/libemote.so: $(LIB_SRC) $(wildcard src/*.h src/*/*.h include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
 $(BUILD)/emote: $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(EMOTE_LDLIBS)
 $(BUILD)/test_unit: $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TEST_CLI_OBJ) $(BUILTIN_OBJ) $(BUILD)/libemote.a $(LDLIBS)
 

@@ -188,7 +188,9 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         return NULL;
     }
     while (s->slice_ops < model->num_ops && runs_in_slices(&model->ops[s->slice_ops])) s->slice_ops++;
-    openblas_set_num_threads(1);
+    /* Only when needed: after blas_thread_shutdown_ (the CLI's stop_blas_threads) this call
+     * would start OpenBLAS's idle threads again, and they spin in sched_yield. */
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     return s;
 }
 

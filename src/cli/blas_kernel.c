@@ -31,9 +31,10 @@ static bool address_space_is_limited(void) {
 /* Under `ulimit -v` (or -d), OpenBLAS's own threads, started when it is loaded, may fail to
  * map their 128 MiB buffers; OpenBLAS then retries forever, and stop_blas_threads would wait
  * for them. There emote runs with OPENBLAS_NUM_THREADS=1, so that they never start (the
- * session checks its own threads' buffers: emote_session_new). */
+ * session checks its own threads' buffers: emote_session_new). Not needed where none
+ * started: ./emote keeps them from starting before OpenBLAS is initialised (main.c). */
 static bool keep_blas_threads_from_starting(void) {
-    return !getenv("OPENBLAS_NUM_THREADS") && address_space_is_limited() &&
+    return !getenv("OPENBLAS_NUM_THREADS") && openblas_get_num_threads() > 1 && address_space_is_limited() &&
            setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0;
 }
 
@@ -51,8 +52,11 @@ void choose_blas_kernel(char **argv) {
 
 /* A pthreads OpenBLAS starts its own thread pool when it is loaded, and those threads spin in
  * sched_yield for a while: in a 10 ms process on two cores they compete with emote's workers.
- * emote never uses them (its own pool calls single-threaded sgemm), so stop them. OpenBLAS
- * restarts them by itself if a caller asks for more threads later. Weak: other BLAS builds
+ * emote never uses them (its own pool calls single-threaded sgemm), so stop them. ./emote
+ * keeps them from starting at all, whatever OPENBLAS_NUM_THREADS says (main.c); this is for
+ * the tools, and for BLAS builds without the counters main.c sets. OpenBLAS restarts them by
+ * itself if a caller asks for more threads later, or calls openblas_set_num_threads after
+ * this (emote_session_new does not when the count is already 1). Weak: other BLAS builds
  * lack the symbol. */
 extern void blas_thread_shutdown_(void) __attribute__((weak));
 

@@ -140,7 +140,8 @@ typedef struct {
 } engine;
 
 /* When the inputs are fewer than a batch and all plain files (no directory, no '-'), sizes
- * the batch and the readers to them: one image in a process should not set up for 32. */
+ * the batch and the readers to them: one image in a process should not set up for 32 (nor
+ * start a reader thread for itself). */
 void fit_engine_to_inputs(engine_options *o, char *const *paths, int count);
 
 /* The model that -m, $EMOTE_MODEL or --faces choose; NULL: the default built-in model. */

@@ -133,7 +133,9 @@ void fit_engine_to_inputs(engine_options *o, char *const *paths, int count) {
         if (!strcmp(paths[i], "-") || (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))) return;
     }
     o->batch = count;
-    if (o->readers < 0 || o->readers > count) o->readers = count;
+    /* One input is read where it is used: a reader thread would only hand it over, after
+     * being started and scheduled (on a busy machine, milliseconds). */
+    if (o->readers < 0 || o->readers > count) o->readers = count == 1 ? 0 : count;
 }
 
 /* --faces without -m or $EMOTE_MODEL: the classifier measured best on real photos (README

@@ -6,6 +6,32 @@
 
 #include "cli.h"
 
+/* A pthreads OpenBLAS starts its own thread pool from its constructor, when it is loaded,
+ * one thread per core but one; emote never uses it (its own pool calls single-threaded
+ * sgemm), and those threads map a 128 MiB buffer each and spin in sched_yield until
+ * stop_blas_threads ends them: on two cores they cost a short process a quarter of its CPU
+ * time, and its start waits for them to be scheduled. OPENBLAS_NUM_THREADS=1 would keep
+ * them from starting, but it is read in that constructor, before main, and this process's
+ * environment cannot be changed before then (glibc sets `environ` after .preinit_array).
+ * What the variable would do is done instead: the program's .preinit_array runs before any
+ * constructor (a shared library's, or OpenBLAS's linked in: Makefile, BLAS_STATIC), and sets
+ * OpenBLAS's thread counts (blas_get_cpu_number would set both to 1 from the variable); the
+ * constructor then finds them set and starts no thread.
+ * Weak: other BLAS builds (OpenBLAS's serial one) lack them, and stop_blas_threads still
+ * stops whatever started. */
+extern int blas_cpu_number __attribute__((weak));
+extern int blas_num_threads __attribute__((weak));
+
+/* Not instrumented: it may run before a sanitizer's runtime has set itself up. */
+__attribute__((no_sanitize("address", "undefined"))) static void openblas_one_thread(int argc, char **argv,
+                                                                                    char **envp) {
+    (void)argc, (void)argv, (void)envp;
+    if (&blas_cpu_number && &blas_num_threads && blas_cpu_number == 0 && blas_num_threads == 0)
+        blas_cpu_number = blas_num_threads = 1;
+}
+__attribute__((section(".preinit_array"), used)) static void (*const preinit_openblas)(int, char **, char **) =
+    openblas_one_thread;
+
 static const char usage[] =
     "usage: emote [COMMAND] [options] ...\n"
     "\n"
