@@ -46,7 +46,14 @@ static int conv_k(const conv_layer *c) { return c->cin * c->kh * c->kw; }
 #define DIRECT_MAX_K 32
 static bool is_direct(const conv_layer *c) { return !is_pointwise(c) && conv_k(c) <= DIRECT_MAX_K; }
 
-bool conv_wants_winograd(const conv_layer *c) { return winograd_fits(c) && !is_direct(c); }
+/* Winograd's GEMMs are one image's (see winograd.c): with fewer 2x2 output tiles than this
+ * (an output of 4x4 or less) they are too narrow to run fast, and the batched im2col GEMM wins. */
+#define WINOGRAD_MIN_TILES 9
+
+bool conv_wants_winograd(const conv_layer *c) {
+    const int tiles = ((c->out.h + 1) / 2) * ((c->out.w + 1) / 2);
+    return winograd_fits(c) && !is_direct(c) && tiles >= WINOGRAD_MIN_TILES;
+}
 
 /* OpenBLAS kernels measured to compute each column of a regular-path GEMM on its own. */
 static bool columns_independent(void) {
@@ -82,7 +89,7 @@ static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
 
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (is_pointwise(c) || c->groups > 1) return 0;
-    if (c->winograd_weight) return winograd_scratch_floats(c, threads);
+    if (c->winograd_weight) return winograd_scratch_floats(c, max_n, threads);
     /* Chunks grow with n, and one image's matrix serves a channel split. */
     conv_plan p = plan_conv(c, max_n, threads);
     return (size_t)conv_k(c) * (size_t)p.rows_per_chunk * (size_t)c->out.w * (size_t)threads;

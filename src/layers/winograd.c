@@ -11,9 +11,11 @@
  * Summed over input channels, the products for each of the 16 positions of the 4x4 tile are
  * one GEMM: M[pos] (cout x tiles) = U[pos] (cout x cin) x V[pos] (cin x tiles).
  *
- * Determinism (see conv.c): one image at a time, its 16 GEMMs of the same shapes whatever
- * the batch and the thread count; a pool shares out the channels of the transforms and the
- * 16 GEMMs, each computed by the same call whichever thread runs it. */
+ * Determinism (see conv.c): one GEMM per image and position, of the same shape whatever the
+ * batch and the thread count. Images go in chunks so that each U[pos] is read once per chunk
+ * (the deep layers' U do not stay in cache from one image to the next); a pool shares out the
+ * channels of the transforms and the 16 positions, each GEMM the same call whichever thread
+ * runs it. */
 #include <cblas.h>
 #include <string.h>
 
@@ -22,6 +24,8 @@
 #define TILE 4   /* input patch side */
 #define STEP 2   /* output block side: patches start every STEP pixels */
 #define POSITIONS (TILE * TILE)
+/* Floats of V and M per chunk of images (at least one image). */
+#define CHUNK_FLOATS (512 * 1024)
 
 static int tiles_across(const conv_layer *c) { return (c->out.w + STEP - 1) / STEP; }
 static int tiles_down(const conv_layer *c) { return (c->out.h + STEP - 1) / STEP; }
@@ -33,44 +37,67 @@ bool winograd_fits(const conv_layer *c) {
 
 size_t winograd_weight_floats(const conv_layer *c) { return (size_t)POSITIONS * c->cout * c->cin; }
 
-/* u[pos][o][ci] = (G g G^T)[pos] for g = weight[o][ci], in double then rounded once. */
-void winograd_transform_weights(const conv_layer *c, float *u) {
-    const size_t plane = (size_t)c->cout * c->cin;
-    for (size_t oc = 0; oc < plane; oc++) {
-        const float *g = c->weight + oc * 9;
-        double gg[TILE][3]; /* G g */
-        for (int x = 0; x < 3; x++) {
-            double g0 = g[x], g1 = g[3 + x], g2 = g[6 + x];
-            gg[0][x] = g0;
-            gg[1][x] = 0.5 * (g0 + g1 + g2);
-            gg[2][x] = 0.5 * (g0 - g1 + g2);
-            gg[3][x] = g2;
+#define WEIGHT_BLOCK 64 /* kernels transformed at once, in vectors across kernels */
+
+/* u[pos * plane + i] = (G g_i G^T)[pos] for the `count` 3x3 kernels g_i at g, in double
+ * then rounded once. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+transform_weight_block(const float *restrict g, size_t count, float *restrict u, size_t plane) {
+    double gt[9][WEIGHT_BLOCK], gg[TILE][3][WEIGHT_BLOCK]; /* g transposed; G g */
+    for (size_t i = 0; i < count; i++)
+        for (int k = 0; k < 9; k++) gt[k][i] = g[i * 9 + k];
+    for (int x = 0; x < 3; x++)
+        for (size_t i = 0; i < count; i++) {
+            const double g0 = gt[x][i], g1 = gt[3 + x][i], g2 = gt[6 + x][i];
+            gg[0][x][i] = g0;
+            gg[1][x][i] = 0.5 * (g0 + g1 + g2);
+            gg[2][x][i] = 0.5 * (g0 - g1 + g2);
+            gg[3][x][i] = g2;
         }
-        for (int y = 0; y < TILE; y++) {
-            const double *r = gg[y];
-            const double row[TILE] = {r[0], 0.5 * (r[0] + r[1] + r[2]), 0.5 * (r[0] - r[1] + r[2]), r[2]};
-            for (int x = 0; x < TILE; x++) u[(size_t)(y * TILE + x) * plane + oc] = (float)row[x];
+    for (int y = 0; y < TILE; y++) {
+        float *u0 = u + (size_t)y * TILE * plane, *u1 = u0 + plane, *u2 = u1 + plane, *u3 = u2 + plane;
+        for (size_t i = 0; i < count; i++) {
+            const double r0 = gg[y][0][i], r1 = gg[y][1][i], r2 = gg[y][2][i];
+            u0[i] = (float)r0;
+            u1[i] = (float)(0.5 * (r0 + r1 + r2));
+            u2[i] = (float)(0.5 * (r0 - r1 + r2));
+            u3[i] = (float)r2;
         }
     }
 }
 
-/* Scratch: one image's V (16 x cin x tiles) and M (16 x cout x tiles), and for each thread
- * a zero-padded input plane and the row buffers of the transforms. */
+void winograd_transform_weights(const conv_layer *c, float *u) {
+    const size_t plane = (size_t)c->cout * c->cin;
+    for (size_t first = 0; first < plane; first += WEIGHT_BLOCK)
+        transform_weight_block(c->weight + first * 9, plane - first < WEIGHT_BLOCK ? plane - first : WEIGHT_BLOCK,
+                               u + first, plane);
+}
+
+/* Scratch: a chunk of images' V (16 x cin x tiles each) and M (16 x cout x tiles each), and
+ * for each thread a zero-padded input plane and the row buffers of the transforms. */
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
 static size_t thread_floats(const conv_layer *c) {
     return padded_side(c->out.h) * padded_side(c->out.w) + (size_t)POSITIONS * tiles_across(c);
 }
 
-size_t winograd_scratch_floats(const conv_layer *c, int threads) {
-    return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c) + (size_t)threads * thread_floats(c);
+static size_t image_floats(const conv_layer *c) { return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c); }
+
+static int chunk_images(const conv_layer *c, int n) {
+    size_t images = CHUNK_FLOATS / image_floats(c);
+    return images < 1 ? 1 : images < (size_t)n ? (int)images : n;
+}
+
+size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads) {
+    return (size_t)chunk_images(c, max_n) * image_floats(c) + (size_t)threads * thread_floats(c);
 }
 
 typedef struct {
     const conv_layer *conv;
-    const float *u, *in; /* in: channel 0 of this image; channels n planes apart */
-    float *out;          /* likewise */
-    int n;
-    float *v, *m, *thread_scratch;
+    const float *u, *in; /* in, out: CNHW batches of n images */
+    float *out;
+    int n, first, images; /* this chunk: images [first, first + images) */
+    float *v, *m;         /* [image in chunk][pos][channel][tile] */
+    float *thread_scratch;
     int parts; /* channel shares of the transforms */
 } winograd_job;
 
@@ -126,94 +153,105 @@ static void transform_input(void *arg, int part, int thread) {
     const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w), tiles = tile_count(c);
     const size_t stride = (size_t)c->cin * tiles; /* between positions */
     float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *tmp = padded + ph * pw;
+    const size_t in_plane = (size_t)c->in.h * c->in.w;
     int first, end;
     share(c->cin, j->parts, part, &first, &end);
-    for (int ci = first; ci < end; ci++) {
-        pad_plane(c, j->in + (size_t)ci * j->n * c->in.h * c->in.w, padded, ph, pw);
-        for (int ty = 0; ty < th; ty++)
-            input_tile_row(padded + (size_t)ty * STEP * pw, pw, tw, tmp, j->v + (size_t)ci * tiles + (size_t)ty * tw,
-                           stride);
+    for (int i = 0; i < j->images; i++) {
+        float *v = j->v + (size_t)i * POSITIONS * stride;
+        for (int ci = first; ci < end; ci++) {
+            pad_plane(c, j->in + ((size_t)ci * j->n + j->first + i) * in_plane, padded, ph, pw);
+            for (int ty = 0; ty < th; ty++)
+                input_tile_row(padded + (size_t)ty * STEP * pw, pw, tw, tmp, v + (size_t)ci * tiles + (size_t)ty * tw,
+                               stride);
+        }
     }
 }
 
-/* Task: M[pos] = U[pos] x V[pos]. */
+/* Task: M[pos] = U[pos] x V[pos] for each image of the chunk. */
 static void multiply_position(void *arg, int pos, int thread) {
     (void)thread;
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
     const int tiles = (int)tile_count(c);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, tiles, c->cin, 1.0f,
-                j->u + (size_t)pos * c->cout * c->cin, c->cin, j->v + (size_t)pos * c->cin * tiles, tiles, 0.0f,
-                j->m + (size_t)pos * c->cout * tiles, tiles);
+    const size_t v_image = (size_t)POSITIONS * c->cin * tiles, m_image = (size_t)POSITIONS * c->cout * tiles;
+    for (int i = 0; i < j->images; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, tiles, c->cin, 1.0f,
+                    j->u + (size_t)pos * c->cout * c->cin, c->cin, j->v + i * v_image + (size_t)pos * c->cin * tiles,
+                    tiles, 0.0f, j->m + i * m_image + (size_t)pos * c->cout * tiles, tiles);
 }
 
-/* One row of tiles of one output channel: A^T m A from M (positions `stride` floats apart),
- * then * scale + shift and ReLU, into two output rows of 2*tw floats in `rows`; tmp holds
- * 8 x tw floats. */
+/* y[q * tiles + t], q = 2 * row + column: the 2x2 outputs of every tile t of one output
+ * channel, A^T m A from M (positions `stride` floats apart), * scale + shift, ReLU'd if asked. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-output_tile_row(const float *restrict m, size_t stride, int tw, float scale, float shift, bool relu,
-                float *restrict tmp, float *restrict rows) {
-    /* A^T m down the columns */
-    for (int x = 0; x < TILE; x++) {
-        const float *m0 = m + (size_t)x * stride, *m1 = m0 + TILE * stride, *m2 = m1 + TILE * stride,
-                    *m3 = m2 + TILE * stride;
-        float *s0 = tmp + (size_t)x * tw, *s1 = s0 + (size_t)TILE * tw;
-        for (int tx = 0; tx < tw; tx++) {
-            s0[tx] = m0[tx] + m1[tx] + m2[tx];
-            s1[tx] = m1[tx] - m2[tx] - m3[tx];
-        }
+output_tiles(const float *restrict m, size_t stride, size_t tiles, float scale, float shift, bool relu,
+             float *restrict y) {
+    const float *m0 = m, *m1 = m0 + stride, *m2 = m1 + stride, *m3 = m2 + stride; /* row 0 of the 4x4 tile */
+    const float *m4 = m3 + stride, *m5 = m4 + stride, *m6 = m5 + stride, *m7 = m6 + stride;
+    const float *m8 = m7 + stride, *m9 = m8 + stride, *m10 = m9 + stride, *m11 = m10 + stride;
+    const float *m12 = m11 + stride, *m13 = m12 + stride, *m14 = m13 + stride, *m15 = m14 + stride;
+    for (size_t t = 0; t < tiles; t++) {
+        /* A^T m: rows 0 + 1 + 2 and 1 - 2 - 3 */
+        const float a0 = m0[t] + m4[t] + m8[t], a1 = m1[t] + m5[t] + m9[t], a2 = m2[t] + m6[t] + m10[t],
+                    a3 = m3[t] + m7[t] + m11[t];
+        const float b0 = m4[t] - m8[t] - m12[t], b1 = m5[t] - m9[t] - m13[t], b2 = m6[t] - m10[t] - m14[t],
+                    b3 = m7[t] - m11[t] - m15[t];
+        y[t] = (a0 + a1 + a2) * scale + shift;
+        y[tiles + t] = (a1 - a2 - a3) * scale + shift;
+        y[2 * tiles + t] = (b0 + b1 + b2) * scale + shift;
+        y[3 * tiles + t] = (b1 - b2 - b3) * scale + shift;
     }
-    /* (A^T m) A across each of the two rows */
-    for (int r = 0; r < STEP; r++) {
-        const float *s0 = tmp + (size_t)r * TILE * tw, *s1 = s0 + tw, *s2 = s1 + tw, *s3 = s2 + tw;
-        float *row = rows + (size_t)r * STEP * tw;
-        for (int tx = 0; tx < tw; tx++) {
-            float y0 = (s0[tx] + s1[tx] + s2[tx]) * scale + shift, y1 = (s1[tx] - s2[tx] - s3[tx]) * scale + shift;
-            if (relu) {
-                y0 = y0 > 0.0f ? y0 : 0.0f;
-                y1 = y1 > 0.0f ? y1 : 0.0f;
+    if (relu)
+        for (size_t i = 0; i < 4 * tiles; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+/* The outputs y of output_tiles into their places in an output plane. */
+static void place_tiles(const conv_layer *c, const float *y, float *plane) {
+    const int tw = tiles_across(c), th = tiles_down(c), oh = c->out.h, ow = c->out.w;
+    const size_t tiles = tile_count(c);
+    for (int ty = 0; ty < th; ty++)
+        for (int r = 0; r < STEP && ty * STEP + r < oh; r++) {
+            float *row = plane + (size_t)(ty * STEP + r) * ow;
+            const float *left = y + (size_t)(STEP * r) * tiles + (size_t)ty * tw, *right = left + tiles;
+            for (int tx = 0; tx < ow / STEP; tx++) {
+                row[STEP * tx] = left[tx];
+                row[STEP * tx + 1] = right[tx];
             }
-            row[2 * tx] = y0;
-            row[2 * tx + 1] = y1;
+            if (ow % STEP) row[ow - 1] = left[tw - 1];
         }
-    }
 }
 
 /* Task: the output planes of a share of the output channels. */
 static void transform_output(void *arg, int part, int thread) {
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
-    const int tw = tiles_across(c), th = tiles_down(c), oh = c->out.h, ow = c->out.w;
-    const size_t tiles = tile_count(c), stride = (size_t)c->cout * tiles;
-    float *rows = j->thread_scratch + (size_t)thread * thread_floats(c), *tmp = rows + (size_t)STEP * STEP * tw;
+    const size_t tiles = tile_count(c), stride = (size_t)c->cout * tiles, plane = (size_t)c->out.h * c->out.w;
+    float *y = j->thread_scratch + (size_t)thread * thread_floats(c);
     int first, end;
     share(c->cout, j->parts, part, &first, &end);
-    for (int o = first; o < end; o++) {
-        float *plane = j->out + (size_t)o * j->n * oh * ow;
-        const float scale = c->scale ? c->scale[o] : 1.0f;
-        for (int ty = 0; ty < th; ty++) {
-            output_tile_row(j->m + (size_t)o * tiles + (size_t)ty * tw, stride, tw, scale, c->bias[o], c->relu, tmp,
-                            rows);
-            for (int r = 0; r < STEP && ty * STEP + r < oh; r++)
-                memcpy(plane + (size_t)(ty * STEP + r) * ow, rows + (size_t)r * STEP * tw, (size_t)ow * sizeof(float));
+    for (int i = 0; i < j->images; i++) {
+        const float *m = j->m + (size_t)i * POSITIONS * stride;
+        for (int o = first; o < end; o++) {
+            output_tiles(m + (size_t)o * tiles, stride, tiles, c->scale ? c->scale[o] : 1.0f, c->bias[o], c->relu, y);
+            place_tiles(c, y, j->out + ((size_t)o * j->n + j->first + i) * plane);
         }
     }
 }
 
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
                       thread_pool *pool) {
-    const int threads = pool_size(pool);
-    const size_t tiles = tile_count(c);
-    float *v = scratch, *m = v + (size_t)POSITIONS * c->cin * tiles;
-    for (int img = 0; img < n; img++) {
+    const int threads = pool_size(pool), per_chunk = chunk_images(c, n);
+    float *m = scratch + (size_t)per_chunk * POSITIONS * c->cin * tile_count(c);
+    for (int first = 0; first < n; first += per_chunk) {
         winograd_job job = {.conv = c,
                             .u = u,
-                            .in = in + (size_t)img * c->in.h * c->in.w,
-                            .out = out + (size_t)img * c->out.h * c->out.w,
+                            .in = in,
+                            .out = out,
                             .n = n,
-                            .v = v,
+                            .first = first,
+                            .images = n - first < per_chunk ? n - first : per_chunk,
+                            .v = scratch,
                             .m = m,
-                            .thread_scratch = m + (size_t)POSITIONS * c->cout * tiles,
+                            .thread_scratch = m + (size_t)per_chunk * POSITIONS * c->cout * tile_count(c),
                             .parts = threads};
         pool_run(pool, transform_input, &job, threads);
         pool_run(pool, multiply_position, &job, POSITIONS);
