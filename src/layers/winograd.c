@@ -74,10 +74,11 @@ void winograd_transform_weights(const conv_layer *c, float *u) {
 }
 
 /* Scratch: a chunk of images' V (16 x cin x tiles each) and M (16 x cout x tiles each), and
- * for each thread a zero-padded input plane and the row buffers of the transforms. */
+ * for each thread a zero-padded input plane and its rows transformed (transform_input), or
+ * the outputs of the tiles of one channel (transform_output). */
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
 static size_t thread_floats(const conv_layer *c) {
-    return padded_side(c->out.h) * padded_side(c->out.w) + (size_t)POSITIONS * tiles_across(c);
+    return padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2;
 }
 
 static size_t image_floats(const conv_layer *c) { return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c); }
@@ -107,40 +108,42 @@ static void share(int count, int parts, int part, int *first, int *end) {
     *end = *first + per < count ? *first + per : count;
 }
 
-/* An input plane in `padded` (ph x pw) at row and column offset `padding`, zeros around it:
- * ph and pw reach the last whole tile, at least ih + 2 * padding and iw + 2 * padding. */
+/* An input plane in `padded` (ph x pw, and two floats more) at row and column offset
+ * `padding`, zeros around it: ph and pw reach the last whole tile, at least ih + 2 * padding
+ * and iw + 2 * padding. */
 static void pad_plane(const conv_layer *c, const float *plane, float *padded, size_t ph, size_t pw) {
     const size_t p = (size_t)c->padding, iw = (size_t)c->in.w;
-    memset(padded, 0, ph * pw * sizeof(float));
+    memset(padded, 0, (ph * pw + 2) * sizeof(float));
     for (size_t y = 0; y < (size_t)c->in.h; y++) memcpy(padded + (y + p) * pw + p, plane + y * iw, iw * sizeof(float));
 }
 
-/* One row of tiles of one channel: V[pos][ty*tw + tx] (positions `stride` floats apart) from
- * the four padded rows rows[0..3]; tmp holds 16 x tw floats. */
+/* d B for every row of a padded plane (pw = 2 * (tw + 1), two floats past its end): the four
+ * values for the patch columns of tile tx in row y at rows[k * count + y * (tw + 1) + tx], with
+ * count = ph * (tw + 1), as one loop over the plane (the last tx of each row is not used). */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-input_tile_row(const float *restrict rows, size_t pw, int tw, float *restrict tmp, float *restrict v, size_t stride) {
-    /* d B across each of the four rows */
-    for (int r = 0; r < TILE; r++) {
-        const float *d = rows + (size_t)r * pw;
-        float *t = tmp + (size_t)r * TILE * tw;
-        for (int tx = 0; tx < tw; tx++) {
-            const float d0 = d[2 * tx], d1 = d[2 * tx + 1], d2 = d[2 * tx + 2], d3 = d[2 * tx + 3];
-            t[tx] = d0 - d2;
-            t[tw + tx] = d1 + d2;
-            t[2 * tw + tx] = d2 - d1;
-            t[3 * tw + tx] = d1 - d3;
-        }
+transform_rows(const float *restrict d, size_t count, float *restrict rows) {
+    for (size_t q = 0; q < count; q++) {
+        const float d0 = d[2 * q], d1 = d[2 * q + 1], d2 = d[2 * q + 2], d3 = d[2 * q + 3];
+        rows[q] = d0 - d2;
+        rows[count + q] = d1 + d2;
+        rows[2 * count + q] = d2 - d1;
+        rows[3 * count + q] = d1 - d3;
     }
-    /* B^T (d B) down the columns */
+}
+
+/* B^T (d B) down the columns for one row of tiles: V[pos][tx] (positions `stride` floats
+ * apart) from the four transformed rows of its patches, `across` floats apart in `rows`
+ * (planes of `count`). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+transform_columns(const float *restrict rows, size_t count, size_t across, int tw, float *restrict v, size_t stride) {
     for (int x = 0; x < TILE; x++) {
-        const float *t0 = tmp + (size_t)x * tw, *t1 = t0 + (size_t)TILE * tw, *t2 = t1 + (size_t)TILE * tw,
-                    *t3 = t2 + (size_t)TILE * tw;
+        const float *r0 = rows + (size_t)x * count, *r1 = r0 + across, *r2 = r1 + across, *r3 = r2 + across;
         float *v0 = v + (size_t)x * stride, *v1 = v0 + TILE * stride, *v2 = v1 + TILE * stride, *v3 = v2 + TILE * stride;
         for (int tx = 0; tx < tw; tx++) {
-            v0[tx] = t0[tx] - t2[tx];
-            v1[tx] = t1[tx] + t2[tx];
-            v2[tx] = t2[tx] - t1[tx];
-            v3[tx] = t1[tx] - t3[tx];
+            v0[tx] = r0[tx] - r2[tx];
+            v1[tx] = r1[tx] + r2[tx];
+            v2[tx] = r2[tx] - r1[tx];
+            v3[tx] = r1[tx] - r3[tx];
         }
     }
 }
@@ -152,17 +155,18 @@ static void transform_input(void *arg, int part, int thread) {
     const int tw = tiles_across(c), th = tiles_down(c);
     const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w), tiles = tile_count(c);
     const size_t stride = (size_t)c->cin * tiles; /* between positions */
-    float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *tmp = padded + ph * pw;
-    const size_t in_plane = (size_t)c->in.h * c->in.w;
+    const size_t across = (size_t)tw + 1, count = ph * across, in_plane = (size_t)c->in.h * c->in.w;
+    float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *rows = padded + ph * pw + 2;
     int first, end;
     share(c->cin, j->parts, part, &first, &end);
     for (int i = 0; i < j->images; i++) {
         float *v = j->v + (size_t)i * POSITIONS * stride;
         for (int ci = first; ci < end; ci++) {
             pad_plane(c, j->in + ((size_t)ci * j->n + j->first + i) * in_plane, padded, ph, pw);
+            transform_rows(padded, count, rows);
             for (int ty = 0; ty < th; ty++)
-                input_tile_row(padded + (size_t)ty * STEP * pw, pw, tw, tmp, v + (size_t)ci * tiles + (size_t)ty * tw,
-                               stride);
+                transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
+                                  v + (size_t)ci * tiles + (size_t)ty * tw, stride);
         }
     }
 }
