@@ -12,10 +12,9 @@
  * one GEMM: M[pos] (cout x tiles) = U[pos] (cout x cin) x V[pos] (cin x tiles).
  *
  * Determinism (see conv.c): one GEMM per image and position, of the same shape whatever the
- * batch and the thread count. Images go in chunks so that each U[pos] is read once per chunk
- * (the deep layers' U do not stay in cache from one image to the next); a pool shares out the
- * channels of the transforms and the 16 positions, each GEMM the same call whichever thread
- * runs it. */
+ * batch and the thread count. Images go in chunks, each U[pos] serving every image of a chunk
+ * while in cache (a 192-channel conv's U are 2.4 MB); a pool shares out the channels of the
+ * transforms and the 16 positions, each GEMM the same call whichever thread runs it. */
 #include <cblas.h>
 #include <string.h>
 
@@ -81,7 +80,9 @@ static size_t thread_floats(const conv_layer *c) {
     return padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2;
 }
 
-static size_t image_floats(const conv_layer *c) { return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c); }
+static size_t image_floats(const conv_layer *c) {
+    return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c);
+}
 
 static int chunk_images(const conv_layer *c, int n) {
     size_t images = CHUNK_FLOATS / image_floats(c);
@@ -138,7 +139,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 transform_columns(const float *restrict rows, size_t count, size_t across, int tw, float *restrict v, size_t stride) {
     for (int x = 0; x < TILE; x++) {
         const float *r0 = rows + (size_t)x * count, *r1 = r0 + across, *r2 = r1 + across, *r3 = r2 + across;
-        float *v0 = v + (size_t)x * stride, *v1 = v0 + TILE * stride, *v2 = v1 + TILE * stride, *v3 = v2 + TILE * stride;
+        float *v0 = v + (size_t)x * stride, *v1 = v0 + TILE * stride, *v2 = v1 + TILE * stride,
+              *v3 = v2 + TILE * stride;
         for (int tx = 0; tx < tw; tx++) {
             v0[tx] = r0[tx] - r2[tx];
             v1[tx] = r1[tx] + r2[tx];
