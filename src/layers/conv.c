@@ -14,7 +14,7 @@
  *   - otherwise, and for small layers, one GEMM per image, on one thread;
  *   - a conv with K <= DIRECT_MAX_K (a first layer) is no GEMM at all (direct_block);
  *   - a 3x3 stride-1 conv whose weights were transformed at load runs as Winograd
- *     (winograd.c), one image at a time.
+ *     (winograd.c): one GEMM per image and tile position, whatever the kernel.
  * beta is always 1 over a zeroed output, which keeps every GEMM off the direct path.
  * After each GEMM, the BatchNorm scale and shift (plus bias) and ReLU run while in cache. */
 #include <cblas.h>
@@ -47,7 +47,8 @@ static int conv_k(const conv_layer *c) { return c->cin * c->kh * c->kw; }
 static bool is_direct(const conv_layer *c) { return !is_pointwise(c) && conv_k(c) <= DIRECT_MAX_K; }
 
 /* Winograd's GEMMs are one image's (see winograd.c): with fewer 2x2 output tiles than this
- * (an output of 4x4 or less) they are too narrow to run fast, and the batched im2col GEMM wins. */
+ * (a square output of 4x4 or less) they are too narrow to run fast, and the batched im2col
+ * GEMM wins. */
 #define WINOGRAD_MIN_TILES 9
 
 bool conv_wants_winograd(const conv_layer *c) {

@@ -12,8 +12,8 @@ size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool);
 
 /* Whether a conv should run as Winograd F(2x2, 3x3), its weights transformed at load: 3x3,
- * stride 1, any padding, dense, a K = cin * 9 worth a GEMM and an output larger than 4x4
- * (conv.c). conv_forward runs a conv as Winograd when it has winograd_weight. */
+ * stride 1, any padding, dense, a K = cin * 9 worth a GEMM and at least 9 output tiles of
+ * 2x2 (conv.c). conv_forward runs a conv as Winograd when it has winograd_weight. */
 bool conv_wants_winograd(const conv_layer *c);
 
 /* Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs (winograd.c). */
