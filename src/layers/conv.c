@@ -90,7 +90,7 @@ static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
 
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (is_pointwise(c) || c->groups > 1) return 0;
-    if (c->winograd_weight) return winograd_scratch_floats(c, max_n, threads);
+    if (c->winograd_weight) return winograd_scratch_floats(c, threads);
     /* Chunks grow with n, and one image's matrix serves a channel split. */
     conv_plan p = plan_conv(c, max_n, threads);
     return (size_t)conv_k(c) * (size_t)p.rows_per_chunk * (size_t)c->out.w * (size_t)threads;

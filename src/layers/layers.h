@@ -21,7 +21,7 @@ bool winograd_fits(const conv_layer *c);
 size_t winograd_weight_floats(const conv_layer *c);
 /* u (winograd_weight_floats) = c's weights transformed, u[pos][o][ci] = (G g G^T)[pos]. */
 void winograd_transform_weights(const conv_layer *c, float *u);
-size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads);
+size_t winograd_scratch_floats(const conv_layer *c, int threads);
 /* conv_forward with the transformed weights u; pool: NULL, or the threads that split it. */
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
                       thread_pool *pool);

@@ -11,10 +11,11 @@
  * Summed over input channels, the products for each of the 16 positions of the 4x4 tile are
  * one GEMM: M[pos] (cout x tiles) = U[pos] (cout x cin) x V[pos] (cin x tiles).
  *
- * Determinism (see conv.c): one GEMM per image and position, of the same shape whatever the
- * batch and the thread count. Images go in chunks, each U[pos] serving every image of a chunk
- * while in cache (a 192-channel conv's U are 2.4 MB); a pool shares out the channels of the
- * transforms and the 16 positions, each GEMM the same call whichever thread runs it. */
+ * Determinism (see conv.c): one image at a time, one GEMM per position, of the same shape
+ * whatever the batch and the thread count; a pool shares out the channels of the transforms
+ * and the 16 positions, each GEMM the same call whichever thread runs it. (Running each
+ * position's GEMMs for several images in a row, for U[pos] to stay in cache, measured no
+ * faster.) */
 #include <cblas.h>
 #include <string.h>
 
@@ -23,8 +24,6 @@
 #define TILE 4   /* input patch side */
 #define STEP 2   /* output block side: patches start every STEP pixels */
 #define POSITIONS (TILE * TILE)
-/* Floats of V and M per chunk of images (at least one image). */
-#define CHUNK_FLOATS (512 * 1024)
 
 static int tiles_across(const conv_layer *c) { return (c->out.w + STEP - 1) / STEP; }
 static int tiles_down(const conv_layer *c) { return (c->out.h + STEP - 1) / STEP; }
@@ -72,33 +71,23 @@ void winograd_transform_weights(const conv_layer *c, float *u) {
                                u + first, plane);
 }
 
-/* Scratch: a chunk of images' V (16 x cin x tiles each) and M (16 x cout x tiles each), and
- * for each thread a zero-padded input plane and its rows transformed (transform_input), or
+/* Scratch: one image's V (16 x cin x tiles) and M (16 x cout x tiles), and for each thread a zero-padded input plane and its rows transformed (transform_input), or
  * the outputs of the tiles of one channel (transform_output). */
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
 static size_t thread_floats(const conv_layer *c) {
     return padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2;
 }
 
-static size_t image_floats(const conv_layer *c) {
-    return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c);
-}
-
-static int chunk_images(const conv_layer *c, int n) {
-    size_t images = CHUNK_FLOATS / image_floats(c);
-    return images < 1 ? 1 : images < (size_t)n ? (int)images : n;
-}
-
-size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads) {
-    return (size_t)chunk_images(c, max_n) * image_floats(c) + (size_t)threads * thread_floats(c);
+size_t winograd_scratch_floats(const conv_layer *c, int threads) {
+    return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c) + (size_t)threads * thread_floats(c);
 }
 
 typedef struct {
     const conv_layer *conv;
     const float *u, *in; /* in, out: CNHW batches of n images */
     float *out;
-    int n, first, images; /* this chunk: images [first, first + images) */
-    float *v, *m;         /* [image in chunk][pos][channel][tile] */
+    int n, image;  /* the image of the n that this job runs */
+    float *v, *m;  /* [pos][channel][tile] */
     float *thread_scratch;
     int parts; /* channel shares of the transforms */
 } winograd_job;
@@ -161,29 +150,24 @@ static void transform_input(void *arg, int part, int thread) {
     float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *rows = padded + ph * pw + 2;
     int first, end;
     share(c->cin, j->parts, part, &first, &end);
-    for (int i = 0; i < j->images; i++) {
-        float *v = j->v + (size_t)i * POSITIONS * stride;
-        for (int ci = first; ci < end; ci++) {
-            pad_plane(c, j->in + ((size_t)ci * j->n + j->first + i) * in_plane, padded, ph, pw);
-            transform_rows(padded, count, rows);
-            for (int ty = 0; ty < th; ty++)
-                transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
-                                  v + (size_t)ci * tiles + (size_t)ty * tw, stride);
-        }
+    for (int ci = first; ci < end; ci++) {
+        pad_plane(c, j->in + ((size_t)ci * j->n + j->image) * in_plane, padded, ph, pw);
+        transform_rows(padded, count, rows);
+        for (int ty = 0; ty < th; ty++)
+            transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
+                              j->v + (size_t)ci * tiles + (size_t)ty * tw, stride);
     }
 }
 
-/* Task: M[pos] = U[pos] x V[pos] for each image of the chunk. */
+/* Task: M[pos] = U[pos] x V[pos]. */
 static void multiply_position(void *arg, int pos, int thread) {
     (void)thread;
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
     const int tiles = (int)tile_count(c);
-    const size_t v_image = (size_t)POSITIONS * c->cin * tiles, m_image = (size_t)POSITIONS * c->cout * tiles;
-    for (int i = 0; i < j->images; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, tiles, c->cin, 1.0f,
-                    j->u + (size_t)pos * c->cout * c->cin, c->cin, j->v + i * v_image + (size_t)pos * c->cin * tiles,
-                    tiles, 0.0f, j->m + i * m_image + (size_t)pos * c->cout * tiles, tiles);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, tiles, c->cin, 1.0f,
+                j->u + (size_t)pos * c->cout * c->cin, c->cin, j->v + (size_t)pos * c->cin * tiles, tiles, 0.0f,
+                j->m + (size_t)pos * c->cout * tiles, tiles);
 }
 
 /* y[q * tiles + t], q = 2 * row + column: the 2x2 outputs of every tile t of one output
@@ -234,31 +218,26 @@ static void transform_output(void *arg, int part, int thread) {
     float *y = j->thread_scratch + (size_t)thread * thread_floats(c);
     int first, end;
     share(c->cout, j->parts, part, &first, &end);
-    for (int i = 0; i < j->images; i++) {
-        const float *m = j->m + (size_t)i * POSITIONS * stride;
-        for (int o = first; o < end; o++) {
-            output_tiles(m + (size_t)o * tiles, stride, tiles, c->scale ? c->scale[o] : 1.0f, c->bias[o], c->relu, y);
-            place_tiles(c, y, j->out + ((size_t)o * j->n + j->first + i) * plane);
-        }
+    for (int o = first; o < end; o++) {
+        output_tiles(j->m + (size_t)o * tiles, stride, tiles, c->scale ? c->scale[o] : 1.0f, c->bias[o], c->relu, y);
+        place_tiles(c, y, j->out + ((size_t)o * j->n + j->image) * plane);
     }
 }
 
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
                       thread_pool *pool) {
-    const int threads = pool_size(pool), per_chunk = chunk_images(c, n);
-    float *m = scratch + (size_t)per_chunk * POSITIONS * c->cin * tile_count(c);
-    for (int first = 0; first < n; first += per_chunk) {
-        winograd_job job = {.conv = c,
-                            .u = u,
-                            .in = in,
-                            .out = out,
-                            .n = n,
-                            .first = first,
-                            .images = n - first < per_chunk ? n - first : per_chunk,
-                            .v = scratch,
-                            .m = m,
-                            .thread_scratch = m + (size_t)per_chunk * POSITIONS * c->cout * tile_count(c),
-                            .parts = threads};
+    const int threads = pool_size(pool);
+    float *m = scratch + (size_t)POSITIONS * c->cin * tile_count(c);
+    winograd_job job = {.conv = c,
+                        .u = u,
+                        .in = in,
+                        .out = out,
+                        .n = n,
+                        .v = scratch,
+                        .m = m,
+                        .thread_scratch = m + (size_t)POSITIONS * c->cout * tile_count(c),
+                        .parts = threads};
+    for (job.image = 0; job.image < n; job.image++) {
         pool_run(pool, transform_input, &job, threads);
         pool_run(pool, multiply_position, &job, POSITIONS);
         pool_run(pool, transform_output, &job, threads);
