@@ -41,6 +41,9 @@ typedef struct {
     const float *weight; /* [cout][cin/groups*kh*kw], as in the file */
     const float *scale;  /* [cout] BatchNorm gain applied after the GEMM, or NULL */
     const float *bias;   /* [cout] added after the GEMM: conv bias and BatchNorm shift */
+    /* [16][cout][cin]: the weights transformed for Winograd F(2x2, 3x3) at load, owned by the
+     * model (src/layers/winograd.c); NULL: the conv runs as im2col + GEMM */
+    const float *winograd_weight;
 } conv_layer;
 
 typedef struct {

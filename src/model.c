@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "graph.h"
+#include "layers/layers.h"
 #include "safetensors.h"
 #include "builtin_models.h"
 #include "string_table.h"
@@ -45,6 +46,7 @@ typedef struct {
     const float **tensors; /* every tensor loaded so far, in the file or in model->weights */
     int num_tensors, tensors_capacity;
     size_t floats_left;    /* weight budget */
+    bool im2col_only;      /* EMOTE_CONV=im2col: no Winograd weights (to compare the two) */
 } loader;
 
 __attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, const char *fmt, ...) {
@@ -256,6 +258,18 @@ static emote_status parse_groups(loader *ld, const cJSON *op, conv_layer *c) {
     return EMOTE_OK;
 }
 
+/* The conv's weights transformed for Winograd, where it runs so (conv_wants_winograd). Charged
+ * to the weight budget; a conv they would not fit in runs as im2col + GEMM. */
+static emote_status winograd_weights(loader *ld, conv_layer *c) {
+    if (ld->im2col_only || !conv_wants_winograd(c) || winograd_weight_floats(c) > ld->floats_left) return EMOTE_OK;
+    float *u;
+    emote_status s = new_weights(ld, winograd_weight_floats(c), &u);
+    if (s) return s;
+    winograd_transform_weights(c, u);
+    c->winograd_weight = u;
+    return EMOTE_OK;
+}
+
 static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_layer *c) {
     memset(c, 0, sizeof *c);
     const char *wname, *bname;
@@ -282,7 +296,7 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     if (!op_set_input(&shaped, in, in))
         return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
     *c = shaped.u.conv;
-    return EMOTE_OK;
+    return winograd_weights(ld, c);
 }
 
 static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_features, dense_layer *d) {
@@ -768,6 +782,12 @@ static emote_status copy_metadata(loader *ld, emote_model *m) {
 
 /* ---- public API ---------------------------------------------------------- */
 
+/* EMOTE_CONV=im2col: every conv as im2col + GEMM, for comparing Winograd with it. */
+static bool im2col_only(void) {
+    const char *v = getenv("EMOTE_CONV");
+    return v && strcmp(v, "im2col") == 0;
+}
+
 /* Opens a model from a file's bytes. in_place: they outlive the model, so its tensors may
  * point into them rather than be copied. built_in: bytes compiled into this binary, from a
  * file that `make` checked by loading it (every check, the weights' values too) before
@@ -779,7 +799,7 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
     emote_model *m = calloc(1, sizeof *m);
     size_t budget = size / 2 < (SIZE_MAX - MODEL_WEIGHT_SLACK_BYTES) / 4 ? 2 * size + MODEL_WEIGHT_SLACK_BYTES : SIZE_MAX;
     loader ld = {.file = &file, .name = name, .err = err, .model = m, .in_place = in_place, .values_checked = built_in,
-                 .floats_left = budget / sizeof(float)};
+                 .floats_left = budget / sizeof(float), .im2col_only = im2col_only()};
     emote_status s = EMOTE_OK;
     if (!m || !(m->name = str_dup(name))) {
         s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);

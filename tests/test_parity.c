@@ -57,6 +57,7 @@ typedef struct {
     const char *name;
     int *failures;
     int ops_checked;
+    double worst_nmse;
 } trace_check;
 
 /* Normalised MSE: sum (c - r)^2 / sum r^2 (plain MSE when the reference is all zeros). */
@@ -83,12 +84,14 @@ static void check_op(void *user, int op, const char *kind, const float *nchw, in
     float *ref = tensor_copy(t);
     double e = nmse(nchw, ref, count);
     CHECKF(e <= MAX_OP_NMSE, "%s: op %d (%s) normalised MSE %.3g > %.1g", tc->name, op, kind, e, MAX_OP_NMSE);
+    if (e > tc->worst_nmse) tc->worst_nmse = e;
     free(ref);
     tc->ops_checked++;
 }
 
-/* Runs one fixture case; returns the largest |prob - reference|, or INFINITY on failure. */
-static double run_case(const char *name, int *failures) {
+/* Runs one fixture case; returns the largest |prob - reference|, or INFINITY on failure, and
+ * the worst op's normalised MSE in *worst_nmse. */
+static double run_case(const char *name, int *failures, double *worst_nmse) {
     char path[256];
     emote_error err;
     expected_file e;
@@ -106,7 +109,7 @@ static double run_case(const char *name, int *failures) {
         int n = (int)input->shape[0], k = emote_model_num_classes(m);
         float *x = tensor_copy(input), *ref = tensor_copy(probs_ref), *probs = malloc(sizeof(float) * n * k);
         emote_session *s = emote_session_new(m, n, 1, &err);
-        trace_check tc = {&e.file, name, failures, 0};
+        trace_check tc = {&e.file, name, failures, 0, 0};
         emote_session_set_trace(s, check_op, &tc);
         CHECK(emote_classify(s, x, n, probs, &err) == EMOTE_OK);
         CHECKF(tc.ops_checked == emote_model_num_ops(m), "%s: %d of %d ops checked", name, tc.ops_checked,
@@ -114,6 +117,7 @@ static double run_case(const char *name, int *failures) {
         worst = 0;
         for (int i = 0; i < n * k; i++) worst = fmax(worst, fabs((double)probs[i] - ref[i]));
         CHECKF(worst <= MAX_PROB_DIFF, "%s: probabilities differ by %.3g > %.1g", name, worst, MAX_PROB_DIFF);
+        *worst_nmse = tc.worst_nmse;
         emote_session_free(s);
         free(x);
         free(ref);
@@ -127,8 +131,9 @@ static double run_case(const char *name, int *failures) {
 TEST(parity_every_fixture_matches_pytorch) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int before = *failures;
-        double worst = run_case(cases[i], failures);
-        printf("     %-26s max |dprob| %.2e %s\n", cases[i], worst, *failures > before ? "FAIL" : "");
+        double worst_nmse = INFINITY, worst = run_case(cases[i], failures, &worst_nmse);
+        printf("     %-26s max |dprob| %.2e, worst op NMSE %.2e %s\n", cases[i], worst, worst_nmse,
+               *failures > before ? "FAIL" : "");
     }
 }
 
@@ -178,7 +183,7 @@ static double run_net_case(const char *name, const char *model_path, int *failur
         float *x = tensor_copy(input);
         int n = emote_model_num_outputs(m);
         emote_tensor *outputs = calloc((size_t)n, sizeof *outputs);
-        trace_check tc = {&e.file, name, failures, 0};
+        trace_check tc = {&e.file, name, failures, 0, 0};
         emote_status s = net_run(m, x, (int)input->shape[2], (int)input->shape[3], outputs, check_net_op, &tc, &err);
         CHECKF(s == EMOTE_OK, "%s: %s", name, err.message);
         CHECKF(tc.ops_checked == emote_model_num_ops(m), "%s: %d of %d ops checked", name, tc.ops_checked,

@@ -12,7 +12,9 @@
  *     image), and one image's GEMM may be split by output channels across threads while
  *     each share stays above that limit;
  *   - otherwise, and for small layers, one GEMM per image, on one thread;
- *   - a conv with K <= DIRECT_MAX_K (a first layer) is no GEMM at all (direct_block).
+ *   - a conv with K <= DIRECT_MAX_K (a first layer) is no GEMM at all (direct_block);
+ *   - a 3x3 stride-1 conv whose weights were transformed at load runs as Winograd
+ *     (winograd.c): one GEMM per image and tile position, whatever the kernel.
  * beta is always 1 over a zeroed output, which keeps every GEMM off the direct path.
  * After each GEMM, the BatchNorm scale and shift (plus bias) and ReLU run while in cache. */
 #include <cblas.h>
@@ -43,6 +45,16 @@ static int conv_k(const conv_layer *c) { return c->cin * c->kh * c->kw; }
 /* See direct_block. */
 #define DIRECT_MAX_K 32
 static bool is_direct(const conv_layer *c) { return !is_pointwise(c) && conv_k(c) <= DIRECT_MAX_K; }
+
+/* Winograd's GEMMs are one image's (see winograd.c): with fewer 2x2 output tiles than this
+ * (a square output of 4x4 or less) they are too narrow to run fast, and the batched im2col
+ * GEMM wins. */
+#define WINOGRAD_MIN_TILES 9
+
+bool conv_wants_winograd(const conv_layer *c) {
+    const int tiles = ((c->out.h + 1) / 2) * ((c->out.w + 1) / 2);
+    return winograd_fits(c) && !is_direct(c) && tiles >= WINOGRAD_MIN_TILES;
+}
 
 /* OpenBLAS kernels measured to compute each column of a regular-path GEMM on its own. */
 static bool columns_independent(void) {
@@ -78,6 +90,7 @@ static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
 
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (is_pointwise(c) || c->groups > 1) return 0;
+    if (c->winograd_weight) return winograd_scratch_floats(c, threads);
     /* Chunks grow with n, and one image's matrix serves a channel split. */
     conv_plan p = plan_conv(c, max_n, threads);
     return (size_t)conv_k(c) * (size_t)p.rows_per_chunk * (size_t)c->out.w * (size_t)threads;
@@ -286,6 +299,10 @@ static void run_channels(void *arg, int part, int thread) {
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool) {
     if (c->groups > 1) {
         depthwise_forward(c, in, out, n);
+        return;
+    }
+    if (c->winograd_weight) {
+        winograd_forward(c, c->winograd_weight, in, out, n, col, pool);
         return;
     }
     const int threads = pool_size(pool);

@@ -11,6 +11,21 @@ size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
 /* pool: NULL, or the threads that split this one conv (see conv.c). */
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool);
 
+/* Whether a conv should run as Winograd F(2x2, 3x3), its weights transformed at load: 3x3,
+ * stride 1, any padding, dense, a K = cin * 9 worth a GEMM and at least 9 output tiles of
+ * 2x2 (conv.c). conv_forward runs a conv as Winograd when it has winograd_weight. */
+bool conv_wants_winograd(const conv_layer *c);
+
+/* Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs (winograd.c). */
+bool winograd_fits(const conv_layer *c);
+size_t winograd_weight_floats(const conv_layer *c);
+/* u (winograd_weight_floats) = c's weights transformed, u[pos][o][ci] = (G g G^T)[pos]. */
+void winograd_transform_weights(const conv_layer *c, float *u);
+size_t winograd_scratch_floats(const conv_layer *c, int threads);
+/* conv_forward with the transformed weights u; pool: NULL, or the threads that split it. */
+void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
+                      thread_pool *pool);
+
 /* groups == channels (conv_forward calls it for such convs). */
 void depthwise_forward(const conv_layer *c, const float *in, float *out, int n);
 /* planes (C*N) planes of h x w -> (h*scale) x (w*scale), nearest neighbour. */
