@@ -14,11 +14,21 @@ typedef struct {
     int *last_use;   /* index of the last op reading op i's output (num_ops: an output) */
     float **values;  /* op outputs, CHW */
     float *col;      /* im2col scratch */
+    /* Values no later op reads, kept for reuse by later ops (fresh pages cost a fault each):
+     * spare[k] holds spare_floats[k] floats. */
+    float **spare;
+    size_t *spare_floats;
+    int num_spare;
+    size_t *floats; /* capacity of values[i] */
 } net_state;
 
 static void state_free(net_state *st, int num_ops) {
     for (int i = 0; st->values && i < num_ops; i++) free(st->values[i]);
     free(st->values);
+    for (int i = 0; i < st->num_spare; i++) free(st->spare[i]);
+    free(st->spare);
+    free(st->spare_floats);
+    free(st->floats);
     free(st->ops);
     free(st->last_use);
     free(st->col);
@@ -46,7 +56,10 @@ static emote_status plan(const emote_model *m, int height, int width, net_state 
     st->ops = malloc(sizeof(graph_op) * (size_t)n);
     st->last_use = malloc(sizeof(int) * (size_t)n);
     st->values = calloc_array((size_t)n, sizeof(float *));
-    if (!st->ops || !st->last_use || !st->values) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
+    st->spare = calloc_array((size_t)n, sizeof(float *));
+    st->spare_floats = calloc_array((size_t)n, sizeof(size_t));
+    st->floats = calloc_array((size_t)n, sizeof(size_t));
+    if (!st->ops || !st->last_use || !st->values || !st->spare || !st->spare_floats || !st->floats) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
     memcpy(st->ops, m->ops, sizeof(graph_op) * (size_t)n);
     int bad = graph_set_input(st->ops, n, (shape3){m->input.channels, height, width});
     if (bad >= 0) /* the loader checked the adds at every size: the input is too small */
@@ -63,6 +76,24 @@ static emote_status plan(const emote_model *m, int height, int width, net_state 
     for (int k = 0; k < m->num_outputs; k++) st->last_use[m->output_ops[k]] = n;
     if (!(st->col = alloc_array(col, sizeof(float)))) return emote_fail(err, EMOTE_ERR_MEMORY, "out of memory");
     return EMOTE_OK;
+}
+
+/* A buffer of at least `floats` for op i's output: the smallest spare one that fits, else a
+ * new one. */
+static float *take_buffer(net_state *st, int i, size_t floats) {
+    int best = -1;
+    for (int k = 0; k < st->num_spare; k++)
+        if (st->spare_floats[k] >= floats && (best < 0 || st->spare_floats[k] < st->spare_floats[best])) best = k;
+    if (best < 0) {
+        st->floats[i] = floats;
+        return alloc_array(floats, sizeof(float));
+    }
+    float *b = st->spare[best];
+    st->floats[i] = st->spare_floats[best];
+    st->num_spare--;
+    st->spare[best] = st->spare[st->num_spare];
+    st->spare_floats[best] = st->spare_floats[st->num_spare];
+    return b;
 }
 
 static void run_op(const graph_op *op, const float *in, const float *with, float *out, float *col) {
@@ -104,7 +135,7 @@ emote_status net_run(const emote_model *m, const float *input, int height, int w
     }
     for (int i = 0; i < m->num_ops && !s; i++) {
         const graph_op *op = &st.ops[i];
-        if (!(st.values[i] = alloc_array(shape_size(op->out), sizeof(float)))) {
+        if (!(st.values[i] = take_buffer(&st, i, shape_size(op->out)))) {
             s = emote_fail(err, EMOTE_ERR_MEMORY, "out of memory running op %d of %s", i, m->name);
             break;
         }
@@ -113,7 +144,8 @@ emote_status net_run(const emote_model *m, const float *input, int height, int w
         if (trace) trace(user, i, op_kind_name(op->kind), st.values[i], op->out.c, op->out.h, op->out.w);
         for (int j = 0; j < i; j++) /* values no later op reads */
             if (st.values[j] && st.last_use[j] == i) {
-                free(st.values[j]);
+                st.spare[st.num_spare] = st.values[j];
+                st.spare_floats[st.num_spare++] = st.floats[j];
                 st.values[j] = NULL;
             }
     }

@@ -46,6 +46,7 @@ row_s1_interior(const float *const *rows, const float *w, int kh, int kw, int p,
         vec16 y = acc * scale + shift;
         if (relu) y = (vec16)((ivec16)y & (y > 0.0f)); /* a comparison is all ones where true */
         *(vec16 *)(out + ox) = y;
+        if (ox + 16 < b && ox + 32 > b) ox = b - 32; /* the last 16 overlap: same values again */
     }
     for (; ox < b; ox++) {
         float acc = 0.0f;
@@ -83,6 +84,7 @@ row_3x3_s1_interior(const float *const *rows, const float *w, int p, float scale
         vec16 y = acc * scale + shift;
         if (relu) y = (vec16)((ivec16)y & (y > 0.0f));
         *(vec16 *)(out + ox) = y;
+        if (ox + 16 < b && ox + 32 > b) ox = b - 32; /* the last 16 overlap: same values again */
     }
     if (ox < b) row_s1_interior(rows, w, 3, 3, p, scale, shift, relu, out, ox, b);
 }
