@@ -16,7 +16,7 @@ typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
 
 /* The scalar path for one output pixel: taps rows[ky] (NULL: outside the input) at column
  * ix0 + kx, those outside [0, iw) skipped. */
-static inline float pixel(const float *const *rows, const float *w, int kh, int kw, int ix0, int iw, float scale,
+static inline __attribute__((always_inline)) float pixel(const float *const *rows, const float *w, int kh, int kw, int ix0, int iw, float scale,
                           float shift, bool relu) {
     float acc = 0.0f;
     for (int ky = 0; ky < kh; ky++) {
@@ -122,9 +122,15 @@ static void depthwise_plane(const conv_layer *c, const float *w, float scale, fl
             rows[ky] = iy >= 0 && iy < ih ? in + (size_t)iy * iw : NULL;
         }
         float *orow = out + (size_t)oy * ow;
+        if (kh == 3 && kw == 3) { /* constant sizes: the border pixels' loops unrolled */
+            for (int ox = 0; ox < a; ox++) orow[ox] = pixel(rows, w, 3, 3, ox * s - p, iw, scale, shift, c->relu);
+            if (s == 1) row_3x3_s1_interior(rows, w, p, scale, shift, c->relu, orow, a, b);
+            else row_strided_interior(rows, w, 3, 3, s, p, scale, shift, c->relu, orow, a, b);
+            for (int ox = b; ox < ow; ox++) orow[ox] = pixel(rows, w, 3, 3, ox * s - p, iw, scale, shift, c->relu);
+            continue;
+        }
         for (int ox = 0; ox < a; ox++) orow[ox] = pixel(rows, w, kh, kw, ox * s - p, iw, scale, shift, c->relu);
-        if (s == 1 && kh == 3 && kw == 3) row_3x3_s1_interior(rows, w, p, scale, shift, c->relu, orow, a, b);
-        else if (s == 1) row_s1_interior(rows, w, kh, kw, p, scale, shift, c->relu, orow, a, b);
+        if (s == 1) row_s1_interior(rows, w, kh, kw, p, scale, shift, c->relu, orow, a, b);
         else row_strided_interior(rows, w, kh, kw, s, p, scale, shift, c->relu, orow, a, b);
         for (int ox = b; ox < ow; ox++) orow[ox] = pixel(rows, w, kh, kw, ox * s - p, iw, scale, shift, c->relu);
     }
