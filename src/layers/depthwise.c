@@ -122,6 +122,22 @@ static void depthwise_plane(const conv_layer *c, const float *w, float scale, fl
             rows[ky] = iy >= 0 && iy < ih ? in + (size_t)iy * iw : NULL;
         }
         float *orow = out + (size_t)oy * ow;
+        if (kh == 3 && kw == 3 && s == 1 && p == 1 && ow == iw && iw >= 3) { /* YuNet's: a = 1, b = ow - 1 */
+            float left = 0.0f, right = 0.0f; /* taps kx 1, 2 at ix 0, 1; kx 0, 1 at ix iw - 2, iw - 1 */
+            for (int ky = 0; ky < 3; ky++) {
+                if (!rows[ky]) continue;
+                left += w[ky * 3 + 1] * rows[ky][0];
+                left += w[ky * 3 + 2] * rows[ky][1];
+                right += w[ky * 3] * rows[ky][iw - 2];
+                right += w[ky * 3 + 1] * rows[ky][iw - 1];
+            }
+            left = left * scale + shift;
+            right = right * scale + shift;
+            orow[0] = c->relu && !(left > 0.0f) ? 0.0f : left;
+            row_3x3_s1_interior(rows, w, p, scale, shift, c->relu, orow, 1, ow - 1);
+            orow[ow - 1] = c->relu && !(right > 0.0f) ? 0.0f : right;
+            continue;
+        }
         if (kh == 3 && kw == 3) { /* constant sizes: the border pixels' loops unrolled */
             for (int ox = 0; ox < a; ox++) orow[ox] = pixel(rows, w, 3, 3, ox * s - p, iw, scale, shift, c->relu);
             if (s == 1) row_3x3_s1_interior(rows, w, p, scale, shift, c->relu, orow, a, b);
