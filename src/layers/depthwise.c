@@ -5,9 +5,13 @@
  * One pass per output row: each output pixel sums its taps in registers (16 pixels at a time
  * where every tap lies inside the input, vectorised for the CPU at hand), then scale, shift
  * and ReLU, and is stored once. The taps are summed in the same order everywhere (ky, then
- * kx, skipping those outside the input) as separate multiplies and adds (ISO C: no FMA
+ * kx, skipping those outside the input) as separate multiplies and adds (no FMA
  * contraction), so a pixel's value does not depend on which path computed it. */
 #include "layers.h"
+
+#ifdef __clang__ /* gcc -std=c11 contracts nothing into FMAs; clang would, in its AVX2 clones only */
+#pragma clang fp contract(off)
+#endif
 
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 typedef int ivec16 __attribute__((vector_size(64), aligned(4)));

@@ -43,20 +43,28 @@ typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
         (d) = (vec16)((m_ & (ivec16)v_) | (~m_ & (ivec16)(d)));                                                       \
     } while (0)
 
+/* The even and the odd floats of a, b (32 floats in a row). */
+#ifdef __clang__
+#define EVEN(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODD(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EVEN(a, b) __builtin_shuffle(a, b, (ivec16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define ODD(a, b) __builtin_shuffle(a, b, (ivec16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#endif
+
 /* 2x2 stride 2, no padding, whose input rows hold whole windows (iy = 2*oy, 2*oy + 1 < ih):
  * the taps in maxpool_row's order, 16 outputs at a time. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 maxpool_row_2x2(const float *r0, const float *r1, float *dst, int ow) {
-    const ivec16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, odd = even + 1;
     int ox = 0;
     for (; ox + 16 <= ow; ox += 16) {
         vec16 a0 = *(const vec16 *)(r0 + 2 * ox), a1 = *(const vec16 *)(r0 + 2 * ox + 16);
         vec16 b0 = *(const vec16 *)(r1 + 2 * ox), b1 = *(const vec16 *)(r1 + 2 * ox + 16);
         vec16 d = (vec16){0} - FLT_MAX;
-        VMAX(d, __builtin_shuffle(a0, a1, even));
-        VMAX(d, __builtin_shuffle(a0, a1, odd));
-        VMAX(d, __builtin_shuffle(b0, b1, even));
-        VMAX(d, __builtin_shuffle(b0, b1, odd));
+        VMAX(d, EVEN(a0, a1));
+        VMAX(d, ODD(a0, a1));
+        VMAX(d, EVEN(b0, b1));
+        VMAX(d, ODD(b0, b1));
         *(vec16 *)(dst + ox) = d;
     }
     for (; ox < ow; ox++) {
