@@ -164,7 +164,10 @@ typedef struct {
 
 /* model: a multi-output model; input: channels x height x width floats, already normalised
  * (CHW); height and width as emote_model_size_multiple says. Fills
- * outputs[emote_model_num_outputs(model)]. None may be NULL. Thread-safe: the model is only read. */
+ * outputs[emote_model_num_outputs(model)]. None may be NULL. Thread-safe: the model's weights are
+ * only read; the model keeps one run's scratch buffers (at most 64 MiB) for its next run, taken
+ * and put back atomically (a run that finds them taken allocates its own), until
+ * emote_model_close. */
 emote_status emote_model_run(const emote_model *model, const float *input, int height, int width,
                              emote_tensor *outputs, emote_error *err);
 void emote_tensors_free(emote_tensor *tensors, int n); /* NULL: nothing */

@@ -111,6 +111,9 @@ struct emote_model {
     size_t source_size;
     float **weights;
     int num_weights, weights_capacity;
+    /* Scratch buffers of multi-output runs, kept for the next run (src/net.c); taken and put
+     * back atomically, so that the model stays usable from many threads. */
+    struct net_cache *_Atomic net_cache;
 };
 
 const char *op_kind_name(op_kind kind);

@@ -13,6 +13,7 @@
 
 #include "graph.h"
 #include "layers/layers.h"
+#include "net.h"
 #include "safetensors.h"
 #include "builtin_models.h"
 #include "string_table.h"
@@ -895,6 +896,7 @@ emote_model *emote_model_open_any(const char *name_or_path, emote_error *err) {
 
 void emote_model_close(emote_model *m) {
     if (!m) return;
+    net_cache_free(m->net_cache);
     for (int i = 0; i < m->num_ops; i++) free_op(&m->ops[i]);
     free(m->ops);
     for (int i = 0; i < m->num_weights; i++) free(m->weights[i]);

@@ -11,4 +11,8 @@ typedef void (*net_trace_fn)(void *user, int op, const char *kind, const float *
 emote_status net_run(const emote_model *m, const float *input, int height, int width, emote_tensor *outputs,
                      net_trace_fn trace, void *user, emote_error *err);
 
+/* The buffers a model keeps between runs (emote_model_close). */
+struct net_cache;
+void net_cache_free(struct net_cache *cache);
+
 #endif

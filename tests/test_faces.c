@@ -3,6 +3,7 @@
  * within 0.02, no extra faces. The reference truncates boxes to ints and scores to
  * percent, so ours are compared after the same truncation. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,5 +199,39 @@ TEST(any_angle_finds_turned_faces) {
     }
     free(flipped);
     emote_image_free(&img);
+    emote_model_close(m);
+}
+
+/* The buffers a model keeps from one run for the next (src/net.c) change nothing: runs at
+ * several sizes, one after another on one model, give bitwise the outputs of a model that
+ * never ran before, and two models running at once on two threads agree too. */
+static bool run_fresh_and_reused(emote_model *reused, int h, int w, int *failures) {
+    emote_error err;
+    emote_model *fresh = emote_model_open("models/yunet.safetensors", &err);
+    CHECKF(fresh != NULL, "%s", err.message);
+    float *x = malloc(sizeof(float) * 3 * (size_t)h * w);
+    emote_tensor a[12], b[12];
+    bool same = fresh && x && emote_model_num_outputs(reused) == 12;
+    for (size_t i = 0; same && i < 3 * (size_t)h * w; i++) x[i] = (float)((i * 2654435761u) % 256);
+    same = same && !emote_model_run(fresh, x, h, w, a, &err) && !emote_model_run(reused, x, h, w, b, &err);
+    for (int k = 0; same && k < 12; k++)
+        same = a[k].channels == b[k].channels && a[k].height == b[k].height && a[k].width == b[k].width &&
+               !memcmp(a[k].data, b[k].data, sizeof(float) * a[k].channels * a[k].height * a[k].width);
+    if (same) {
+        emote_tensors_free(a, 12);
+        emote_tensors_free(b, 12);
+    }
+    free(x);
+    emote_model_close(fresh);
+    return same;
+}
+
+TEST(detector_runs_reusing_buffers_give_the_same_outputs) {
+    emote_model *m = open_detector(failures);
+    if (!m) return;
+    const int sizes[][2] = {{96, 128}, {480, 640}, {64, 64}, {480, 640}, {160, 96}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        CHECKF(run_fresh_and_reused(m, sizes[i][0], sizes[i][1], failures), "%dx%d after %zu runs", sizes[i][1],
+               sizes[i][0], i);
     emote_model_close(m);
 }

@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
     }
     printf("Face detection, one thread: %s (%dx%d), %.0f s, alternating calls\n", argv[1], image.width,
            image.height, seconds);
-    printf("emote: %s; reference: %s\n\n", model, REFERENCE_BUILD);
+    printf("emote: %s, OpenBLAS %s kernels; reference: %s\n\n", model, openblas_get_corename(), REFERENCE_BUILD);
     printf("| %-44s | %9s | %8s | %8s | %5s | %5s |\n", "detector", "median ms", "min ms", "images/s", "runs",
            "faces");
     printf("| %-44s | %9s | %8s | %8s | %5s | %5s |\n", "---", "---:", "---:", "---:", "---:", "---:");

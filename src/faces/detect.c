@@ -127,18 +127,23 @@ static emote_status detector_image(const emote_image *src, int max_side, emote_i
     return emote_image_resize(src, w, h, scaled, err);
 }
 
-/* CHW floats, normalised per the model's input spec, zero beyond the image (padding). */
+/* CHW floats, normalised per the model's input spec, zero beyond the image (padding). Each
+ * channel's 256 values are normalised once, by the same expression, into a table. */
 static void fill_input(const emote_input_spec *spec, const emote_image *img, int ph, int pw, float *x) {
-    memset(x, 0, sizeof(float) * 3 * (size_t)ph * pw);
-    const int ch = img->channels;
-    for (int y = 0; y < img->height; y++) {
-        const unsigned char *row = img->pixels + (size_t)y * img->width * ch;
-        for (int xx = 0; xx < img->width; xx++) {
-            const unsigned char *p = row + (size_t)xx * ch;
-            unsigned char rgb[3] = {p[0], ch >= 3 ? p[1] : p[0], ch >= 3 ? p[2] : p[0]};
-            for (int c = 0; c < 3; c++)
-                x[((size_t)c * ph + y) * pw + xx] = ((float)rgb[c] / 255.0f - spec->mean[c]) / spec->std[c];
+    float table[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) table[c][v] = ((float)v / 255.0f - spec->mean[c]) / spec->std[c];
+    const int ch = img->channels, w = img->width, h = img->height;
+    for (int c = 0; c < 3; c++) {
+        const float *t = table[c];
+        const int from = ch >= 3 ? c : 0;
+        for (int y = 0; y < h; y++) {
+            const unsigned char *row = img->pixels + (size_t)y * w * ch + from;
+            float *dst = x + ((size_t)c * ph + y) * pw;
+            for (int xx = 0; xx < w; xx++) dst[xx] = t[row[(size_t)xx * ch]];
+            for (int xx = w; xx < pw; xx++) dst[xx] = 0.0f;
         }
+        memset(x + ((size_t)c * ph + h) * pw, 0, sizeof(float) * (size_t)(ph - h) * pw);
     }
 }
 

@@ -70,7 +70,14 @@ static double image_macs(const conv_layer *c, int rows) {
 static conv_plan plan_conv(const conv_layer *c, int n, int threads) {
     const int oh = c->out.h, pixels = c->out.h * c->out.w;
     conv_plan p = {false, oh, n};
-    if (is_direct(c) || !columns_independent() || image_macs(c, c->cout) <= SMALL_GEMM_MACS)
+    if (is_direct(c)) { /* bands of at most one image's rows whose im2col matrix stays in L2 */
+        int band = (int)(CHUNK_FLOATS / ((size_t)conv_k(c) * (size_t)c->out.w));
+        band = band < 1 ? 1 : band > oh ? oh : band;
+        p.rows_per_chunk = band;
+        p.chunks = (n * oh + band - 1) / band;
+        return p;
+    }
+    if (!columns_independent() || image_macs(c, c->cout) <= SMALL_GEMM_MACS)
         return p; /* one image at a time */
     int share = (c->cout + threads - 1) / threads;
     share = (share + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;

@@ -31,10 +31,61 @@ static void maxpool_row(const maxpool_layer *p, const float *src, float *dst, in
     }
 }
 
+typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
+
+/* d = max(d, v) as maxpool_row takes it: v where v > d, else d (a macro: vectors are not
+ * passed to functions, whose ABI differs by target). */
+#define VMAX(d, v)                                                                                                   \
+    do {                                                                                                             \
+        vec16 v_ = (v);                                                                                              \
+        ivec16 m_ = v_ > (d);                                                                                        \
+        (d) = (vec16)((m_ & (ivec16)v_) | (~m_ & (ivec16)(d)));                                                       \
+    } while (0)
+
+/* The even and the odd floats of a, b (32 floats in a row). */
+#ifdef __clang__
+#define EVEN(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODD(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EVEN(a, b) __builtin_shuffle(a, b, (ivec16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define ODD(a, b) __builtin_shuffle(a, b, (ivec16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#endif
+
+/* 2x2 stride 2, no padding, whose input rows hold whole windows (iy = 2*oy, 2*oy + 1 < ih):
+ * the taps in maxpool_row's order, 16 outputs at a time. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+maxpool_row_2x2(const float *r0, const float *r1, float *dst, int ow) {
+    int ox = 0;
+    for (; ox + 16 <= ow; ox += 16) {
+        vec16 a0 = *(const vec16 *)(r0 + 2 * ox), a1 = *(const vec16 *)(r0 + 2 * ox + 16);
+        vec16 b0 = *(const vec16 *)(r1 + 2 * ox), b1 = *(const vec16 *)(r1 + 2 * ox + 16);
+        vec16 d = (vec16){0} - FLT_MAX;
+        VMAX(d, EVEN(a0, a1));
+        VMAX(d, ODD(a0, a1));
+        VMAX(d, EVEN(b0, b1));
+        VMAX(d, ODD(b0, b1));
+        *(vec16 *)(dst + ox) = d;
+    }
+    for (; ox < ow; ox++) {
+        float d = -FLT_MAX, t[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]};
+        for (int k = 0; k < 4; k++) d = t[k] > d ? t[k] : d;
+        dst[ox] = d;
+    }
+}
+
 void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n) {
     const size_t planes = (size_t)p->in.c * n, in_plane = (size_t)p->in.h * p->in.w;
+    const bool two = p->kernel == 2 && p->stride == 2 && p->padding == 0 && 2 * p->out.w <= p->in.w;
     for (size_t pl = 0; pl < planes; pl++)
-        for (int oy = 0; oy < p->out.h; oy++) maxpool_row(p, in + pl * in_plane, out + (pl * p->out.h + oy) * p->out.w, oy);
+        for (int oy = 0; oy < p->out.h; oy++) {
+            const float *src = in + pl * in_plane;
+            float *dst = out + (pl * p->out.h + oy) * p->out.w;
+            if (two && 2 * oy + 1 < p->in.h)
+                maxpool_row_2x2(src + (size_t)(2 * oy) * p->in.w, src + (size_t)(2 * oy + 1) * p->in.w, dst, p->out.w);
+            else
+                maxpool_row(p, src, dst, oy);
+        }
 }
 
 /* Eight partial sums per plane, so that the adds do not wait on each other. */
