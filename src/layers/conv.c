@@ -24,7 +24,12 @@
  * A conv with K <= DIRECT_MAX_K (a first layer) is no GEMM at all (direct_block), whose
  * columns are independent by construction. beta is always 1 over a zeroed output, which
  * keeps every GEMM off OpenBLAS's direct (beta = 0) path. After each GEMM, the BatchNorm
- * scale and shift (plus bias) and ReLU run while in cache. */
+ * scale and shift (plus bias) and ReLU run while in cache.
+ * Other GEMMs that must not depend on their neighbours (Winograd's per-position products) lay
+ * themselves out the same way: gemm_layout_current(), gemm_layout_width() and row_align.
+ * Measured (2-core EPYC, README Determinism): batch 32 under Haswell 473 -> 554 images/s on one
+ * thread, as fast as Cooperlake's 516; one image on two threads 1.6x one thread (was 1.05x);
+ * one image on one thread under Haswell 26 % slower (its 9-pixel layers padded to 32). */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
