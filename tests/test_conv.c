@@ -89,6 +89,34 @@ TEST(conv_gemm_layout_holds_for_running_blas_kernel) {
         free(c1);
         free(c2);
     }
+    /* Transposed (pixel_align): an image of w pixels in slot s of `slots`, against it alone. */
+    int slot_failures = 0;
+    for (int t = 0; g->pixel_align && t < trials; t++) {
+        const int k = ks[random_below(&seed, quick ? 3 : 7)], m = ms[random_below(&seed, quick ? 3 : 6)];
+        const int w = 1 + random_below(&seed, 64), slot = (w + g->pixel_align - 1) / g->pixel_align * g->pixel_align;
+        const int slots = 1 + random_below(&seed, 40), s = random_below(&seed, slots), width = slots * slot;
+        float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * width);
+        float *b1 = calloc((size_t)k * slot, sizeof(float)), *c = calloc((size_t)width * m, sizeof(float));
+        float *c1 = calloc((size_t)slot * m, sizeof(float));
+        if (!a || !b || !b1 || !c || !c1) {
+            CHECK(!"out of memory");
+            return;
+        }
+        for (size_t i = 0; i < (size_t)m * k; i++) a[i] = random_float(&seed);
+        for (size_t i = 0; i < (size_t)k * width; i++) b[i] = random_float(&seed);
+        for (int r = 0; r < k; r++) memcpy(b1 + (size_t)r * slot, b + (size_t)r * width + (size_t)s * slot, sizeof(float) * w);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, slot, m, k, 1.0f, b1, slot, a, k, 1.0f, c1, m);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, width, m, k, 1.0f, b, width, a, k, 1.0f, c, m);
+        if (memcmp(c + (size_t)s * slot * m, c1, sizeof(float) * (size_t)w * m) && slot_failures++ < 5)
+            fprintf(stderr, "  transposed: K %d, %d rows, %d pixels in slot %d of %d differ\n", k, m, w, s, slots);
+        free(a);
+        free(b);
+        free(b1);
+        free(c);
+        free(c1);
+    }
+    CHECKF(slot_failures == 0, "%d of %d trials: a transposed image depends on its slot (kernel %s)", slot_failures,
+           trials, g->core);
     CHECKF(column_failures == 0, "%d of %d trials: a column depends on its place (kernel %s)", column_failures, trials,
            g->core);
     CHECKF(row_failures == 0, "%d of %d trials: a block of rows differs (kernel %s)", row_failures, trials, g->core);

@@ -16,7 +16,11 @@
  *   - Sandybridge, Nehalem, Core2, Barcelona: every column alone; Prescott, Atom: the last
  *     width % 4 columns differ, so widths are multiples of 4;
  *   - output channels: Haswell and Zen round a row by its place in blocks of 12 rows, the
- *     others are measured to compute rows alone in blocks of 16.
+ *     others are measured to compute rows alone in blocks of 16;
+ *   - Haswell, Zen transposed (C^T = B^T x W^T, pixels as OpenBLAS's N): a column comes out
+ *     alone when every image's pixels start at a multiple of 12 and fill a slot of a multiple
+ *     of 12 (pixel_align). Convs of at most SLOT_MAX_PIXELS pixels run so there (run_slots):
+ *     a 3x3 image costs 12 columns instead of a padded GEMM of 32.
  * gemm_layout holds that per kernel. With a measured kernel a conv's GEMMs take any run of
  * output rows (image, oy) of the batch, images side by side, padded as its layout says, and
  * one image may be split across threads by output rows or by channel blocks of row_align:
@@ -27,9 +31,9 @@
  * scale and shift (plus bias) and ReLU run while in cache.
  * Other GEMMs that must not depend on their neighbours (Winograd's per-position products) lay
  * themselves out the same way: gemm_layout_current(), gemm_layout_width() and row_align.
- * Measured (2-core EPYC, README Determinism): batch 32 under Haswell 473 -> 554 images/s on one
- * thread, as fast as Cooperlake's 516; one image on two threads 1.6x one thread (was 1.05x);
- * one image on one thread under Haswell 26 % slower (its 9-pixel layers padded to 32). */
+ * Measured (2-core EPYC, README Determinism): batch 32 under Haswell 476 -> 524 images/s on one
+ * thread, near Cooperlake's; one image on two threads 1.65-1.8x one thread under Cooperlake;
+ * one image on one thread under Haswell ~5 % slower than one unpadded GEMM per image. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -42,21 +46,24 @@
 /* One image on several threads: split by output pixels while each thread gets at least this
  * many columns, else by output channels (fewer padding columns, bigger GEMMs). */
 #define MIN_SPLIT_COLS 64
+/* Convs with at most this many output pixels an image run transposed where the kernel allows
+ * (gemm_layout.pixel_align): a 3x3 image in a slot of 12 columns instead of a GEMM of 32. */
+#define SLOT_MAX_PIXELS 64
 
 /* Measured with OpenBLAS 0.3.21 (see above); another version may cut its GEMMs otherwise. */
 #define MEASURED_OPENBLAS "OpenBLAS 0.3.21 "
 static const gemm_layout LAYOUTS[] = {
-    /* core        lead align trail max_width min_macs row_align */
-    {"SkylakeX", 0, 1, 0, 0, 1e6, 16},
-    {"Cooperlake", 0, 1, 0, 0, 1e6, 16},
-    {"Haswell", 8, 8, 8, 320, 0, 12},
-    {"Zen", 8, 8, 8, 320, 0, 12},
-    {"Sandybridge", 0, 1, 0, 0, 1e6, 16},
-    {"Nehalem", 0, 1, 0, 0, 1e6, 16},
-    {"Core2", 0, 1, 0, 0, 1e6, 16},
-    {"Barcelona", 0, 1, 0, 0, 1e6, 16},
-    {"Prescott", 0, 4, 0, 0, 1e6, 16},
-    {"Atom", 0, 4, 0, 0, 1e6, 16},
+    /* core        lead align trail max_width min_macs row_align pixel_align */
+    {"SkylakeX", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Cooperlake", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Haswell", 8, 8, 8, 320, 0, 12, 12},
+    {"Zen", 8, 8, 8, 320, 0, 12, 12},
+    {"Sandybridge", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Nehalem", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Core2", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Barcelona", 0, 1, 0, 0, 1e6, 16, 0},
+    {"Prescott", 0, 4, 0, 0, 1e6, 16, 0},
+    {"Atom", 0, 4, 0, 0, 1e6, 16, 0},
 };
 
 const gemm_layout *gemm_layout_current(void) {
@@ -82,6 +89,7 @@ typedef struct {
     int parts;     /* > 1: one chunk, its output channels split into parts of part_rows */
     int part_rows;
     int width;     /* GEMM columns of a whole chunk */
+    int slot;      /* > 0: run transposed, each image's pixels in `slot` columns (whole images) */
 } conv_plan;
 
 static bool is_pointwise(const conv_layer *c) {
@@ -114,7 +122,7 @@ static int chunk_rows(const conv_layer *c, const gemm_layout *g) {
 static conv_plan plan_conv(const conv_layer *c, const gemm_layout *g, int n, int threads) {
     const int oh = c->out.h, ow = c->out.w, rows = n * oh;
     const double macs_per_col = (double)c->cout * conv_k(c);
-    conv_plan p = {NULL, oh, n, 1, c->cout, oh * ow}; /* one image per chunk */
+    conv_plan p = {NULL, oh, n, 1, c->cout, oh * ow, 0}; /* one image per chunk */
     if (is_direct(c)) {
         p.rows_per_chunk = chunk_rows(c, NULL);
         if (threads > 1) p.rows_per_chunk = min_int(p.rows_per_chunk, ceil_div(rows, threads));
@@ -122,6 +130,14 @@ static conv_plan plan_conv(const conv_layer *c, const gemm_layout *g, int n, int
         p.chunks = ceil_div(rows, p.rows_per_chunk);
         p.width = p.rows_per_chunk * ow;
         return p;
+    }
+    if (g && g->pixel_align && oh * ow <= SLOT_MAX_PIXELS) { /* see run_slots */
+        const int slot = ceil_div(oh * ow, g->pixel_align) * g->pixel_align;
+        size_t target = CHUNK_FLOATS / (size_t)conv_k(c);
+        if (target < (size_t)c->cout) target = (size_t)c->cout;
+        int images = target / (size_t)slot < 1 ? 1 : target / (size_t)slot > (size_t)n ? n : (int)(target / (size_t)slot);
+        if (threads > 1) images = min_int(images, ceil_div(n, threads));
+        return (conv_plan){g, images * oh, ceil_div(n, images), 1, c->cout, images * slot, slot};
     }
     if (!g || chunk_rows(c, g) < 1 || !gemm_layout_width(g, ow, macs_per_col)) return p;
     p.g = g;
@@ -144,7 +160,7 @@ static conv_plan plan_conv(const conv_layer *c, const gemm_layout *g, int n, int
     }
     p.chunks = ceil_div(rows, p.rows_per_chunk);
     p.width = gemm_layout_width(g, p.rows_per_chunk * ow, macs_per_col);
-    if (!p.width) return (conv_plan){NULL, oh, n, 1, c->cout, oh * ow};
+    if (!p.width) return (conv_plan){NULL, oh, n, 1, c->cout, oh * ow, 0};
     return p;
 }
 
@@ -153,7 +169,7 @@ static bool writes_output(const conv_plan *p, int cols, int width) { return !p->
 
 /* Whether some chunk of the plan may need padding columns. */
 static bool may_pad(const conv_plan *p) {
-    return p->g && (p->g->lead || p->g->trail || p->g->align > 1 || p->g->min_macs > 0);
+    return p->g && (p->slot || p->g->lead || p->g->trail || p->g->align > 1 || p->g->min_macs > 0);
 }
 
 /* Scratch floats of one chunk: its im2col matrix (K x width) unless a pointwise conv reads its
@@ -369,6 +385,37 @@ typedef struct {
     conv_plan plan;
 } conv_job;
 
+/* A chunk of whole images, transposed: col (K x width) holds image i's im2col columns at
+ * i * slot (zero up to the next slot), ct (width x cout) = col^T x W^T, then the epilogue
+ * writes each image's rows of ct back as output channels. */
+static void run_slots(const conv_job *j, int chunk, float *col) {
+    const conv_layer *c = j->conv;
+    const conv_plan *p = &j->plan;
+    const int oh = c->out.h, pixels = oh * c->out.w, slot = p->slot, k = conv_k(c), cout = c->cout;
+    const int img0 = chunk * (p->rows_per_chunk / oh), img1 = min_int(img0 + p->rows_per_chunk / oh, j->n);
+    const int width = (img1 - img0) * slot;
+    const size_t ld = (size_t)j->n * pixels;
+    for (int img = img0; img < img1; img++) {
+        float *dst = col + (size_t)(img - img0) * slot;
+        im2col(c, j->in, dst, (size_t)width, j->n, img * oh, (img + 1) * oh);
+        for (int r = 0; r < k; r++) memset(dst + (size_t)r * width + pixels, 0, (size_t)(slot - pixels) * sizeof(float));
+    }
+    float *ct = col + (size_t)k * p->width;
+    memset(ct, 0, (size_t)width * cout * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, width, cout, k, 1.0f, col, width, c->weight, k, 1.0f, ct, cout);
+    for (int o = 0; o < cout; o++) {
+        const float scale = c->scale ? c->scale[o] : 1.0f, shift = c->bias[o];
+        for (int img = img0; img < img1; img++) {
+            float *row = j->out + (size_t)o * ld + (size_t)img * pixels;
+            const float *src = ct + (size_t)(img - img0) * slot * cout + o;
+            for (int i = 0; i < pixels; i++) {
+                float v = src[(size_t)i * cout] * scale + shift;
+                row[i] = c->relu && v < 0.0f ? 0.0f : v;
+            }
+        }
+    }
+}
+
 /* Task: one chunk of output rows, all channels, in this thread's share of j->col. */
 static void run_chunk(void *arg, int chunk, int thread) {
     const conv_job *j = arg;
@@ -380,6 +427,10 @@ static void run_chunk(void *arg, int chunk, int thread) {
     const int width = p->g ? gemm_layout_width(p->g, (int)cols, (double)c->cout * k) : (int)cols;
     const bool direct_out = writes_output(p, (int)cols, width);
     float *col = j->col + (size_t)thread * chunk_floats(c, p);
+    if (p->slot) {
+        run_slots(j, chunk, col);
+        return;
+    }
     if (is_pointwise(c) && !may_pad(p)) {
         gemm_block(c, j->in + first, ld, 0, (int)cols, j->out + first, ld, 0, c->cout, cols, NULL);
         return;

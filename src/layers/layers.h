@@ -11,12 +11,16 @@
  * unused ones up to a width that is a multiple of `align`, at least `trail` of them; at most
  * `max_width` columns in all (0: no limit) and more than `min_macs` multiply-adds (OpenBLAS
  * takes a small-matrix kernel below). Output channels: a GEMM may take rows [r0, r1) of W
- * where r0 and r1 are multiples of `row_align` (r1 may also be the last row). */
+ * where r0 and r1 are multiples of `row_align` (r1 may also be the last row). pixel_align > 0:
+ * the GEMM may instead be run transposed, C^T = B^T x W^T (pixels as OpenBLAS's N), with each
+ * image's pixels in a slot of a multiple of pixel_align columns: also measured to give every
+ * column alone, and cheaper for small images than the padding above. */
 typedef struct {
     const char *core; /* as openblas_get_corename() spells it */
     int lead, align, trail, max_width;
     double min_macs;
     int row_align;
+    int pixel_align;
 } gemm_layout;
 
 /* The running kernel's layout (conv.c's table); NULL where it was not measured: then a conv
