@@ -5,8 +5,33 @@
 #include "graph.h"
 #include "thread_pool.h"
 
+/* How the running OpenBLAS kernel must be handed a GEMM C = W x B (B's columns: output
+ * pixels) for every column of C to come out bitwise the same whatever the GEMM's width and
+ * the column's place in it: `lead` unused columns first, then the columns that count, then
+ * unused ones up to a width that is a multiple of `align`, at least `trail` of them; at most
+ * `max_width` columns in all (0: no limit) and more than `min_macs` multiply-adds (OpenBLAS
+ * takes a small-matrix kernel below). Output channels: a GEMM may take rows [r0, r1) of W
+ * where r0 and r1 are multiples of `row_align` (r1 may also be the last row). pixel_align > 0:
+ * the GEMM may instead be run transposed, C^T = B^T x W^T (pixels as OpenBLAS's N), with each
+ * image's pixels in a slot of a multiple of pixel_align columns: also measured to give every
+ * column alone, and cheaper for small images than the padding above. */
+typedef struct {
+    const char *core; /* as openblas_get_corename() spells it */
+    int lead, align, trail, max_width;
+    double min_macs;
+    int row_align;
+    int pixel_align;
+} gemm_layout;
+
+/* The running kernel's layout (conv.c's table); NULL where it was not measured: then a conv
+ * runs one GEMM per image, all its channels, on one thread. */
+const gemm_layout *gemm_layout_current(void);
+/* Width of a GEMM whose `cols` columns count, each column `macs_per_col` multiply-adds
+ * (rows x K); 0 where no width within max_width fits. */
+int gemm_layout_width(const gemm_layout *g, int cols, double macs_per_col);
+
 /* Scratch floats conv_forward needs in `col` for up to max_n images on a pool of `threads`
- * (0 for 1x1 stride-1 convs). */
+ * (0 where none). */
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
 /* pool: NULL, or the threads that split this one conv (see conv.c). */
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool);
