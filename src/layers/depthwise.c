@@ -18,6 +18,12 @@ typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
 
 #define MAX_TAPS_ROWS 16 /* kernel rows handled by the row paths; taller kernels: plane_generic */
 
+/* A pixel's sum of taps * scale + shift, ReLU'd if asked. */
+static inline float finish(float acc, float scale, float shift, bool relu) {
+    float v = acc * scale + shift;
+    return relu && !(v > 0.0f) ? 0.0f : v;
+}
+
 /* The scalar path for one output pixel: taps rows[ky] (NULL: outside the input) at column
  * ix0 + kx, those outside [0, iw) skipped. */
 static inline __attribute__((always_inline)) float pixel(const float *const *rows, const float *w, int kh, int kw, int ix0, int iw, float scale,
@@ -30,8 +36,7 @@ static inline __attribute__((always_inline)) float pixel(const float *const *row
             if (ix >= 0 && ix < iw) acc += w[ky * kw + kx] * rows[ky][ix];
         }
     }
-    float v = acc * scale + shift;
-    return relu && !(v > 0.0f) ? 0.0f : v;
+    return finish(acc, scale, shift, relu);
 }
 
 /* Output pixels [a, b) of one row, stride 1, every tap inside the input: 16 at a time.
@@ -58,8 +63,7 @@ row_s1_interior(const float *const *rows, const float *w, int kh, int kw, int p,
             if (!rows[ky]) continue;
             for (int kx = 0; kx < kw; kx++) acc += w[ky * kw + kx] * rows[ky][ox - p + kx];
         }
-        float v = acc * scale + shift;
-        out[ox] = relu && !(v > 0.0f) ? 0.0f : v;
+        out[ox] = finish(acc, scale, shift, relu);
     }
 }
 
@@ -104,8 +108,7 @@ row_strided_interior(const float *const *rows, const float *w, int kh, int kw, i
             const float *src = rows[ky] + ox * s - p;
             for (int kx = 0; kx < kw; kx++) acc += w[ky * kw + kx] * src[kx];
         }
-        float v = acc * scale + shift;
-        out[ox] = relu && !(v > 0.0f) ? 0.0f : v;
+        out[ox] = finish(acc, scale, shift, relu);
     }
 }
 
@@ -135,11 +138,9 @@ static void depthwise_plane(const conv_layer *c, const float *w, float scale, fl
                 right += w[ky * 3] * rows[ky][iw - 2];
                 right += w[ky * 3 + 1] * rows[ky][iw - 1];
             }
-            left = left * scale + shift;
-            right = right * scale + shift;
-            orow[0] = c->relu && !(left > 0.0f) ? 0.0f : left;
+            orow[0] = finish(left, scale, shift, c->relu);
             row_3x3_s1_interior(rows, w, p, scale, shift, c->relu, orow, 1, ow - 1);
-            orow[ow - 1] = c->relu && !(right > 0.0f) ? 0.0f : right;
+            orow[ow - 1] = finish(right, scale, shift, c->relu);
             continue;
         }
         if (kh == 3 && kw == 3) { /* constant sizes: the border pixels' loops unrolled */
@@ -177,10 +178,7 @@ static void plane_generic(const conv_layer *c, const float *w, float scale, floa
             }
         }
     }
-    for (int i = 0; i < oh * ow; i++) {
-        float v = out[i] * scale + shift;
-        out[i] = c->relu && !(v > 0.0f) ? 0.0f : v;
-    }
+    for (int i = 0; i < oh * ow; i++) out[i] = finish(out[i], scale, shift, c->relu);
 }
 
 void depthwise_forward(const conv_layer *c, const float *in, float *out, int n) {
