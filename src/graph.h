@@ -44,6 +44,9 @@ typedef struct {
     /* [16][cout][cin]: the weights transformed for Winograd F(2x2, 3x3) at load, owned by the
      * model (src/layers/winograd.c); NULL: the conv runs as im2col + GEMM */
     const float *winograd_weight;
+    /* The weights packed for our own GEMM (src/layers/packed_gemm.c), where the conv runs so
+     * (conv_wants_packed); NULL: OpenBLAS */
+    const float *packed_weight;
 } conv_layer;
 
 typedef struct {

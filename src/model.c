@@ -47,7 +47,7 @@ typedef struct {
     const float **tensors; /* every tensor loaded so far, in the file or in model->weights */
     int num_tensors, tensors_capacity;
     size_t floats_left;    /* weight budget */
-    bool im2col_only;      /* EMOTE_CONV=im2col: no Winograd weights (to compare the two) */
+    bool im2col_only;      /* EMOTE_CONV=im2col: no Winograd or packed weights (to compare) */
 } loader;
 
 __attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, const char *fmt, ...) {
@@ -266,8 +266,21 @@ static emote_status winograd_weights(loader *ld, conv_layer *c) {
     float *u;
     emote_status s = new_weights(ld, winograd_weight_floats(c), &u);
     if (s) return s;
-    winograd_transform_weights(c, u);
+    if (!winograd_transform_weights(c, u)) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
     c->winograd_weight = u;
+    return EMOTE_OK;
+}
+
+/* The conv's weights packed for our GEMM, where it runs on it (conv_wants_packed). Charged to
+ * the weight budget; a conv they would not fit in runs on OpenBLAS. */
+static emote_status packed_weights(loader *ld, conv_layer *c) {
+    const int k = c->cin * c->kh * c->kw;
+    if (ld->im2col_only || !conv_wants_packed(c) || packed_weight_floats(c->cout, k) > ld->floats_left) return EMOTE_OK;
+    float *packed;
+    emote_status s = new_weights(ld, packed_weight_floats(c->cout, k), &packed);
+    if (s) return s;
+    pack_weights(c->weight, c->cout, k, packed);
+    c->packed_weight = packed;
     return EMOTE_OK;
 }
 
@@ -297,7 +310,8 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     if (!op_set_input(&shaped, in, in))
         return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
     *c = shaped.u.conv;
-    return winograd_weights(ld, c);
+    if ((s = winograd_weights(ld, c))) return s;
+    return packed_weights(ld, c);
 }
 
 static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_features, dense_layer *d) {
@@ -783,7 +797,8 @@ static emote_status copy_metadata(loader *ld, emote_model *m) {
 
 /* ---- public API ---------------------------------------------------------- */
 
-/* EMOTE_CONV=im2col: every conv as im2col + GEMM, for comparing Winograd with it. */
+/* EMOTE_CONV=im2col: every conv as im2col + OpenBLAS GEMM, for comparing Winograd and our own
+ * GEMM with it. */
 static bool im2col_only(void) {
     const char *v = getenv("EMOTE_CONV");
     return v && strcmp(v, "im2col") == 0;

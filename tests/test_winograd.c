@@ -147,7 +147,7 @@ TEST(winograd_wrong_transform_is_caught) {
     test_conv t = make_conv(32, 16, 8, 1, false, 7);
     uint64_t state = 99;
     float *in = random_floats(shape_size(t.conv.in), &state);
-    const size_t plane = (size_t)t.conv.cout * t.conv.cin;
+    const size_t plane = packed_weight_floats(t.conv.cout, t.conv.cin);
     for (size_t i = 0; i < plane; i++) t.u[5 * plane + i] *= 1.01f; /* position (1, 1) */
     float *ref = run_conv(&t, false, in, 1, NULL), *got = run_conv(&t, true, in, 1, NULL);
     CHECK(nmse(got, ref, shape_size(t.conv.out)) > 100 * MAX_WINOGRAD_NMSE);

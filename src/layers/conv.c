@@ -29,8 +29,11 @@
  * columns are independent by construction. beta is always 1 over a zeroed output, which
  * keeps every GEMM off OpenBLAS's direct (beta = 0) path. After each GEMM, the BatchNorm
  * scale and shift (plus bias) and ReLU run while in cache.
- * A 3x3 stride-1 conv whose weights were transformed at load runs as Winograd (winograd.c):
- * one GEMM per image and tile position, whatever the kernel.
+ * A 3x3 stride-1 conv whose weights were transformed at load runs as Winograd (winograd.c).
+ * A conv with small output planes (conv_wants_packed: narrow GEMMs, where OpenBLAS spends more
+ * time packing the weights than multiplying) runs on our own GEMM over weights packed at load
+ * (packed_gemm.c): its columns are independent by construction, so it takes any chunk of output
+ * rows or block of 32 channels on any thread, whatever the OpenBLAS kernel.
  * Other GEMMs that must not depend on their neighbours (Winograd's per-position products) lay
  * themselves out the same way: gemm_layout_current(), gemm_layout_width() and row_align.
  * Measured (2-core EPYC, README Determinism): batch 32 under Haswell 476 -> 524 images/s on one
@@ -114,6 +117,15 @@ bool conv_wants_winograd(const conv_layer *c) {
     return winograd_fits(c) && !is_direct(c) && tiles >= WINOGRAD_MIN_TILES;
 }
 
+/* Output planes of at most this many pixels, and at least 32 output channels, run on
+ * packed_gemm: its tiles are 32 channels by 12 columns. */
+#define PACKED_MAX_PIXELS 1024
+
+bool conv_wants_packed(const conv_layer *c) {
+    return c->groups == 1 && !is_direct(c) && !conv_wants_winograd(c) && c->cout >= 32 &&
+           (size_t)c->out.h * c->out.w <= PACKED_MAX_PIXELS;
+}
+
 static int min_int(int a, int b) { return a < b ? a : b; }
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -139,6 +151,23 @@ static conv_plan plan_conv(const conv_layer *c, const gemm_layout *g, int n, int
         p.rows_per_chunk = chunk_rows(c, NULL);
         if (threads > 1) p.rows_per_chunk = min_int(p.rows_per_chunk, ceil_div(rows, threads));
         p.rows_per_chunk = min_int(p.rows_per_chunk, rows);
+        p.chunks = ceil_div(rows, p.rows_per_chunk);
+        p.width = p.rows_per_chunk * ow;
+        return p;
+    }
+    if (c->packed_weight) { /* any chunk of rows, or one chunk split by blocks of 32 channels */
+        const int blocks = (int)(packed_ldc(c->cout) / 32);
+        p.rows_per_chunk = min_int(chunk_rows(c, NULL), rows);
+        if (threads > 1) {
+            const int per_thread = ceil_div(rows, threads);
+            if (per_thread * ow < MIN_SPLIT_COLS && blocks > 1 && rows <= p.rows_per_chunk) {
+                p.parts = min_int(threads, blocks);
+                p.part_rows = ceil_div(blocks, p.parts) * 32;
+                p.parts = ceil_div(blocks * 32, p.part_rows);
+            } else {
+                p.rows_per_chunk = min_int(p.rows_per_chunk, per_thread);
+            }
+        }
         p.chunks = ceil_div(rows, p.rows_per_chunk);
         p.width = p.rows_per_chunk * ow;
         return p;
@@ -188,6 +217,7 @@ static bool may_pad(const conv_plan *p) {
  * input as is, and, where the GEMM may be padded, the cout x width product. */
 static size_t chunk_floats(const conv_layer *c, const conv_plan *p) {
     const size_t w = (size_t)p->width;
+    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + packed_ct_rows(p->width) * packed_ldc(c->cout);
     return (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
 }
 
@@ -198,7 +228,7 @@ static size_t plan_floats(const conv_layer *c, const conv_plan *p, int threads) 
 
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads) {
     if (c->groups > 1) return 0;
-    if (c->winograd_weight) return winograd_scratch_floats(c, threads);
+    if (c->winograd_weight) return winograd_scratch_floats(c, max_n, threads);
     const gemm_layout *g = gemm_layout_current();
     conv_plan p = plan_conv(c, g, max_n, threads);
     size_t most = plan_floats(c, &p, threads);
@@ -429,6 +459,65 @@ static void run_slots(const conv_job *j, int chunk, float *col) {
     }
 }
 
+/* out rows [o0, o1) x cols (row stride ld) = ct^T * scale + bias, ReLU'd if the conv says so. */
+static void epilogue_transposed(const conv_layer *c, const float *ct, size_t ldc, size_t cols, float *out, size_t ld,
+                                int o0, int o1) {
+    enum { BLOCK = 16 }; /* columns at a time: their rows of ct stay in L1 across channels */
+    for (size_t p0 = 0; p0 < cols; p0 += BLOCK) {
+        const size_t p1 = cols - p0 < BLOCK ? cols : p0 + BLOCK;
+        for (int o = o0; o < o1; o++) {
+            const float scale = c->scale ? c->scale[o] : 1.0f, shift = c->bias[o];
+            float *row = out + (size_t)o * ld;
+            for (size_t p = p0; p < p1; p++) {
+                float v = ct[p * ldc + o] * scale + shift;
+                row[p] = c->relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        }
+    }
+}
+
+/* The packed path's B for output rows [r0, r1): the input itself for a pointwise conv, else
+ * their im2col in col. */
+static const float *packed_b(const conv_job *j, float *col, int r0, int r1, size_t *ldb) {
+    const conv_layer *c = j->conv;
+    const size_t ld = (size_t)j->n * c->out.h * c->out.w, cols = (size_t)(r1 - r0) * c->out.w;
+    if (is_pointwise(c)) {
+        *ldb = ld;
+        return j->in + (size_t)r0 * c->out.w;
+    }
+    im2col(c, j->in, col, cols, j->n, r0, r1);
+    *ldb = cols;
+    return col;
+}
+
+/* Task (packed path): one chunk of output rows, all channels. */
+static void run_packed_chunk(void *arg, int chunk, int thread) {
+    const conv_job *j = arg;
+    const conv_layer *c = j->conv;
+    const conv_plan *p = &j->plan;
+    const int rows = j->n * c->out.h, r0 = chunk * p->rows_per_chunk, r1 = min_int(r0 + p->rows_per_chunk, rows);
+    const size_t ld = (size_t)rows * c->out.w, cols = (size_t)(r1 - r0) * c->out.w, ldc = packed_ldc(c->cout);
+    float *col = j->col + (size_t)thread * chunk_floats(c, p), *ct = col + (is_pointwise(c) ? 0 : (size_t)conv_k(c) * cols);
+    size_t ldb;
+    const float *b = packed_b(j, col, r0, r1, &ldb);
+    packed_gemm(c->packed_weight, conv_k(c), 0, (int)ldc, b, ldb, (int)cols, ct, ldc);
+    epilogue_transposed(c, ct, ldc, cols, j->out + (size_t)r0 * c->out.w, ld, 0, c->cout);
+}
+
+/* Task (packed path): one block of output channels of the whole batch; j->col holds B. */
+static void run_packed_part(void *arg, int part, int thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const conv_layer *c = j->conv;
+    const conv_plan *p = &j->plan;
+    const size_t cols = (size_t)j->n * c->out.h * c->out.w, ldc = packed_ldc(c->cout);
+    const int o0 = part * p->part_rows, o1 = min_int(o0 + p->part_rows, (int)ldc);
+    const float *b = is_pointwise(c) ? j->in : j->col;
+    float *ct = j->col + (is_pointwise(c) ? 0 : (size_t)conv_k(c) * cols);
+    packed_gemm(c->packed_weight, conv_k(c), o0, o1, b, cols, (int)cols, ct, ldc);
+    epilogue_transposed(c, ct, ldc, cols, j->out, cols, o0, min_int(o1, c->cout));
+}
+
 /* Task: one chunk of output rows, all channels, in this thread's share of j->col. */
 static void run_chunk(void *arg, int chunk, int thread) {
     const conv_job *j = arg;
@@ -484,6 +573,16 @@ void conv_forward(const conv_layer *c, const float *in, float *out, int n, float
     }
     conv_job job = {c, in, out, col, n, plan_conv(c, gemm_layout_current(), n, pool_size(pool))};
     const conv_plan *p = &job.plan;
+    if (c->packed_weight) {
+        if (p->parts > 1) {
+            size_t ldb;
+            packed_b(&job, col, 0, n * c->out.h, &ldb);
+            pool_run(pool, run_packed_part, &job, p->parts);
+        } else {
+            pool_run(pool, run_packed_chunk, &job, p->chunks);
+        }
+        return;
+    }
     if (p->parts > 1) {
         if (!(is_pointwise(c) && !may_pad(p))) fill_padded(c, in, col, n, 0, n * c->out.h, p->g->lead, p->width);
         pool_run(pool, run_part, &job, p->parts);

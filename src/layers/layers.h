@@ -30,6 +30,22 @@ const gemm_layout *gemm_layout_current(void);
  * (rows x K); 0 where no width within max_width fits. */
 int gemm_layout_width(const gemm_layout *g, int cols, double macs_per_col);
 
+/* Our GEMM over weights packed at load (packed_gemm.c): ct[p][o] = sum_k W[o][k] B[k][p], each
+ * entry the same bits whatever the width, batch, thread split or CPU. W (rows x k) is packed in
+ * blocks of 32 rows, zero rows to the end of the last one. */
+size_t packed_weight_floats(int rows, int k);
+void pack_weights(const float *w, int rows, int k, float *packed);
+/* ct's least row stride for W of `rows` rows (a multiple of 32), and the rows ct must have for
+ * `cols` columns (packed_gemm writes whole tiles). */
+size_t packed_ldc(int rows);
+size_t packed_ct_rows(int cols);
+/* ct[p][o] for p < cols and o in [r0, r1) (multiples of 32, r1 <= packed_ldc), B: k x cols,
+ * rows ldb apart. */
+void packed_gemm(const float *packed, int k, int r0, int r1, const float *b, size_t ldb, int cols, float *ct,
+                 size_t ldc);
+/* The kernel in use: "avx512", "avx2" or "scalar" (EMOTE_GEMM_ISA picks one). */
+const char *packed_gemm_kernel(void);
+
 /* Scratch floats conv_forward needs in `col` for up to max_n images on a pool of `threads`
  * (0 where none). */
 size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
@@ -41,12 +57,18 @@ void conv_forward(const conv_layer *c, const float *in, float *out, int n, float
  * 2x2 (conv.c). conv_forward runs a conv as Winograd when it has winograd_weight. */
 bool conv_wants_winograd(const conv_layer *c);
 
+/* Whether a conv should run on packed_gemm, its weights packed at load (conv.c): dense, not a
+ * first layer nor Winograd, at least 32 output channels and small output planes. conv_forward
+ * runs a conv so when it has packed_weight. */
+bool conv_wants_packed(const conv_layer *c);
+
 /* Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs (winograd.c). */
 bool winograd_fits(const conv_layer *c);
 size_t winograd_weight_floats(const conv_layer *c);
-/* u (winograd_weight_floats) = c's weights transformed, u[pos][o][ci] = (G g G^T)[pos]. */
-void winograd_transform_weights(const conv_layer *c, float *u);
-size_t winograd_scratch_floats(const conv_layer *c, int threads);
+/* u (winograd_weight_floats) = c's weights transformed, (G g G^T)[pos] as the weights of
+ * position pos's GEMM, packed (pack_weights); false where out of memory. */
+bool winograd_transform_weights(const conv_layer *c, float *u);
+size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads);
 /* conv_forward with the transformed weights u; pool: NULL, or the threads that split it. */
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
                       thread_pool *pool);

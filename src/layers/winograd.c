@@ -11,12 +11,12 @@
  * Summed over input channels, the products for each of the 16 positions of the 4x4 tile are
  * one GEMM: M[pos] (cout x tiles) = U[pos] (cout x cin) x V[pos] (cin x tiles).
  *
- * Determinism (see conv.c): one image at a time, one GEMM per position, of the same shape
- * whatever the batch and the thread count; a pool shares out the channels of the transforms
- * and the 16 positions, each GEMM the same call whichever thread runs it. (Running each
- * position's GEMMs for several images in a row, for U[pos] to stay in cache, measured no
- * faster.) */
-#include <cblas.h>
+ * The 16 GEMMs are ours (packed_gemm.c), each entry a fixed chain of FMAs whatever the width:
+ * so a conv takes its images in groups (their tiles side by side as one GEMM's columns, as many
+ * as fit in cache), and the pool shares out the channels of the input transform, the 16
+ * positions and the tiles of the output transform. The product comes out tile-major,
+ * M[pos][tile][cout], and the output transform runs across channels in vectors. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
@@ -33,7 +33,7 @@ bool winograd_fits(const conv_layer *c) {
     return c->groups == 1 && c->kh == 3 && c->kw == 3 && c->stride == 1;
 }
 
-size_t winograd_weight_floats(const conv_layer *c) { return (size_t)POSITIONS * c->cout * c->cin; }
+size_t winograd_weight_floats(const conv_layer *c) { return POSITIONS * packed_weight_floats(c->cout, c->cin); }
 
 #define WEIGHT_BLOCK 64 /* kernels transformed at once, in vectors across kernels */
 
@@ -64,33 +64,53 @@ transform_weight_block(const float *restrict g, size_t count, float *restrict u,
     }
 }
 
-void winograd_transform_weights(const conv_layer *c, float *u) {
-    const size_t plane = (size_t)c->cout * c->cin;
+bool winograd_transform_weights(const conv_layer *c, float *u) {
+    const size_t plane = (size_t)c->cout * c->cin, packed = packed_weight_floats(c->cout, c->cin);
+    float *t = malloc(POSITIONS * plane * sizeof(float)); /* [pos][o][ci] */
+    if (!t) return false;
     for (size_t first = 0; first < plane; first += WEIGHT_BLOCK)
         transform_weight_block(c->weight + first * 9, plane - first < WEIGHT_BLOCK ? plane - first : WEIGHT_BLOCK,
-                               u + first, plane);
+                               t + first, plane);
+    for (int pos = 0; pos < POSITIONS; pos++) pack_weights(t + pos * plane, c->cout, c->cin, u + pos * packed);
+    free(t);
+    return true;
 }
 
-/* Scratch: one image's V (16 x cin x tiles) and M (16 x cout x tiles), and for each thread a zero-padded input plane and its rows transformed (transform_input), or
- * the outputs of the tiles of one channel (transform_output). */
+/* A group of images' tiles is one GEMM: about GROUP_FLOATS of V and M, at least one image. */
+#define GROUP_FLOATS (256 * 1024)
+
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
-static size_t thread_floats(const conv_layer *c) {
-    return padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2;
+/* Per thread: a zero-padded input plane and its rows transformed (transform_input). */
+static size_t thread_floats(const conv_layer *c) { return padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2; }
+
+static int group_images(const conv_layer *c, int n) {
+    const size_t per_image = POSITIONS * tile_count(c) * ((size_t)c->cin + packed_ldc(c->cout));
+    const size_t fit = GROUP_FLOATS / per_image;
+    return fit < 1 ? 1 : fit > (size_t)n ? n : (int)fit;
 }
 
-size_t winograd_scratch_floats(const conv_layer *c, int threads) {
-    return (size_t)POSITIONS * (size_t)(c->cin + c->cout) * tile_count(c) + (size_t)threads * thread_floats(c);
+/* V [pos][cin][cols] and M [pos][packed_ct_rows(cols)][ldc] of a group of `images`. */
+static size_t v_floats(const conv_layer *c, int images) { return POSITIONS * (size_t)c->cin * images * tile_count(c); }
+static size_t m_floats(const conv_layer *c, int images) {
+    return POSITIONS * packed_ct_rows(images * (int)tile_count(c)) * packed_ldc(c->cout);
+}
+
+size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads) {
+    const int images = group_images(c, max_n);
+    return v_floats(c, images) + m_floats(c, images) + (size_t)threads * thread_floats(c);
 }
 
 typedef struct {
     const conv_layer *conv;
     const float *u, *in; /* in, out: CNHW batches of n images */
     float *out;
-    int n, image;  /* the image of the n that this job runs */
-    float *v, *m;  /* [pos][channel][tile] */
+    int n, image, images; /* this group: images [image, image + images) of the n */
+    float *v, *m;
     float *thread_scratch;
-    int parts; /* channel shares of the transforms */
+    int parts; /* shares of the transforms */
 } winograd_job;
+
+static size_t job_cols(const winograd_job *j) { return (size_t)j->images * tile_count(j->conv); }
 
 static void share(int count, int parts, int part, int *first, int *end) {
     int per = (count + parts - 1) / parts;
@@ -144,19 +164,20 @@ static void transform_input(void *arg, int part, int thread) {
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
     const int tw = tiles_across(c), th = tiles_down(c);
-    const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w), tiles = tile_count(c);
-    const size_t stride = (size_t)c->cin * tiles; /* between positions */
+    const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w), tiles = tile_count(c), cols = job_cols(j);
+    const size_t stride = (size_t)c->cin * cols; /* between positions */
     const size_t across = (size_t)tw + 1, count = ph * across, in_plane = (size_t)c->in.h * c->in.w;
     float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *rows = padded + ph * pw + 2;
     int first, end;
     share(c->cin, j->parts, part, &first, &end);
-    for (int ci = first; ci < end; ci++) {
-        pad_plane(c, j->in + ((size_t)ci * j->n + j->image) * in_plane, padded, ph, pw);
-        transform_rows(padded, count, rows);
-        for (int ty = 0; ty < th; ty++)
-            transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
-                              j->v + (size_t)ci * tiles + (size_t)ty * tw, stride);
-    }
+    for (int ci = first; ci < end; ci++)
+        for (int i = 0; i < j->images; i++) {
+            pad_plane(c, j->in + ((size_t)ci * j->n + j->image + i) * in_plane, padded, ph, pw);
+            transform_rows(padded, count, rows);
+            for (int ty = 0; ty < th; ty++)
+                transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
+                                  j->v + (size_t)ci * cols + i * tiles + (size_t)ty * tw, stride);
+        }
 }
 
 /* Task: M[pos] = U[pos] x V[pos]. */
@@ -164,80 +185,70 @@ static void multiply_position(void *arg, int pos, int thread) {
     (void)thread;
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
-    const int tiles = (int)tile_count(c);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, tiles, c->cin, 1.0f,
-                j->u + (size_t)pos * c->cout * c->cin, c->cin, j->v + (size_t)pos * c->cin * tiles, tiles, 0.0f,
-                j->m + (size_t)pos * c->cout * tiles, tiles);
+    const size_t cols = job_cols(j), ldc = packed_ldc(c->cout);
+    packed_gemm(j->u + pos * packed_weight_floats(c->cout, c->cin), c->cin, 0, (int)ldc,
+                j->v + pos * (size_t)c->cin * cols, cols, (int)cols, j->m + pos * packed_ct_rows((int)cols) * ldc, ldc);
 }
 
-/* y[q * tiles + t], q = 2 * row + column: the 2x2 outputs of every tile t of one output
- * channel, A^T m A from M (positions `stride` floats apart), * scale + shift, ReLU'd if asked. */
+typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
+
+/* y[q][0, 16), q = 2 * row + column: a tile's 2x2 outputs for 16 channels, A^T m A from its
+ * 16 positions (`stride` floats apart in m), * scale + shift, ReLU'd if asked. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-output_tiles(const float *restrict m, size_t stride, size_t tiles, float scale, float shift, bool relu,
-             float *restrict y) {
-    const float *m0 = m, *m1 = m0 + stride, *m2 = m1 + stride, *m3 = m2 + stride; /* row 0 of the 4x4 tile */
-    const float *m4 = m3 + stride, *m5 = m4 + stride, *m6 = m5 + stride, *m7 = m6 + stride;
-    const float *m8 = m7 + stride, *m9 = m8 + stride, *m10 = m9 + stride, *m11 = m10 + stride;
-    const float *m12 = m11 + stride, *m13 = m12 + stride, *m14 = m13 + stride, *m15 = m14 + stride;
-    for (size_t t = 0; t < tiles; t++) {
-        /* A^T m: rows 0 + 1 + 2 and 1 - 2 - 3 */
-        const float a0 = m0[t] + m4[t] + m8[t], a1 = m1[t] + m5[t] + m9[t], a2 = m2[t] + m6[t] + m10[t],
-                    a3 = m3[t] + m7[t] + m11[t];
-        const float b0 = m4[t] - m8[t] - m12[t], b1 = m5[t] - m9[t] - m13[t], b2 = m6[t] - m10[t] - m14[t],
-                    b3 = m7[t] - m11[t] - m15[t];
-        y[t] = (a0 + a1 + a2) * scale + shift;
-        y[tiles + t] = (a1 - a2 - a3) * scale + shift;
-        y[2 * tiles + t] = (b0 + b1 + b2) * scale + shift;
-        y[3 * tiles + t] = (b1 - b2 - b3) * scale + shift;
+output_tile(const float *m, size_t stride, const float *scale, const float *shift, bool relu, float y[4][16]) {
+    vec16 p[POSITIONS];
+    for (int k = 0; k < POSITIONS; k++) p[k] = *(const vec16 *)(m + k * stride);
+    /* A^T m: rows 0 + 1 + 2 and 1 - 2 - 3 */
+    const vec16 a0 = p[0] + p[4] + p[8], a1 = p[1] + p[5] + p[9], a2 = p[2] + p[6] + p[10], a3 = p[3] + p[7] + p[11];
+    const vec16 b0 = p[4] - p[8] - p[12], b1 = p[5] - p[9] - p[13], b2 = p[6] - p[10] - p[14],
+                b3 = p[7] - p[11] - p[15];
+    const vec16 s = *(const vec16 *)scale, t = *(const vec16 *)shift;
+    vec16 out[4] = {(a0 + a1 + a2) * s + t, (a1 - a2 - a3) * s + t, (b0 + b1 + b2) * s + t, (b1 - b2 - b3) * s + t};
+    for (int q = 0; q < 4; q++) {
+        if (relu) out[q] = (vec16)((ivec16)out[q] & (out[q] > 0.0f)); /* a comparison is all ones where true */
+        *(vec16 *)y[q] = out[q];
     }
-    if (relu)
-        for (size_t i = 0; i < 4 * tiles; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-/* The outputs y of output_tiles into their places in an output plane. */
-static void place_tiles(const conv_layer *c, const float *y, float *plane) {
-    const int tw = tiles_across(c), th = tiles_down(c), oh = c->out.h, ow = c->out.w;
-    const size_t tiles = tile_count(c);
-    for (int ty = 0; ty < th; ty++)
-        for (int r = 0; r < STEP && ty * STEP + r < oh; r++) {
-            float *row = plane + (size_t)(ty * STEP + r) * ow;
-            const float *left = y + (size_t)(STEP * r) * tiles + (size_t)ty * tw, *right = left + tiles;
-            for (int tx = 0; tx < ow / STEP; tx++) {
-                row[STEP * tx] = left[tx];
-                row[STEP * tx + 1] = right[tx];
-            }
-            if (ow % STEP) row[ow - 1] = left[tw - 1];
-        }
-}
-
-/* Task: the output planes of a share of the output channels. */
+/* Task: every output channel of a share of the group's tiles. */
 static void transform_output(void *arg, int part, int thread) {
+    (void)thread;
     const winograd_job *j = arg;
     const conv_layer *c = j->conv;
-    const size_t tiles = tile_count(c), stride = (size_t)c->cout * tiles, plane = (size_t)c->out.h * c->out.w;
-    float *y = j->thread_scratch + (size_t)thread * thread_floats(c);
+    const int tw = tiles_across(c), oh = c->out.h, ow = c->out.w, tiles = (int)tile_count(c);
+    const size_t ldc = packed_ldc(c->cout), stride = packed_ct_rows((int)job_cols(j)) * ldc;
+    const size_t plane = (size_t)oh * ow, channel = (size_t)j->n * plane;
     int first, end;
-    share(c->cout, j->parts, part, &first, &end);
-    for (int o = first; o < end; o++) {
-        output_tiles(j->m + (size_t)o * tiles, stride, tiles, c->scale ? c->scale[o] : 1.0f, c->bias[o], c->relu, y);
-        place_tiles(c, y, j->out + ((size_t)o * j->n + j->image) * plane);
+    share((int)job_cols(j), j->parts, part, &first, &end);
+    for (int o0 = 0; o0 < c->cout; o0 += 16) {
+        const int count = c->cout - o0 < 16 ? c->cout - o0 : 16;
+        float scale[16] = {0}, shift[16] = {0}, y[4][16];
+        for (int i = 0; i < count; i++) {
+            scale[i] = c->scale ? c->scale[o0 + i] : 1.0f;
+            shift[i] = c->bias[o0 + i];
+        }
+        for (int col = first; col < end; col++) {
+            const int image = j->image + col / tiles, t = col % tiles, y0 = t / tw * STEP, x0 = t % tw * STEP;
+            output_tile(j->m + (size_t)col * ldc + o0, stride, scale, shift, c->relu, y);
+            float *at = j->out + (size_t)o0 * channel + (size_t)image * plane + (size_t)y0 * ow + x0;
+            for (int q = 0; q < 4; q++) {
+                const int dy = q / 2, dx = q % 2;
+                if (y0 + dy >= oh || x0 + dx >= ow) continue;
+                for (int i = 0; i < count; i++) at[(size_t)i * channel + (size_t)dy * ow + dx] = y[q][i];
+            }
+        }
     }
 }
 
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,
                       thread_pool *pool) {
-    const int threads = pool_size(pool);
-    float *m = scratch + (size_t)POSITIONS * c->cin * tile_count(c);
-    winograd_job job = {.conv = c,
-                        .u = u,
-                        .in = in,
-                        .out = out,
-                        .n = n,
-                        .v = scratch,
-                        .m = m,
-                        .thread_scratch = m + (size_t)POSITIONS * c->cout * tile_count(c),
-                        .parts = threads};
-    for (job.image = 0; job.image < n; job.image++) {
+    const int threads = pool_size(pool), group = group_images(c, n);
+    winograd_job job = {.conv = c, .u = u, .in = in, .out = out, .n = n, .v = scratch, .parts = threads};
+    for (job.image = 0; job.image < n; job.image += group) {
+        job.images = n - job.image < group ? n - job.image : group;
+        job.m = scratch + v_floats(c, job.images);
+        job.thread_scratch = job.m + m_floats(c, job.images);
         pool_run(pool, transform_input, &job, threads);
         pool_run(pool, multiply_position, &job, POSITIONS);
         pool_run(pool, transform_output, &job, threads);
