@@ -43,8 +43,11 @@ size_t packed_ct_rows(int cols);
  * rows ldb apart. */
 void packed_gemm(const float *packed, int k, int r0, int r1, const float *b, size_t ldb, int cols, float *ct,
                  size_t ldc);
-/* The kernel in use: "avx512", "avx2" or "scalar" (EMOTE_GEMM_ISA picks one). */
+/* The kernel in use: "avx512", "avx2" or "scalar"; all give the same bits. The widest the CPU
+ * has runs unless EMOTE_GEMM_ISA names another. packed_gemm_use switches to the one named
+ * (NULL: the widest), false where the CPU lacks it. Not thread-safe: at start-up or in tests. */
 const char *packed_gemm_kernel(void);
+bool packed_gemm_use(const char *isa);
 
 /* Scratch floats conv_forward needs in `col` for up to max_n images on a pool of `threads`
  * (0 where none). */

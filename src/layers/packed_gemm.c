@@ -112,22 +112,25 @@ static void tile_scalar(const float *wp, const float *b, size_t ldb, int k, floa
 static tile_kernel *kernel;
 static const char *kernel_name;
 
-/* EMOTE_GEMM_ISA=avx512|avx2|scalar picks a kernel (tests compare them; the CPU must have
- * it), else the widest the CPU has. */
-__attribute__((constructor)) static void pick_kernel(void) {
+bool packed_gemm_use(const char *isa) {
     __builtin_cpu_init();
-    const char *want = getenv("EMOTE_GEMM_ISA");
-    const bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") &&
-                                                                   __builtin_cpu_supports("fma");
-    if (want && !strcmp(want, "scalar")) {
-        kernel = tile_scalar, kernel_name = "scalar";
-    } else if (avx512 && !(want && !strcmp(want, "avx2"))) {
+    const bool avx512 = __builtin_cpu_supports("avx512f"),
+               avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool best = !isa || !*isa;
+    if (best ? avx512 : !strcmp(isa, "avx512") && avx512)
         kernel = tile_avx512, kernel_name = "avx512";
-    } else if (avx2) {
+    else if (best ? avx2 : !strcmp(isa, "avx2") && avx2)
         kernel = tile_avx2, kernel_name = "avx2";
-    } else {
+    else if (best || !strcmp(isa, "scalar"))
         kernel = tile_scalar, kernel_name = "scalar";
-    }
+    else
+        return false;
+    return true;
+}
+
+/* EMOTE_GEMM_ISA picks a kernel (to compare them), else the widest the CPU has. */
+__attribute__((constructor)) static void pick_kernel(void) {
+    if (!packed_gemm_use(getenv("EMOTE_GEMM_ISA"))) packed_gemm_use(NULL);
 }
 
 const char *packed_gemm_kernel(void) { return kernel_name; }
