@@ -8,6 +8,7 @@
 #ifndef EMOTE_GRAPH_H
 #define EMOTE_GRAPH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,7 +118,16 @@ struct emote_model {
     /* Scratch buffers of multi-output runs, kept for the next run (src/net.c); taken and put
      * back atomically, so that the model stays usable from many threads. */
     struct net_cache *_Atomic net_cache;
+    /* Conv weights derived for the fast paths on first run (src/conv_weights.c): one mapping. */
+    void *conv_weights;
+    size_t conv_weights_bytes;
+    _Atomic bool conv_weights_ready;
 };
+
+/* Makes the convs' derived weights (Winograd, packed) if not yet made: before a model first
+ * runs. Thread-safe. */
+emote_status model_prepare_convs(const emote_model *m, emote_error *err);
+void model_free_conv_weights(emote_model *m);
 
 const char *op_kind_name(op_kind kind);
 

@@ -47,7 +47,6 @@ typedef struct {
     const float **tensors; /* every tensor loaded so far, in the file or in model->weights */
     int num_tensors, tensors_capacity;
     size_t floats_left;    /* weight budget */
-    bool im2col_only;      /* EMOTE_CONV=im2col: no Winograd or packed weights (to compare) */
 } loader;
 
 __attribute__((format(printf, 2, 3))) static emote_status load_fail(loader *ld, const char *fmt, ...) {
@@ -259,31 +258,6 @@ static emote_status parse_groups(loader *ld, const cJSON *op, conv_layer *c) {
     return EMOTE_OK;
 }
 
-/* The conv's weights transformed for Winograd, where it runs so (conv_wants_winograd). Charged
- * to the weight budget; a conv they would not fit in runs as im2col + GEMM. */
-static emote_status winograd_weights(loader *ld, conv_layer *c) {
-    if (ld->im2col_only || !conv_wants_winograd(c) || winograd_weight_floats(c) > ld->floats_left) return EMOTE_OK;
-    float *u;
-    emote_status s = new_weights(ld, winograd_weight_floats(c), &u);
-    if (s) return s;
-    if (!winograd_transform_weights(c, u)) return emote_fail(ld->err, EMOTE_ERR_MEMORY, "%s: out of memory", ld->name);
-    c->winograd_weight = u;
-    return EMOTE_OK;
-}
-
-/* The conv's weights packed for our GEMM, where it runs on it (conv_wants_packed). Charged to
- * the weight budget; a conv they would not fit in runs on OpenBLAS. */
-static emote_status packed_weights(loader *ld, conv_layer *c) {
-    const int k = c->cin * c->kh * c->kw;
-    if (ld->im2col_only || !conv_wants_packed(c) || packed_weight_floats(c->cout, k) > ld->floats_left) return EMOTE_OK;
-    float *packed;
-    emote_status s = new_weights(ld, packed_weight_floats(c->cout, k), &packed);
-    if (s) return s;
-    pack_weights(c->weight, c->cout, k, packed);
-    c->packed_weight = packed;
-    return EMOTE_OK;
-}
-
 static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_layer *c) {
     memset(c, 0, sizeof *c);
     const char *wname, *bname;
@@ -310,8 +284,7 @@ static emote_status parse_conv(loader *ld, const cJSON *op, shape3 in, conv_laye
     if (!op_set_input(&shaped, in, in))
         return load_fail(ld, "a %dx%d kernel does not fit the %dx%d input", c->kh, c->kw, in.h, in.w);
     *c = shaped.u.conv;
-    if ((s = winograd_weights(ld, c))) return s;
-    return packed_weights(ld, c);
+    return EMOTE_OK;
 }
 
 static emote_status parse_dense(loader *ld, const cJSON *obj, int in, int *out_features, dense_layer *d) {
@@ -797,13 +770,6 @@ static emote_status copy_metadata(loader *ld, emote_model *m) {
 
 /* ---- public API ---------------------------------------------------------- */
 
-/* EMOTE_CONV=im2col: every conv as im2col + OpenBLAS GEMM, for comparing Winograd and our own
- * GEMM with it. */
-static bool im2col_only(void) {
-    const char *v = getenv("EMOTE_CONV");
-    return v && strcmp(v, "im2col") == 0;
-}
-
 /* Opens a model from a file's bytes. in_place: they outlive the model, so its tensors may
  * point into them rather than be copied. built_in: bytes compiled into this binary, from a
  * file that `make` checked by loading it (every check, the weights' values too) before
@@ -815,7 +781,7 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
     emote_model *m = calloc(1, sizeof *m);
     size_t budget = size / 2 < (SIZE_MAX - MODEL_WEIGHT_SLACK_BYTES) / 4 ? 2 * size + MODEL_WEIGHT_SLACK_BYTES : SIZE_MAX;
     loader ld = {.file = &file, .name = name, .err = err, .model = m, .in_place = in_place, .values_checked = built_in,
-                 .floats_left = budget / sizeof(float), .im2col_only = im2col_only()};
+                 .floats_left = budget / sizeof(float)};
     emote_status s = EMOTE_OK;
     if (!m || !(m->name = str_dup(name))) {
         s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
@@ -912,6 +878,7 @@ emote_model *emote_model_open_any(const char *name_or_path, emote_error *err) {
 void emote_model_close(emote_model *m) {
     if (!m) return;
     net_cache_free(m->net_cache);
+    model_free_conv_weights(m);
     for (int i = 0; i < m->num_ops; i++) free_op(&m->ops[i]);
     free(m->ops);
     for (int i = 0; i < m->num_weights; i++) free(m->weights[i]);

@@ -162,6 +162,7 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_ARGUMENT, "%s is a multi-output model (a detector), not a classifier", model->name);
         return NULL;
     }
+    if (model_prepare_convs(model, err)) return NULL; /* before planning: it sizes their scratch */
     if (threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;

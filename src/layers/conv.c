@@ -117,12 +117,12 @@ bool conv_wants_winograd(const conv_layer *c) {
     return winograd_fits(c) && !is_direct(c) && tiles >= WINOGRAD_MIN_TILES;
 }
 
-/* Output planes of at most this many pixels, and at least 32 output channels, run on
- * packed_gemm: its tiles are 32 channels by 12 columns. */
+/* Output planes of at most this many pixels, and at least PACKED_ROWS output channels, run
+ * on packed_gemm: its tiles are 32 channels by 12 columns. */
 #define PACKED_MAX_PIXELS 1024
 
 bool conv_wants_packed(const conv_layer *c) {
-    return c->groups == 1 && !is_direct(c) && !conv_wants_winograd(c) && c->cout >= 32 &&
+    return c->groups == 1 && !is_direct(c) && !conv_wants_winograd(c) && c->cout >= PACKED_ROWS &&
            (size_t)c->out.h * c->out.w <= PACKED_MAX_PIXELS;
 }
 
@@ -156,14 +156,14 @@ static conv_plan plan_conv(const conv_layer *c, const gemm_layout *g, int n, int
         return p;
     }
     if (c->packed_weight) { /* any chunk of rows, or one chunk split by blocks of 32 channels */
-        const int blocks = (int)(packed_ldc(c->cout) / 32);
+        const int blocks = (int)(packed_ldc(c->cout) / PACKED_ROWS);
         p.rows_per_chunk = min_int(chunk_rows(c, NULL), rows);
         if (threads > 1) {
             const int per_thread = ceil_div(rows, threads);
             if (per_thread * ow < MIN_SPLIT_COLS && blocks > 1 && rows <= p.rows_per_chunk) {
                 p.parts = min_int(threads, blocks);
-                p.part_rows = ceil_div(blocks, p.parts) * 32;
-                p.parts = ceil_div(blocks * 32, p.part_rows);
+                p.part_rows = ceil_div(blocks, p.parts) * PACKED_ROWS;
+                p.parts = ceil_div(blocks * PACKED_ROWS, p.part_rows);
             } else {
                 p.rows_per_chunk = min_int(p.rows_per_chunk, per_thread);
             }
@@ -309,11 +309,14 @@ static void im2col_plane(const conv_layer *c, const float *restrict plane, float
 }
 
 /* col[(ci*kh + ky)*kw + kx][r - r0][ox] = in[ci][img][oy*s - p + ky][ox*s - p + kx] (0 outside)
- * for the output rows r = img*oh + oy in [r0, r1); col's rows are ldc floats apart. */
-static void im2col(const conv_layer *c, const float *in, float *col, size_t ldc, int n, int r0, int r1) {
+ * for the output rows r = img*oh + oy in [r0, r1) and input channels ci in [ci0, ci1); col's
+ * rows are ldc floats apart. */
+static void im2col_channels(const conv_layer *c, const float *in, float *col, size_t ldc, int n, int r0, int r1,
+                            int ci0, int ci1) {
     const int oh = c->out.h, ow = c->out.w;
     const size_t plane_floats = (size_t)c->in.h * c->in.w;
-    for (int ci = 0; ci < c->cin; ci++) {
+    col += (size_t)ci0 * c->kh * c->kw * ldc;
+    for (int ci = ci0; ci < ci1; ci++) {
         for (int ky = 0; ky < c->kh; ky++) {
             for (int kx = 0; kx < c->kw; kx++, col += ldc) {
                 float *dst = col;
@@ -326,6 +329,10 @@ static void im2col(const conv_layer *c, const float *in, float *col, size_t ldc,
             }
         }
     }
+}
+
+static void im2col(const conv_layer *c, const float *in, float *col, size_t ldc, int n, int r0, int r1) {
+    im2col_channels(c, in, col, ldc, n, r0, r1, 0, c->cin);
 }
 
 /* A padded GEMM's B: im2col of rows [r0, r1) at column `lead` of rows `width` wide, the
@@ -504,6 +511,17 @@ static void run_packed_chunk(void *arg, int chunk, int thread) {
     epilogue_transposed(c, ct, ldc, cols, j->out + (size_t)r0 * c->out.w, ld, 0, c->cout);
 }
 
+/* Task (packed path): a share of the input channels' rows of the whole batch's im2col in j->col,
+ * for run_packed_part. */
+static void run_packed_im2col(void *arg, int part, int thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const conv_layer *c = j->conv;
+    const int per = ceil_div(c->cin, j->plan.parts), ci0 = min_int(part * per, c->cin);
+    const size_t cols = (size_t)j->n * c->out.h * c->out.w;
+    im2col_channels(c, j->in, j->col, cols, j->n, 0, j->n * c->out.h, ci0, min_int(ci0 + per, c->cin));
+}
+
 /* Task (packed path): one block of output channels of the whole batch; j->col holds B. */
 static void run_packed_part(void *arg, int part, int thread) {
     (void)thread;
@@ -575,8 +593,7 @@ void conv_forward(const conv_layer *c, const float *in, float *out, int n, float
     const conv_plan *p = &job.plan;
     if (c->packed_weight) {
         if (p->parts > 1) {
-            size_t ldb;
-            packed_b(&job, col, 0, n * c->out.h, &ldb);
+            if (!is_pointwise(c)) pool_run(pool, run_packed_im2col, &job, p->parts);
             pool_run(pool, run_packed_part, &job, p->parts);
         } else {
             pool_run(pool, run_packed_chunk, &job, p->chunks);

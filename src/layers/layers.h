@@ -32,9 +32,12 @@ int gemm_layout_width(const gemm_layout *g, int cols, double macs_per_col);
 
 /* Our GEMM over weights packed at load (packed_gemm.c): ct[p][o] = sum_k W[o][k] B[k][p], each
  * entry the same bits whatever the width, batch, thread split or CPU. W (rows x k) is packed in
- * blocks of 32 rows, zero rows to the end of the last one. */
+ * blocks of PACKED_ROWS rows, [block][k][row], zero rows to the end of the last one. */
+#define PACKED_ROWS 32
 size_t packed_weight_floats(int rows, int k);
 void pack_weights(const float *w, int rows, int k, float *packed);
+/* Where W[row][kk] goes in the packed array. */
+size_t packed_offset(int row, int kk, int k);
 /* ct's least row stride for W of `rows` rows (a multiple of 32), and the rows ct must have for
  * `cols` columns (packed_gemm writes whole tiles). */
 size_t packed_ldc(int rows);
@@ -69,8 +72,8 @@ bool conv_wants_packed(const conv_layer *c);
 bool winograd_fits(const conv_layer *c);
 size_t winograd_weight_floats(const conv_layer *c);
 /* u (winograd_weight_floats) = c's weights transformed, (G g G^T)[pos] as the weights of
- * position pos's GEMM, packed (pack_weights); false where out of memory. */
-bool winograd_transform_weights(const conv_layer *c, float *u);
+ * position pos's GEMM, packed (pack_weights). */
+void winograd_transform_weights(const conv_layer *c, float *u);
 size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads);
 /* conv_forward with the transformed weights u; pool: NULL, or the threads that split it. */
 void winograd_forward(const conv_layer *c, const float *u, const float *in, float *out, int n, float *scratch,

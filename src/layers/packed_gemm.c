@@ -20,7 +20,7 @@
 
 #include "layers.h"
 
-#define PG_ROWS 32 /* output channels per packed block */
+#define PG_ROWS PACKED_ROWS /* output channels per packed block (32: the tile kernels assume it) */
 #define PG_COLS 12 /* columns per tile */
 #define PG_KC 256  /* K per block: a block's weights (32 KiB) and B rows stay in L1 */
 
@@ -30,11 +30,19 @@ size_t packed_ldc(int rows) { return ((size_t)rows + PG_ROWS - 1) / PG_ROWS * PG
 
 size_t packed_ct_rows(int cols) { return ((size_t)cols + PG_COLS - 1) / PG_COLS * PG_COLS; }
 
+size_t packed_offset(int row, int kk, int k) {
+    return (size_t)(row / PG_ROWS) * PG_ROWS * k + (size_t)kk * PG_ROWS + row % PG_ROWS;
+}
+
 void pack_weights(const float *w, int rows, int k, float *packed) {
-    memset(packed, 0, packed_weight_floats(rows, k) * sizeof(float));
-    for (int o = 0; o < rows; o++)
-        for (int kk = 0; kk < k; kk++)
-            packed[(size_t)(o / PG_ROWS) * PG_ROWS * k + (size_t)kk * PG_ROWS + o % PG_ROWS] = w[(size_t)o * k + kk];
+    for (int o0 = 0; o0 < rows; o0 += PG_ROWS) { /* written in order, read as 32 rows side by side */
+        const int count = rows - o0 < PG_ROWS ? rows - o0 : PG_ROWS;
+        float *dst = packed + (size_t)o0 * k;
+        for (int kk = 0; kk < k; kk++, dst += PG_ROWS) {
+            for (int r = 0; r < count; r++) dst[r] = w[(size_t)(o0 + r) * k + kk];
+            for (int r = count; r < PG_ROWS; r++) dst[r] = 0.0f;
+        }
+    }
 }
 
 /* ct[i][0, 32) = (first ? 0 : ct[i][0, 32)) + sum over kk < k of wp[kk][0, 32) * b[kk * ldb + i],

@@ -16,7 +16,6 @@
  * as fit in cache), and the pool shares out the channels of the input transform, the 16
  * positions and the tiles of the output transform. The product comes out tile-major,
  * M[pos][tile][cout], and the output transform runs across channels in vectors. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
@@ -37,13 +36,13 @@ size_t winograd_weight_floats(const conv_layer *c) { return POSITIONS * packed_w
 
 #define WEIGHT_BLOCK 64 /* kernels transformed at once, in vectors across kernels */
 
-/* u[pos * plane + i] = (G g_i G^T)[pos] for the `count` 3x3 kernels g_i at g, in double
- * then rounded once. */
+/* u[pos * plane + i] = (G g_i G^T)[pos] for the `count` 3x3 kernels g_i = g + i * stride,
+ * in double then rounded once. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-transform_weight_block(const float *restrict g, size_t count, float *restrict u, size_t plane) {
+transform_weight_block(const float *restrict g, size_t stride, size_t count, float *restrict u, size_t plane) {
     double gt[9][WEIGHT_BLOCK], gg[TILE][3][WEIGHT_BLOCK]; /* g transposed; G g */
     for (size_t i = 0; i < count; i++)
-        for (int k = 0; k < 9; k++) gt[k][i] = g[i * 9 + k];
+        for (int k = 0; k < 9; k++) gt[k][i] = g[i * stride + k];
     for (int x = 0; x < 3; x++)
         for (size_t i = 0; i < count; i++) {
             const double g0 = gt[x][i], g1 = gt[3 + x][i], g2 = gt[6 + x][i];
@@ -64,16 +63,19 @@ transform_weight_block(const float *restrict g, size_t count, float *restrict u,
     }
 }
 
-bool winograd_transform_weights(const conv_layer *c, float *u) {
-    const size_t plane = (size_t)c->cout * c->cin, packed = packed_weight_floats(c->cout, c->cin);
-    float *t = malloc(POSITIONS * plane * sizeof(float)); /* [pos][o][ci] */
-    if (!t) return false;
-    for (size_t first = 0; first < plane; first += WEIGHT_BLOCK)
-        transform_weight_block(c->weight + first * 9, plane - first < WEIGHT_BLOCK ? plane - first : WEIGHT_BLOCK,
-                               t + first, plane);
-    for (int pos = 0; pos < POSITIONS; pos++) pack_weights(t + pos * plane, c->cout, c->cin, u + pos * packed);
-    free(t);
-    return true;
+void winograd_transform_weights(const conv_layer *c, float *u) {
+    const size_t packed = packed_weight_floats(c->cout, c->cin), rows = PACKED_ROWS;
+    /* In the packed order: the kernels of 32 output channels for one input channel at a time,
+     * each position's 32 values side by side (zeros past the last channel). */
+    for (int o0 = 0; o0 < c->cout; o0 += (int)rows) {
+        const size_t count = (size_t)(c->cout - o0) < rows ? (size_t)(c->cout - o0) : rows;
+        for (int ci = 0; ci < c->cin; ci++) {
+            float *dst = u + packed_offset(o0, ci, c->cin);
+            transform_weight_block(c->weight + ((size_t)o0 * c->cin + ci) * 9, (size_t)c->cin * 9, count, dst, packed);
+            for (int pos = 0; pos < POSITIONS; pos++)
+                for (size_t i = count; i < rows; i++) dst[pos * packed + i] = 0.0f;
+        }
+    }
 }
 
 /* A group of images' tiles is one GEMM: about GROUP_FLOATS of V and M, at least one image. */
@@ -249,8 +251,8 @@ void winograd_forward(const conv_layer *c, const float *u, const float *in, floa
         job.images = n - job.image < group ? n - job.image : group;
         job.m = scratch + v_floats(c, job.images);
         job.thread_scratch = job.m + m_floats(c, job.images);
-        pool_run(pool, transform_input, &job, threads);
+        pool_run(pool, transform_input, &job, job.parts);
         pool_run(pool, multiply_position, &job, POSITIONS);
-        pool_run(pool, transform_output, &job, threads);
+        pool_run(pool, transform_output, &job, job.parts);
     }
 }

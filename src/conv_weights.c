@@ -1,0 +1,148 @@
+/* Conv weights derived from the file's for the fast paths (Winograd-transformed, packed for
+ * packed_gemm.c), made when a model first runs rather than when it opens: `emote info` and
+ * model checks never pay for them. They live in one mapping with transparent huge pages
+ * advised: 12 MB for the default model is then a few page faults instead of 3,000 (each costs
+ * microseconds on a VM). Their size is bounded by the convs' own weights: 16/9 of them for
+ * Winograd, at most twice for packing (packed convs have at least 32 output channels). */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "graph.h"
+#include "layers/layers.h"
+#include "util.h"
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#define ALIGN_FLOATS 16 /* each array starts on a cache line */
+
+static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* EMOTE_CONV=im2col: every conv as im2col + OpenBLAS GEMM, to compare the fast paths with. */
+static bool im2col_only(void) {
+    const char *v = getenv("EMOTE_CONV");
+    return v && strcmp(v, "im2col") == 0;
+}
+
+static size_t derived_floats(const conv_layer *c) {
+    size_t f = conv_wants_winograd(c)  ? winograd_weight_floats(c)
+               : conv_wants_packed(c) ? packed_weight_floats(c->cout, c->cin * c->kh * c->kw)
+                                      : 0;
+    return (f + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+typedef struct {
+    conv_layer *conv;
+    size_t offset; /* in floats, of its derived weights in the mapping */
+    float *at;
+} derive_job;
+
+typedef struct {
+    derive_job *jobs;
+    int count, capacity;
+    size_t floats;
+} derive_list;
+
+/* Counts c's derived floats and, where there is room, lists it. */
+static void add(conv_layer *c, derive_list *l) {
+    const size_t floats = derived_floats(c);
+    if (!floats) return;
+    if (l->jobs && l->count < l->capacity) l->jobs[l->count] = (derive_job){c, l->floats, NULL};
+    l->count++;
+    l->floats += floats;
+}
+
+static void each_conv(emote_model *m, derive_list *l) {
+    l->count = 0;
+    l->floats = 0;
+    for (int i = 0; i < m->num_ops; i++) {
+        graph_op *op = &m->ops[i];
+        if (op->kind == OP_CONV2D) add(&op->u.conv, l);
+        if (op->kind != OP_RESIDUAL) continue;
+        for (int b = 0; b < op->u.residual.num_body; b++) add(&op->u.residual.body[b], l);
+        if (op->u.residual.shortcut) add(op->u.residual.shortcut, l);
+    }
+}
+
+static void derive(const derive_job *j) {
+    conv_layer *c = j->conv;
+    if (conv_wants_winograd(c)) {
+        winograd_transform_weights(c, j->at);
+        c->winograd_weight = j->at;
+    } else {
+        pack_weights(c->weight, c->cout, c->cin * c->kh * c->kw, j->at);
+        c->packed_weight = j->at;
+    }
+}
+
+typedef struct {
+    const derive_job *first, *end;
+} derive_share;
+
+static void *derive_share_run(void *arg) {
+    const derive_share *sh = arg;
+    for (const derive_job *j = sh->first; j < sh->end; j++) derive(j);
+    return NULL;
+}
+
+/* Derives the list, the later half (by floats) on a second thread where one starts: packing
+ * and the first touch of fresh pages are most of a one-image process's start. */
+static void derive_all(const derive_list *l) {
+    int split = 0;
+    for (size_t done = 0; split < l->count && done < l->floats / 2; split++) done += derived_floats(l->jobs[split].conv);
+    derive_share later = {l->jobs + split, l->jobs + l->count}, sooner = {l->jobs, l->jobs + split};
+    pthread_t helper;
+    const bool helped = split < l->count && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+                        pthread_create(&helper, NULL, derive_share_run, &later) == 0;
+    derive_share_run(&sooner);
+    if (helped) pthread_join(helper, NULL);
+    else derive_share_run(&later);
+}
+
+/* A mapping of `bytes` (whole huge pages) that starts on a huge page, or NULL. */
+static void *map_huge(size_t bytes) {
+    char *map = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    char *start = (char *)(((uintptr_t)map + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
+    if (start > map) munmap(map, (size_t)(start - map));
+    if (start < map + HUGE_PAGE) munmap(start + bytes, (size_t)(map + HUGE_PAGE - start));
+    madvise(start, bytes, MADV_HUGEPAGE); /* advice: no matter if refused */
+    return start;
+}
+
+emote_status model_prepare_convs(const emote_model *model, emote_error *err) {
+    emote_model *m = (emote_model *)model; /* what it adds is internal, made once, then read only */
+    if (atomic_load_explicit(&m->conv_weights_ready, memory_order_acquire)) return EMOTE_OK;
+    emote_status s = EMOTE_OK;
+    pthread_mutex_lock(&prepare_lock);
+    if (!atomic_load_explicit(&m->conv_weights_ready, memory_order_relaxed)) {
+        derive_list l = {0};
+        if (!im2col_only()) each_conv(m, &l);
+        if (l.count) {
+            const size_t bytes = (l.floats * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+            float *base = map_huge(bytes);
+            l.capacity = l.count;
+            l.jobs = calloc((size_t)l.count, sizeof *l.jobs);
+            if (base && l.jobs) {
+                each_conv(m, &l);
+                for (int i = 0; i < l.count; i++) l.jobs[i].at = base + l.jobs[i].offset;
+                m->conv_weights = base;
+                m->conv_weights_bytes = bytes;
+                derive_all(&l);
+            } else {
+                if (base) munmap(base, bytes);
+                s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", m->name);
+            }
+            free(l.jobs);
+        }
+        if (!s) atomic_store_explicit(&m->conv_weights_ready, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&prepare_lock);
+    return s;
+}
+
+void model_free_conv_weights(emote_model *m) {
+    if (m->conv_weights) munmap(m->conv_weights, m->conv_weights_bytes);
+}
