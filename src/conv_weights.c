@@ -1,6 +1,8 @@
 /* Conv weights derived from the file's for the fast paths (Winograd-transformed, packed for
- * packed_gemm.c), made when a model first runs rather than when it opens: `emote info` and
- * model checks never pay for them. They live in one mapping with transparent huge pages
+ * packed_gemm.c), made when a session is created rather than when a model opens: `emote info`
+ * and model checks never pay for them. A session starts them on a thread of their own and its
+ * first batch waits for them, so that in a one-image process they are made while the image
+ * is read and its faces found (model_start_convs, model_wait_convs). They live in one mapping with transparent huge pages
  * advised: 12 MB for the default model is then a few page faults instead of 3,000 (each costs
  * microseconds on a VM). Their size is bounded by the convs' own weights: 16/9 of them for
  * Winograd, at most twice for packing (packed convs have at least 32 output channels). */
@@ -67,14 +69,9 @@ static void each_conv(emote_model *m, derive_list *l) {
 }
 
 static void derive(const derive_job *j) {
-    conv_layer *c = j->conv;
-    if (conv_wants_winograd(c)) {
-        winograd_transform_weights(c, j->at);
-        c->winograd_weight = j->at;
-    } else {
-        pack_weights(c->weight, c->cout, c->cin * c->kh * c->kw, j->at);
-        c->packed_weight = j->at;
-    }
+    const conv_layer *c = j->conv;
+    if (conv_wants_winograd(c)) winograd_transform_weights(c, j->at);
+    else pack_weights(c->weight, c->cout, c->cin * c->kh * c->kw, j->at);
 }
 
 typedef struct {
@@ -112,37 +109,92 @@ static void *map_huge(size_t bytes) {
     return start;
 }
 
-emote_status model_prepare_convs(const emote_model *model, emote_error *err) {
+typedef struct conv_weights {
+    void *map;
+    size_t bytes;
+    derive_list list;
+    pthread_t thread;
+    bool running; /* thread started, not yet joined */
+} conv_weights;
+
+static void *derive_in_background(void *arg) {
+    derive_all(&((conv_weights *)arg)->list);
+    return NULL;
+}
+
+/* Joins the deriving thread if one runs; under prepare_lock. */
+static void finish(emote_model *m) {
+    conv_weights *w = m->conv_weights;
+    if (w && w->running) {
+        pthread_join(w->thread, NULL);
+        w->running = false;
+    }
+    if (w) {
+        free(w->list.jobs);
+        w->list.jobs = NULL;
+    }
+    atomic_store_explicit(&m->conv_weights_ready, true, memory_order_release);
+}
+
+emote_status model_start_convs(const emote_model *model, bool background, emote_error *err) {
     emote_model *m = (emote_model *)model; /* what it adds is internal, made once, then read only */
     if (atomic_load_explicit(&m->conv_weights_ready, memory_order_acquire)) return EMOTE_OK;
     emote_status s = EMOTE_OK;
     pthread_mutex_lock(&prepare_lock);
-    if (!atomic_load_explicit(&m->conv_weights_ready, memory_order_relaxed)) {
+    if (!m->conv_weights && !atomic_load_explicit(&m->conv_weights_ready, memory_order_relaxed)) {
         derive_list l = {0};
         if (!im2col_only()) each_conv(m, &l);
-        if (l.count) {
-            const size_t bytes = (l.floats * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-            float *base = map_huge(bytes);
-            l.capacity = l.count;
-            l.jobs = calloc((size_t)l.count, sizeof *l.jobs);
-            if (base && l.jobs) {
-                each_conv(m, &l);
-                for (int i = 0; i < l.count; i++) l.jobs[i].at = base + l.jobs[i].offset;
-                m->conv_weights = base;
-                m->conv_weights_bytes = bytes;
-                derive_all(&l);
-            } else {
-                if (base) munmap(base, bytes);
-                s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", m->name);
-            }
-            free(l.jobs);
+        conv_weights *w = l.count ? calloc(1, sizeof *w) : NULL;
+        if (w) {
+            w->bytes = (l.floats * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+            w->map = map_huge(w->bytes);
+            w->list.capacity = l.count;
+            w->list.jobs = calloc((size_t)l.count, sizeof *w->list.jobs);
         }
-        if (!s) atomic_store_explicit(&m->conv_weights_ready, true, memory_order_release);
+        if (l.count && (!w || !w->map || !w->list.jobs)) {
+            if (w && w->map) munmap(w->map, w->bytes);
+            if (w) free(w->list.jobs);
+            free(w);
+            s = emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", m->name);
+        } else if (w) {
+            /* Every conv gets its address now (sessions plan their scratch by it), its
+             * contents before the first batch. */
+            each_conv(m, &w->list);
+            for (int i = 0; i < w->list.count; i++) {
+                derive_job *j = &w->list.jobs[i];
+                j->at = (float *)w->map + j->offset;
+                if (conv_wants_winograd(j->conv)) j->conv->winograd_weight = j->at;
+                else j->conv->packed_weight = j->at;
+            }
+            m->conv_weights = w;
+            w->running = background && pthread_create(&w->thread, NULL, derive_in_background, w) == 0;
+            if (!w->running) {
+                derive_all(&w->list);
+                finish(m);
+            }
+        } else {
+            finish(m);
+        }
     }
     pthread_mutex_unlock(&prepare_lock);
     return s;
 }
 
+void model_wait_convs(const emote_model *model) {
+    emote_model *m = (emote_model *)model;
+    if (atomic_load_explicit(&m->conv_weights_ready, memory_order_acquire)) return;
+    pthread_mutex_lock(&prepare_lock);
+    if (m->conv_weights) finish(m);
+    pthread_mutex_unlock(&prepare_lock);
+}
+
 void model_free_conv_weights(emote_model *m) {
-    if (m->conv_weights) munmap(m->conv_weights, m->conv_weights_bytes);
+    conv_weights *w = m->conv_weights;
+    if (!w) return;
+    pthread_mutex_lock(&prepare_lock);
+    finish(m);
+    pthread_mutex_unlock(&prepare_lock);
+    munmap(w->map, w->bytes);
+    free(w);
+    m->conv_weights = NULL;
 }

@@ -118,15 +118,17 @@ struct emote_model {
     /* Scratch buffers of multi-output runs, kept for the next run (src/net.c); taken and put
      * back atomically, so that the model stays usable from many threads. */
     struct net_cache *_Atomic net_cache;
-    /* Conv weights derived for the fast paths on first run (src/conv_weights.c): one mapping. */
-    void *conv_weights;
-    size_t conv_weights_bytes;
+    /* Conv weights derived for the fast paths (src/conv_weights.c), made once */
+    struct conv_weights *conv_weights;
     _Atomic bool conv_weights_ready;
 };
 
-/* Makes the convs' derived weights (Winograd, packed) if not yet made: before a model first
- * runs. Thread-safe. */
-emote_status model_prepare_convs(const emote_model *m, emote_error *err);
+/* Gives every conv of the model its derived weights (Winograd, packed) if not yet done: their
+ * addresses at once, their contents on a thread of their own where `background`, else before
+ * it returns. model_wait_convs waits for the contents: before a model's first run. Both
+ * thread-safe. */
+emote_status model_start_convs(const emote_model *m, bool background, emote_error *err);
+void model_wait_convs(const emote_model *m);
 void model_free_conv_weights(emote_model *m);
 
 const char *op_kind_name(op_kind kind);

@@ -190,7 +190,7 @@ static emote_status copy_outputs(const emote_model *m, const net_state *st, emot
 emote_status net_run(const emote_model *m, const float *input, int height, int width, emote_tensor *outputs,
                      net_trace_fn trace, void *user, emote_error *err) {
     emote_status s = check_size(m, height, width, err);
-    if (s || (s = model_prepare_convs(m, err))) return s;
+    if (s || (s = model_start_convs(m, false, err))) return s;
     net_state st = {0};
     if ((s = plan(m, height, width, &st, err))) {
         keep_buffers(m, &st);

@@ -162,7 +162,8 @@ emote_session *emote_session_new(const emote_model *model, int max_batch, int th
         emote_fail(err, EMOTE_ERR_ARGUMENT, "%s is a multi-output model (a detector), not a classifier", model->name);
         return NULL;
     }
-    if (model_prepare_convs(model, err)) return NULL; /* before planning: it sizes their scratch */
+    /* Before planning, which sizes their scratch; made while the caller reads its first images. */
+    if (model_start_convs(model, true, err)) return NULL;
     if (threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;
@@ -323,6 +324,7 @@ static emote_status run_batch(emote_session *s, const float *inputs, int n, int 
     if (n < 1 || n > s->max_batch)
         return emote_fail(err, EMOTE_ERR_ARGUMENT, "batch of %d images is outside 1..%d", n, s->max_batch);
     const emote_model *m = s->model;
+    model_wait_convs(m);
     size_t in_floats = emote_input_floats(m);
     bool whole = end_op == m->num_ops;
     size_t row = whole ? (size_t)m->num_classes : (size_t)m->ops[end_op].in.c;
