@@ -163,7 +163,7 @@ static void run_op(const graph_op *op, const float *in, const float *with, float
     size_t count = shape_size(op->out);
     switch (op->kind) {
     case OP_CONV2D: conv_forward(&op->u.conv, in, out, 1, col, NULL); break;
-    case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, 1); break;
+    case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, 1, NULL); break;
     case OP_UPSAMPLE: upsample_forward(in, out, (size_t)op->in.c, op->in.h, op->in.w, op->scale); break;
     case OP_ADD: add_forward(in, with, out, count); break;
     case OP_RELU:

@@ -242,8 +242,10 @@ static float *run_op(worker *w, thread_pool *pool, const graph_op *op, float *in
     size_t count = shape_size(op->out) * (size_t)n;
     switch (op->kind) {
     case OP_CONV2D: conv_forward(&op->u.conv, in, out, n, w->col, pool); return out;
-    case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, n); return out;
-    case OP_SQUEEZE_EXCITE: squeeze_excite_forward(&op->u.se, in, n, op->in.h * op->in.w, w->scratch); return in;
+    case OP_MAXPOOL: maxpool_forward(&op->u.pool, in, out, n, pool); return out;
+    case OP_SQUEEZE_EXCITE:
+        squeeze_excite_forward(&op->u.se, in, n, op->in.h * op->in.w, w->scratch, pool);
+        return in;
     case OP_RESIDUAL: run_residual(w, pool, &op->u.residual, in, out, n); return out;
     case OP_GLOBAL_AVG_POOL: global_avg_pool_forward(in, out, op->in.c, n, op->in.h * op->in.w); return out;
     case OP_LINEAR: dense_forward(&op->u.linear, in, out, n); return out;

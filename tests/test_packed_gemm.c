@@ -24,10 +24,10 @@ static float *random_floats(size_t count, uint64_t *state) {
     return x;
 }
 
-/* ct (packed_ct_rows(cols) x ldc) for W (rows x k) packed and B (k x cols, rows ldb apart). */
+/* ct ((size_t)(cols) x ldc) for W (rows x k) packed and B (k x cols, rows ldb apart). */
 static float *run_gemm(const float *packed, int rows, int k, int r0, int r1, const float *b, size_t ldb, int cols) {
     const size_t ldc = packed_ldc(rows);
-    float *ct = calloc(packed_ct_rows(cols) * ldc, sizeof(float));
+    float *ct = calloc((size_t)(cols) * ldc, sizeof(float));
     packed_gemm(packed, k, r0, r1, b, ldb, cols, ct, ldc);
     return ct;
 }

@@ -217,7 +217,7 @@ static bool may_pad(const conv_plan *p) {
  * input as is, and, where the GEMM may be padded, the cout x width product. */
 static size_t chunk_floats(const conv_layer *c, const conv_plan *p) {
     const size_t w = (size_t)p->width;
-    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + packed_ct_rows(p->width) * packed_ldc(c->cout);
+    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + (size_t)(p->width) * packed_ldc(c->cout);
     return (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
 }
 

@@ -38,10 +38,8 @@ size_t packed_weight_floats(int rows, int k);
 void pack_weights(const float *w, int rows, int k, float *packed);
 /* Where W[row][kk] goes in the packed array. */
 size_t packed_offset(int row, int kk, int k);
-/* ct's least row stride for W of `rows` rows (a multiple of 32), and the rows ct must have for
- * `cols` columns (packed_gemm writes whole tiles). */
+/* ct's least row stride for W of `rows` rows (a multiple of 32). */
 size_t packed_ldc(int rows);
-size_t packed_ct_rows(int cols);
 /* ct[p][o] for p < cols and o in [r0, r1) (multiples of 32, r1 <= packed_ldc), B: k x cols,
  * rows ldb apart. */
 void packed_gemm(const float *packed, int k, int r0, int r1, const float *b, size_t ldb, int cols, float *ct,
@@ -85,14 +83,16 @@ void depthwise_forward(const conv_layer *c, const float *in, float *out, int n);
 void upsample_forward(const float *in, float *out, size_t planes, int h, int w, int scale);
 void add_forward(const float *a, const float *b, float *out, size_t count);
 
-void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n);
+/* pool: NULL, or the threads that share out the planes (as for squeeze_excite_forward). */
+void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n, thread_pool *pool);
 /* [C][N][H*W] -> [C][N] */
 void global_avg_pool_forward(const float *in, float *out, int channels, int n, int hw);
 
 /* Scratch floats squeeze_excite_forward needs for n images. */
 size_t squeeze_excite_scratch_floats(const squeeze_excite_layer *se, int n);
 /* Scales x (C x N x hw) in place by its learned per-channel gates. */
-void squeeze_excite_forward(const squeeze_excite_layer *se, float *x, int n, int hw, float *scratch);
+void squeeze_excite_forward(const squeeze_excite_layer *se, float *x, int n, int hw, float *scratch,
+                            thread_pool *pool);
 
 /* in [d->in][N] -> out [d->out][N] */
 void dense_forward(const dense_layer *d, const float *in, float *out, int n);

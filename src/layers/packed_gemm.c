@@ -28,8 +28,6 @@ size_t packed_weight_floats(int rows, int k) { return (size_t)packed_ldc(rows) *
 
 size_t packed_ldc(int rows) { return ((size_t)rows + PG_ROWS - 1) / PG_ROWS * PG_ROWS; }
 
-size_t packed_ct_rows(int cols) { return ((size_t)cols + PG_COLS - 1) / PG_COLS * PG_COLS; }
-
 size_t packed_offset(int row, int kk, int k) {
     return (size_t)(row / PG_ROWS) * PG_ROWS * k + (size_t)kk * PG_ROWS + row % PG_ROWS;
 }
@@ -46,16 +44,16 @@ void pack_weights(const float *w, int rows, int k, float *packed) {
 }
 
 /* ct[i][0, 32) = (first ? 0 : ct[i][0, 32)) + sum over kk < k of wp[kk][0, 32) * b[kk * ldb + i],
- * for i < PG_COLS; wp: k x 32 packed weights; ct rows ldc apart. */
-typedef void tile_kernel(const float *wp, const float *b, size_t ldb, int k, float *ct, size_t ldc, bool first);
+ * for i < n <= PG_COLS (b has PG_COLS columns); wp: k x 32 packed weights; ct rows ldc apart. */
+typedef void tile_kernel(const float *wp, const float *b, size_t ldb, int k, float *ct, size_t ldc, bool first, int n);
 
 __attribute__((target("avx512f"))) static void tile_avx512(const float *wp, const float *b, size_t ldb, int k,
-                                                            float *ct, size_t ldc, bool first) {
+                                                            float *ct, size_t ldc, bool first, int n) {
     __m512 acc[PG_COLS][2];
 #pragma GCC unroll 16
     for (int i = 0; i < PG_COLS; i++) {
-        acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + i * ldc);
-        acc[i][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + i * ldc + 16);
+        acc[i][0] = first || i >= n ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + i * ldc);
+        acc[i][1] = first || i >= n ? _mm512_setzero_ps() : _mm512_loadu_ps(ct + i * ldc + 16);
     }
     for (int kk = 0; kk < k; kk++) {
         const __m512 w0 = _mm512_loadu_ps(wp + (size_t)kk * PG_ROWS), w1 = _mm512_loadu_ps(wp + (size_t)kk * PG_ROWS + 16);
@@ -69,6 +67,7 @@ __attribute__((target("avx512f"))) static void tile_avx512(const float *wp, cons
     }
 #pragma GCC unroll 16
     for (int i = 0; i < PG_COLS; i++) {
+        if (i >= n) break;
         _mm512_storeu_ps(ct + i * ldc, acc[i][0]);
         _mm512_storeu_ps(ct + i * ldc + 16, acc[i][1]);
     }
@@ -77,16 +76,17 @@ __attribute__((target("avx512f"))) static void tile_avx512(const float *wp, cons
 /* AVX2 has 16 registers: the tile in four passes of 16 channels x 6 columns. */
 #define AVX2_COLS 6
 __attribute__((target("avx2,fma"))) static void tile_avx2(const float *wp, const float *b, size_t ldb, int k,
-                                                           float *ct, size_t ldc, bool first) {
+                                                           float *ct, size_t ldc, bool first, int n) {
     for (int half = 0; half < 2; half++)
-        for (int c0 = 0; c0 < PG_COLS; c0 += AVX2_COLS) {
+        for (int c0 = 0; c0 < n; c0 += AVX2_COLS) {
+            const int m = n - c0; /* columns of this pass that count */
             const float *w = wp + 16 * half;
             float *out = ct + (size_t)c0 * ldc + 16 * half;
             __m256 acc[AVX2_COLS][2];
 #pragma GCC unroll 8
             for (int i = 0; i < AVX2_COLS; i++) {
-                acc[i][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i * ldc);
-                acc[i][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i * ldc + 8);
+                acc[i][0] = first || i >= m ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i * ldc);
+                acc[i][1] = first || i >= m ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i * ldc + 8);
             }
             for (int kk = 0; kk < k; kk++) {
                 const __m256 w0 = _mm256_loadu_ps(w + (size_t)kk * PG_ROWS), w1 = _mm256_loadu_ps(w + (size_t)kk * PG_ROWS + 8);
@@ -100,6 +100,7 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *wp, const
             }
 #pragma GCC unroll 8
             for (int i = 0; i < AVX2_COLS; i++) {
+                if (i >= m) break;
                 _mm256_storeu_ps(out + i * ldc, acc[i][0]);
                 _mm256_storeu_ps(out + i * ldc + 8, acc[i][1]);
             }
@@ -108,8 +109,8 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *wp, const
 
 /* Any CPU: the same chain of fmaf, rounded once per step like the vector units (slow where
  * fmaf is done in software). */
-static void tile_scalar(const float *wp, const float *b, size_t ldb, int k, float *ct, size_t ldc, bool first) {
-    for (int i = 0; i < PG_COLS; i++)
+static void tile_scalar(const float *wp, const float *b, size_t ldb, int k, float *ct, size_t ldc, bool first, int n) {
+    for (int i = 0; i < n; i++)
         for (int o = 0; o < PG_ROWS; o++) {
             float acc = first ? 0.0f : ct[i * ldc + o];
             for (int kk = 0; kk < k; kk++) acc = fmaf(wp[(size_t)kk * PG_ROWS + o], b[(size_t)kk * ldb + i], acc);
@@ -160,9 +161,10 @@ void packed_gemm(const float *packed, int k, int r0, int r1, const float *b, siz
                 bb = tail;
                 ldbb = PG_COLS;
             }
+            const int n = cols - p0 < PG_COLS ? cols - p0 : PG_COLS;
             for (int o = r0; o < r1; o += PG_ROWS)
                 kernel(packed + (size_t)o * k + (size_t)k0 * PG_ROWS, bb, ldbb, kc, ct + (size_t)p0 * ldc + o, ldc,
-                       k0 == 0);
+                       k0 == 0, n);
         }
     }
 }

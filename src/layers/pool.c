@@ -74,18 +74,36 @@ maxpool_row_2x2(const float *r0, const float *r1, float *dst, int ow) {
     }
 }
 
-void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n) {
-    const size_t planes = (size_t)p->in.c * n, in_plane = (size_t)p->in.h * p->in.w;
+typedef struct {
+    const maxpool_layer *p;
+    const float *in;
+    float *out;
+    size_t planes;
+    int parts;
+} maxpool_job;
+
+/* Task: a share of the planes. */
+static void maxpool_part(void *arg, int part, int thread) {
+    (void)thread;
+    const maxpool_job *j = arg;
+    const maxpool_layer *p = j->p;
+    const size_t in_plane = (size_t)p->in.h * p->in.w, per = (j->planes + j->parts - 1) / j->parts;
+    const size_t first = per * part, end = first + per < j->planes ? first + per : j->planes;
     const bool two = p->kernel == 2 && p->stride == 2 && p->padding == 0 && 2 * p->out.w <= p->in.w;
-    for (size_t pl = 0; pl < planes; pl++)
+    for (size_t pl = first; pl < end; pl++)
         for (int oy = 0; oy < p->out.h; oy++) {
-            const float *src = in + pl * in_plane;
-            float *dst = out + (pl * p->out.h + oy) * p->out.w;
+            const float *src = j->in + pl * in_plane;
+            float *dst = j->out + (pl * p->out.h + oy) * p->out.w;
             if (two && 2 * oy + 1 < p->in.h)
                 maxpool_row_2x2(src + (size_t)(2 * oy) * p->in.w, src + (size_t)(2 * oy + 1) * p->in.w, dst, p->out.w);
             else
                 maxpool_row(p, src, dst, oy);
         }
+}
+
+void maxpool_forward(const maxpool_layer *p, const float *in, float *out, int n, thread_pool *pool) {
+    maxpool_job j = {p, in, out, (size_t)p->in.c * n, pool_size(pool)};
+    pool_run(pool, maxpool_part, &j, j.parts);
 }
 
 /* Eight partial sums per plane, so that the adds do not wait on each other. */

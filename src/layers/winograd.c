@@ -80,6 +80,10 @@ void winograd_transform_weights(const conv_layer *c, float *u) {
 
 /* A group of images' tiles is one GEMM: about GROUP_FLOATS of V and M, at least one image. */
 #define GROUP_FLOATS (256 * 1024)
+/* A group is split into bands of tile rows, each transformed, multiplied and transformed back
+ * by one thread, where every thread gets at least this many columns (tiles); else the pool
+ * shares out each of the three steps (channels, positions, tiles). */
+#define BAND_MIN_COLS 24
 
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
 /* Per thread: a zero-padded input plane and its rows transformed (transform_input). */
@@ -91,10 +95,10 @@ static int group_images(const conv_layer *c, int n) {
     return fit < 1 ? 1 : fit > (size_t)n ? n : (int)fit;
 }
 
-/* V [pos][cin][cols] and M [pos][packed_ct_rows(cols)][ldc] of a group of `images`. */
+/* V [pos][cin][cols] and M [pos][cols][ldc] of a group of `images`. */
 static size_t v_floats(const conv_layer *c, int images) { return POSITIONS * (size_t)c->cin * images * tile_count(c); }
 static size_t m_floats(const conv_layer *c, int images) {
-    return POSITIONS * packed_ct_rows(images * (int)tile_count(c)) * packed_ldc(c->cout);
+    return POSITIONS * (size_t)images * tile_count(c) * packed_ldc(c->cout);
 }
 
 size_t winograd_scratch_floats(const conv_layer *c, int max_n, int threads) {
@@ -109,7 +113,7 @@ typedef struct {
     int n, image, images; /* this group: images [image, image + images) of the n */
     float *v, *m;
     float *thread_scratch;
-    int parts; /* shares of the transforms */
+    int parts; /* shares of the work */
 } winograd_job;
 
 static size_t job_cols(const winograd_job *j) { return (size_t)j->images * tile_count(j->conv); }
@@ -161,35 +165,75 @@ transform_columns(const float *restrict rows, size_t count, size_t across, int t
     }
 }
 
-/* Task: V for a share of the input channels. */
-static void transform_input(void *arg, int part, int thread) {
-    const winograd_job *j = arg;
+/* V for input channels [ci0, ci1) and tile rows [row0, row1) of the group (row r: image
+ * r / th, tile row r % th; its tiles are columns r * tw ...), into v: [pos][cin][ld] whose
+ * column 0 is the group's column col0. */
+static void transform_input(const winograd_job *j, int ci0, int ci1, int row0, int row1, int thread, float *v,
+                            size_t ld, size_t col0) {
     const conv_layer *c = j->conv;
     const int tw = tiles_across(c), th = tiles_down(c);
-    const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w), tiles = tile_count(c), cols = job_cols(j);
-    const size_t stride = (size_t)c->cin * cols; /* between positions */
-    const size_t across = (size_t)tw + 1, count = ph * across, in_plane = (size_t)c->in.h * c->in.w;
+    const size_t ph = padded_side(c->out.h), pw = padded_side(c->out.w);
+    const size_t stride = (size_t)c->cin * ld; /* between positions */
+    const size_t across = (size_t)tw + 1, in_plane = (size_t)c->in.h * c->in.w;
     float *padded = j->thread_scratch + (size_t)thread * thread_floats(c), *rows = padded + ph * pw + 2;
-    int first, end;
-    share(c->cin, j->parts, part, &first, &end);
-    for (int ci = first; ci < end; ci++)
-        for (int i = 0; i < j->images; i++) {
-            pad_plane(c, j->in + ((size_t)ci * j->n + j->image + i) * in_plane, padded, ph, pw);
-            transform_rows(padded, count, rows);
-            for (int ty = 0; ty < th; ty++)
-                transform_columns(rows + (size_t)ty * STEP * across, count, across, tw,
-                                  j->v + (size_t)ci * cols + i * tiles + (size_t)ty * tw, stride);
+    for (int ci = ci0; ci < ci1; ci++)
+        for (int r = row0; r < row1;) {
+            const int image = r / th, ty0 = r % th, ty1 = row1 - image * th < th ? row1 - image * th : th;
+            /* padded rows [STEP * ty0, STEP * ty1 + 2) of this image's plane */
+            const size_t count = (size_t)(STEP * (ty1 - ty0) + 2) * across;
+            pad_plane(c, j->in + ((size_t)ci * j->n + j->image + image) * in_plane, padded, ph, pw);
+            transform_rows(padded + (size_t)STEP * ty0 * pw, count, rows);
+            for (int ty = ty0; ty < ty1; ty++)
+                transform_columns(rows + (size_t)(ty - ty0) * STEP * across, count, across, tw,
+                                  v + (size_t)ci * ld + ((size_t)image * th + ty) * tw - col0, stride);
+            r = image * th + ty1;
         }
 }
 
-/* Task: M[pos] = U[pos] x V[pos]. */
-static void multiply_position(void *arg, int pos, int thread) {
+/* M[pos] = U[pos] x V[pos] for positions [pos0, pos1) and the group's columns [col0, col0 +
+ * cols), whose V is at v ([pos][cin][ld]). */
+static void multiply(const winograd_job *j, int pos0, int pos1, const float *v, size_t ld, size_t col0, size_t cols) {
+    const conv_layer *c = j->conv;
+    const size_t ldc = packed_ldc(c->cout);
+    for (int pos = pos0; pos < pos1; pos++)
+        packed_gemm(j->u + pos * packed_weight_floats(c->cout, c->cin), c->cin, 0, (int)ldc,
+                    v + pos * (size_t)c->cin * ld, ld, (int)cols, j->m + (pos * job_cols(j) + col0) * ldc, ldc);
+}
+
+static void transform_output(const winograd_job *j, size_t col0, size_t col1);
+
+/* Task: a band of tile rows, start to end. Its V is a block of its own (the V of the group's
+ * columns [col0, col1) at col0 * cin * 16), so that no cache line of it is another thread's. */
+static void run_band(void *arg, int part, int thread) {
+    const winograd_job *j = arg;
+    const int tw = tiles_across(j->conv);
+    int row0, row1;
+    share(j->images * tiles_down(j->conv), j->parts, part, &row0, &row1);
+    const size_t col0 = (size_t)row0 * tw, cols = (size_t)(row1 - row0) * tw;
+    float *v = j->v + col0 * j->conv->cin * POSITIONS;
+    transform_input(j, 0, j->conv->cin, row0, row1, thread, v, cols, col0);
+    multiply(j, 0, POSITIONS, v, cols, col0, cols);
+    transform_output(j, col0, col0 + cols);
+}
+
+/* Tasks of the three steps shared out separately, over the group's V as one block. */
+static void input_part(void *arg, int part, int thread) {
+    const winograd_job *j = arg;
+    int ci0, ci1;
+    share(j->conv->cin, j->parts, part, &ci0, &ci1);
+    transform_input(j, ci0, ci1, 0, j->images * tiles_down(j->conv), thread, j->v, job_cols(j), 0);
+}
+static void multiply_part(void *arg, int pos, int thread) {
     (void)thread;
     const winograd_job *j = arg;
-    const conv_layer *c = j->conv;
-    const size_t cols = job_cols(j), ldc = packed_ldc(c->cout);
-    packed_gemm(j->u + pos * packed_weight_floats(c->cout, c->cin), c->cin, 0, (int)ldc,
-                j->v + pos * (size_t)c->cin * cols, cols, (int)cols, j->m + pos * packed_ct_rows((int)cols) * ldc, ldc);
+    multiply(j, pos, pos + 1, j->v, job_cols(j), 0, job_cols(j));
+}
+static void output_part(void *arg, int part, int thread) {
+    (void)thread;
+    const winograd_job *j = arg;
+    int col0, col1;
+    share((int)job_cols(j), j->parts, part, &col0, &col1);
+    transform_output(j, (size_t)col0, (size_t)col1);
 }
 
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
@@ -213,16 +257,12 @@ output_tile(const float *m, size_t stride, const float *scale, const float *shif
     }
 }
 
-/* Task: every output channel of a share of the group's tiles. */
-static void transform_output(void *arg, int part, int thread) {
-    (void)thread;
-    const winograd_job *j = arg;
+/* Every output channel of the group's tiles (columns) [col0, col1). */
+static void transform_output(const winograd_job *j, size_t col0, size_t col1) {
     const conv_layer *c = j->conv;
     const int tw = tiles_across(c), oh = c->out.h, ow = c->out.w, tiles = (int)tile_count(c);
-    const size_t ldc = packed_ldc(c->cout), stride = packed_ct_rows((int)job_cols(j)) * ldc;
+    const size_t ldc = packed_ldc(c->cout), stride = job_cols(j) * ldc;
     const size_t plane = (size_t)oh * ow, channel = (size_t)j->n * plane;
-    int first, end;
-    share((int)job_cols(j), j->parts, part, &first, &end);
     for (int o0 = 0; o0 < c->cout; o0 += 16) {
         const int count = c->cout - o0 < 16 ? c->cout - o0 : 16;
         float scale[16] = {0}, shift[16] = {0}, y[4][16];
@@ -230,7 +270,7 @@ static void transform_output(void *arg, int part, int thread) {
             scale[i] = c->scale ? c->scale[o0 + i] : 1.0f;
             shift[i] = c->bias[o0 + i];
         }
-        for (int col = first; col < end; col++) {
+        for (int col = (int)col0; col < (int)col1; col++) {
             const int image = j->image + col / tiles, t = col % tiles, y0 = t / tw * STEP, x0 = t % tw * STEP;
             output_tile(j->m + (size_t)col * ldc + o0, stride, scale, shift, c->relu, y);
             float *at = j->out + (size_t)o0 * channel + (size_t)image * plane + (size_t)y0 * ow + x0;
@@ -251,8 +291,12 @@ void winograd_forward(const conv_layer *c, const float *u, const float *in, floa
         job.images = n - job.image < group ? n - job.image : group;
         job.m = scratch + v_floats(c, job.images);
         job.thread_scratch = job.m + m_floats(c, job.images);
-        pool_run(pool, transform_input, &job, job.parts);
-        pool_run(pool, multiply_position, &job, POSITIONS);
-        pool_run(pool, transform_output, &job, job.parts);
+        if (job_cols(&job) >= (size_t)BAND_MIN_COLS * threads || threads == 1) {
+            pool_run(pool, run_band, &job, threads);
+        } else {
+            pool_run(pool, input_part, &job, threads);
+            pool_run(pool, multiply_part, &job, POSITIONS);
+            pool_run(pool, output_part, &job, threads);
+        }
     }
 }
