@@ -4,8 +4,9 @@
  * first batch waits for them, so that in a one-image process they are made while the image
  * is read and its faces found (model_start_convs, model_wait_convs). They live in one mapping with transparent huge pages
  * advised: 12 MB for the default model is then a few page faults instead of 3,000 (each costs
- * microseconds on a VM). Their size is bounded by the convs' own weights: 16/9 of them for
- * Winograd, at most twice for packing (packed convs have at least 32 output channels). */
+ * microseconds on a VM). They take at most what is left of the weight budget of the model's
+ * load (twice the file's size and 64 MiB, less what the load took): convs may share one
+ * tensor thousands of times; those past it run on OpenBLAS. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,10 +48,10 @@ typedef struct {
     size_t floats;
 } derive_list;
 
-/* Counts c's derived floats and, where there is room, lists it. */
-static void add(conv_layer *c, derive_list *l) {
+/* Counts c's derived floats and, where there is room, lists it; none past `limit` floats. */
+static void add(conv_layer *c, derive_list *l, size_t limit) {
     const size_t floats = derived_floats(c);
-    if (!floats) return;
+    if (!floats || floats > limit - l->floats) return;
     if (l->jobs && l->count < l->capacity) l->jobs[l->count] = (derive_job){c, l->floats, NULL};
     l->count++;
     l->floats += floats;
@@ -61,10 +62,10 @@ static void each_conv(emote_model *m, derive_list *l) {
     l->floats = 0;
     for (int i = 0; i < m->num_ops; i++) {
         graph_op *op = &m->ops[i];
-        if (op->kind == OP_CONV2D) add(&op->u.conv, l);
+        if (op->kind == OP_CONV2D) add(&op->u.conv, l, m->derived_floats_max);
         if (op->kind != OP_RESIDUAL) continue;
-        for (int b = 0; b < op->u.residual.num_body; b++) add(&op->u.residual.body[b], l);
-        if (op->u.residual.shortcut) add(op->u.residual.shortcut, l);
+        for (int b = 0; b < op->u.residual.num_body; b++) add(&op->u.residual.body[b], l, m->derived_floats_max);
+        if (op->u.residual.shortcut) add(op->u.residual.shortcut, l, m->derived_floats_max);
     }
 }
 

@@ -118,8 +118,11 @@ struct emote_model {
     /* Scratch buffers of multi-output runs, kept for the next run (src/net.c); taken and put
      * back atomically, so that the model stays usable from many threads. */
     struct net_cache *_Atomic net_cache;
-    /* Conv weights derived for the fast paths (src/conv_weights.c), made once */
+    /* Conv weights derived for the fast paths (src/conv_weights.c), made once, at most
+     * derived_floats_max of them (what is left of the load's weight budget: convs may share
+     * one tensor thousands of times); a conv beyond runs on OpenBLAS */
     struct conv_weights *conv_weights;
+    size_t derived_floats_max;
     _Atomic bool conv_weights_ready;
 };
 

@@ -805,6 +805,7 @@ static emote_model *open_model(const unsigned char *data, size_t size, const cha
         return NULL;
     }
     m->params = ld.params;
+    m->derived_floats_max = ld.floats_left;
     m->source = data;
     m->source_size = size;
     return m;
