@@ -200,7 +200,8 @@ static void multiply(const winograd_job *j, int pos0, int pos1, const float *v, 
                     v + pos * (size_t)c->cin * ld, ld, (int)cols, j->m + (pos * job_cols(j) + col0) * ldc, ldc);
 }
 
-static void transform_output(const winograd_job *j, size_t col0, size_t col1);
+#define OUT_BLOCK 16 /* output channels transformed at once, in vectors */
+static void transform_output(const winograd_job *j, size_t col0, size_t col1, int block0, int block1);
 
 /* Task: a band of tile rows, start to end. Its V is a block of its own (the V of the group's
  * columns [col0, col1) at col0 * cin * 16), so that no cache line of it is another thread's. */
@@ -213,7 +214,7 @@ static void run_band(void *arg, int part, int thread) {
     float *v = j->v + col0 * j->conv->cin * POSITIONS;
     transform_input(j, 0, j->conv->cin, row0, row1, thread, v, cols, col0);
     multiply(j, 0, POSITIONS, v, cols, col0, cols);
-    transform_output(j, col0, col0 + cols);
+    transform_output(j, col0, col0 + cols, 0, (j->conv->cout + OUT_BLOCK - 1) / OUT_BLOCK);
 }
 
 /* Tasks of the three steps shared out separately, over the group's V as one block. */
@@ -228,12 +229,14 @@ static void multiply_part(void *arg, int pos, int thread) {
     const winograd_job *j = arg;
     multiply(j, pos, pos + 1, j->v, job_cols(j), 0, job_cols(j));
 }
+/* By blocks of output channels: their planes are each thread's own (a share of the tiles
+ * would have both threads write into the same cache lines of every plane). */
 static void output_part(void *arg, int part, int thread) {
     (void)thread;
     const winograd_job *j = arg;
-    int col0, col1;
-    share((int)job_cols(j), j->parts, part, &col0, &col1);
-    transform_output(j, (size_t)col0, (size_t)col1);
+    int block0, block1;
+    share((j->conv->cout + OUT_BLOCK - 1) / OUT_BLOCK, j->parts, part, &block0, &block1);
+    transform_output(j, 0, job_cols(j), block0, block1);
 }
 
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
@@ -242,7 +245,7 @@ typedef int ivec16 __attribute__((vector_size(64), aligned(4)));
 /* y[q][0, 16), q = 2 * row + column: a tile's 2x2 outputs for 16 channels, A^T m A from its
  * 16 positions (`stride` floats apart in m), * scale + shift, ReLU'd if asked. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-output_tile(const float *m, size_t stride, const float *scale, const float *shift, bool relu, float y[4][16]) {
+output_tile(const float *m, size_t stride, const float *scale, const float *shift, bool relu, float y[4][OUT_BLOCK]) {
     vec16 p[POSITIONS];
     for (int k = 0; k < POSITIONS; k++) p[k] = *(const vec16 *)(m + k * stride);
     /* A^T m: rows 0 + 1 + 2 and 1 - 2 - 3 */
@@ -257,15 +260,16 @@ output_tile(const float *m, size_t stride, const float *scale, const float *shif
     }
 }
 
-/* Every output channel of the group's tiles (columns) [col0, col1). */
-static void transform_output(const winograd_job *j, size_t col0, size_t col1) {
+/* Output channels [OUT_BLOCK * block0, OUT_BLOCK * block1) of the group's tiles (columns)
+ * [col0, col1). */
+static void transform_output(const winograd_job *j, size_t col0, size_t col1, int block0, int block1) {
     const conv_layer *c = j->conv;
     const int tw = tiles_across(c), oh = c->out.h, ow = c->out.w, tiles = (int)tile_count(c);
     const size_t ldc = packed_ldc(c->cout), stride = job_cols(j) * ldc;
     const size_t plane = (size_t)oh * ow, channel = (size_t)j->n * plane;
-    for (int o0 = 0; o0 < c->cout; o0 += 16) {
-        const int count = c->cout - o0 < 16 ? c->cout - o0 : 16;
-        float scale[16] = {0}, shift[16] = {0}, y[4][16];
+    for (int o0 = OUT_BLOCK * block0; o0 < c->cout && o0 < OUT_BLOCK * block1; o0 += OUT_BLOCK) {
+        const int count = c->cout - o0 < OUT_BLOCK ? c->cout - o0 : OUT_BLOCK;
+        float scale[OUT_BLOCK] = {0}, shift[OUT_BLOCK] = {0}, y[4][OUT_BLOCK];
         for (int i = 0; i < count; i++) {
             scale[i] = c->scale ? c->scale[o0 + i] : 1.0f;
             shift[i] = c->bias[o0 + i];
