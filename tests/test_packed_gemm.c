@@ -8,21 +8,9 @@
 #include <string.h>
 
 #include "harness.h"
+#include "layer_testlib.h"
 #include "layers/layers.h"
 #include "util.h"
-
-static float uniform(uint64_t *state) { /* [-1, 1), xorshift64 */
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    return (float)((double)(*state >> 40) / (double)(1 << 23) - 1.0);
-}
-
-static float *random_floats(size_t count, uint64_t *state) {
-    float *x = malloc((count ? count : 1) * sizeof(float));
-    for (size_t i = 0; i < count && x; i++) x[i] = uniform(state);
-    return x;
-}
 
 /* ct ((size_t)(cols) x ldc) for W (rows x k) packed and B (k x cols, rows ldb apart). */
 static float *run_gemm(const float *packed, int rows, int k, int r0, int r1, const float *b, size_t ldb, int cols) {
@@ -100,12 +88,7 @@ TEST(packed_gemm_matches_float64_and_each_entry_stands_alone) {
 /* conv_forward on n CNHW images, on OpenBLAS or on packed_gemm. */
 static float *run_conv(conv_layer c, const float *packed, const float *in, int n, thread_pool *pool) {
     c.packed_weight = packed;
-    size_t col_floats = conv_col_floats(&c, n, pool_size(pool));
-    float *col = malloc((col_floats ? col_floats : 1) * sizeof(float));
-    float *out = malloc(shape_size(c.out) * (size_t)n * sizeof(float));
-    conv_forward(&c, in, out, n, col, pool);
-    free(col);
-    return out;
+    return run_conv_layer(&c, in, n, pool);
 }
 
 TEST(packed_conv_matches_openblas_and_any_batch_or_threads) {

@@ -7,25 +7,13 @@
 #include <string.h>
 
 #include "harness.h"
+#include "layer_testlib.h"
 #include "layers/layers.h"
 #include "util.h"
 
 /* Winograd's transforms add rounding: its output against im2col's, normalised MSE
  * (measured: at most 2.5e-14 on these shapes). */
 #define MAX_WINOGRAD_NMSE 1e-12
-
-static float uniform(uint64_t *state) { /* [-1, 1), xorshift64 */
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    return (float)((double)(*state >> 40) / (double)(1 << 23) - 1.0);
-}
-
-static float *random_floats(size_t count, uint64_t *state) {
-    float *x = malloc(count * sizeof(float));
-    for (size_t i = 0; i < count && x; i++) x[i] = uniform(state);
-    return x;
-}
 
 typedef struct {
     conv_layer conv;
@@ -58,16 +46,11 @@ static void free_conv(test_conv *t) {
     free(t->u);
 }
 
-/* conv_forward on n images (CNHW), as im2col + GEMM or as Winograd, on `threads` threads. */
+/* conv_forward on n images (CNHW), as im2col + GEMM or as Winograd. */
 static float *run_conv(const test_conv *t, bool winograd, const float *in, int n, thread_pool *pool) {
     conv_layer c = t->conv;
     c.winograd_weight = winograd ? t->u : NULL;
-    size_t col_floats = conv_col_floats(&c, n, pool_size(pool));
-    float *col = malloc((col_floats ? col_floats : 1) * sizeof(float));
-    float *out = malloc(shape_size(c.out) * (size_t)n * sizeof(float));
-    conv_forward(&c, in, out, n, col, pool);
-    free(col);
-    return out;
+    return run_conv_layer(&c, in, n, pool);
 }
 
 static double nmse(const float *x, const float *ref, size_t count) {
