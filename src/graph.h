@@ -42,8 +42,8 @@ typedef struct {
     const float *weight; /* [cout][cin/groups*kh*kw], as in the file */
     const float *scale;  /* [cout] BatchNorm gain applied after the GEMM, or NULL */
     const float *bias;   /* [cout] added after the GEMM: conv bias and BatchNorm shift */
-    /* [16][cout][cin]: the weights transformed for Winograd F(2x2, 3x3) at load, owned by the
-     * model (src/layers/winograd.c); NULL: the conv runs as im2col + GEMM */
+    /* 16 x packed [cout][cin]: the weights transformed for Winograd F(2x2, 3x3), owned by the
+     * model (src/conv_weights.c, src/layers/winograd.c); NULL: the conv runs as im2col + GEMM */
     const float *winograd_weight;
     /* The weights packed for our own GEMM (src/layers/packed_gemm.c), where the conv runs so
      * (conv_wants_packed); NULL: OpenBLAS */

@@ -29,9 +29,9 @@
  * columns are independent by construction. beta is always 1 over a zeroed output, which
  * keeps every GEMM off OpenBLAS's direct (beta = 0) path. After each GEMM, the BatchNorm
  * scale and shift (plus bias) and ReLU run while in cache.
- * A 3x3 stride-1 conv whose weights were transformed at load runs as Winograd (winograd.c).
+ * A 3x3 stride-1 conv with Winograd weights (conv_weights.c) runs as Winograd (winograd.c).
  * A conv with small output planes (conv_wants_packed: narrow GEMMs, where OpenBLAS spends more
- * time packing the weights than multiplying) runs on our own GEMM over weights packed at load
+ * time packing the weights than multiplying) runs on our own GEMM over weights packed once
  * (packed_gemm.c): its columns are independent by construction, so it takes any chunk of output
  * rows or block of 32 channels on any thread, whatever the OpenBLAS kernel.
  * Other GEMMs that must not depend on their neighbours (Winograd's per-position products) lay
@@ -217,7 +217,7 @@ static bool may_pad(const conv_plan *p) {
  * input as is, and, where the GEMM may be padded, the cout x width product. */
 static size_t chunk_floats(const conv_layer *c, const conv_plan *p) {
     const size_t w = (size_t)p->width;
-    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + (size_t)(p->width) * packed_ldc(c->cout);
+    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + w * packed_ldc(c->cout);
     return (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
 }
 

@@ -30,7 +30,7 @@ const gemm_layout *gemm_layout_current(void);
  * (rows x K); 0 where no width within max_width fits. */
 int gemm_layout_width(const gemm_layout *g, int cols, double macs_per_col);
 
-/* Our GEMM over weights packed at load (packed_gemm.c): ct[p][o] = sum_k W[o][k] B[k][p], each
+/* Our GEMM over weights packed once (packed_gemm.c): ct[p][o] = sum_k W[o][k] B[k][p], each
  * entry the same bits whatever the width, batch, thread split or CPU. W (rows x k) is packed in
  * blocks of PACKED_ROWS rows, [block][k][row], zero rows to the end of the last one. */
 #define PACKED_ROWS 32
@@ -56,12 +56,12 @@ size_t conv_col_floats(const conv_layer *c, int max_n, int threads);
 /* pool: NULL, or the threads that split this one conv (see conv.c). */
 void conv_forward(const conv_layer *c, const float *in, float *out, int n, float *col, thread_pool *pool);
 
-/* Whether a conv should run as Winograd F(2x2, 3x3), its weights transformed at load: 3x3,
+/* Whether a conv should run as Winograd F(2x2, 3x3), its weights transformed once: 3x3,
  * stride 1, any padding, dense, a K = cin * 9 worth a GEMM and at least 9 output tiles of
  * 2x2 (conv.c). conv_forward runs a conv as Winograd when it has winograd_weight. */
 bool conv_wants_winograd(const conv_layer *c);
 
-/* Whether a conv should run on packed_gemm, its weights packed at load (conv.c): dense, not a
+/* Whether a conv should run on packed_gemm, its weights packed once (conv.c): dense, not a
  * first layer nor Winograd, at least 32 output channels and small output planes. conv_forward
  * runs a conv so when it has packed_weight. */
 bool conv_wants_packed(const conv_layer *c);

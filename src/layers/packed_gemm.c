@@ -1,4 +1,4 @@
-/* Our own GEMM for conv weights packed once at load: ct[p][o] = sum_k W[o][k] B[k][p].
+/* Our own GEMM for conv weights packed once (conv_weights.c): ct[p][o] = sum_k W[o][k] B[k][p].
  *
  * Every entry is one chain of fused multiply-adds in the order k = 0, 1, ..., K - 1 from 0, so
  * it is bitwise the same whatever the GEMM's width, the columns beside it, the block of rows

@@ -13,9 +13,10 @@
  *
  * The 16 GEMMs are ours (packed_gemm.c), each entry a fixed chain of FMAs whatever the width:
  * so a conv takes its images in groups (their tiles side by side as one GEMM's columns, as many
- * as fit in cache), and the pool shares out the channels of the input transform, the 16
- * positions and the tiles of the output transform. The product comes out tile-major,
- * M[pos][tile][cout], and the output transform runs across channels in vectors. */
+ * as fit in cache), and the pool shares out its bands of tile rows (run_band) or, where bands
+ * would be too narrow, each step: input channels, positions, blocks of output channels. The
+ * product comes out tile-major, M[pos][tile][cout], and the output transform runs across
+ * channels in vectors. */
 #include <string.h>
 
 #include "layers.h"
@@ -34,7 +35,7 @@ bool winograd_fits(const conv_layer *c) {
 
 size_t winograd_weight_floats(const conv_layer *c) { return POSITIONS * packed_weight_floats(c->cout, c->cin); }
 
-#define WEIGHT_BLOCK 64 /* kernels transformed at once, in vectors across kernels */
+#define WEIGHT_BLOCK PACKED_ROWS /* kernels transformed at once, in vectors across kernels */
 
 /* u[pos * plane + i] = (G g_i G^T)[pos] for the `count` 3x3 kernels g_i = g + i * stride,
  * in double then rounded once. */
@@ -82,7 +83,7 @@ void winograd_transform_weights(const conv_layer *c, float *u) {
 #define GROUP_FLOATS (256 * 1024)
 /* A group is split into bands of tile rows, each transformed, multiplied and transformed back
  * by one thread, where every thread gets at least this many columns (tiles); else the pool
- * shares out each of the three steps (channels, positions, tiles). */
+ * shares out each of the three steps (input channels, positions, output channels). */
 #define BAND_MIN_COLS 24
 
 static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) / STEP * STEP + 2); }
