@@ -54,8 +54,11 @@ if [ ! -d "$VAL" ]; then
 elif [ "${EMOTE_SUITE:-}" = asan ]; then
     skip "FER2013 val accuracy" "slow under ASan; the release run checks it"
 else
-    run $EMOTE eval -f json --min-accuracy 0.69 "$VAL"
-    expect_status "FER2013 val: top-1 accuracy >= 0.69 (C engine, no TTA)" 0
+    run $EMOTE eval -f json --min-accuracy 0.695 "$VAL"
+    expect_status "FER2013 val: top-1 accuracy >= 0.695 (C engine, no TTA)" 0
+    # the classes the model finds hardest keep their recall (models/README.md: 0.536, 0.472 before)
+    expect "FER2013 val: disgust recall >= 0.55, fear >= 0.48" /usr/bin/python3 -c \
+        'import json,sys; r=json.load(open(sys.argv[1]))["per_class"]; sys.exit(not (r["disgust"]["recall"] >= 0.55 and r["fear"]["recall"] >= 0.48))' "$TMP/out"
     expect "FER2013 val: all 3,589 images evaluated" grep -q '"images":3589,"failed":0' "$TMP/out"
     # --faces on the same faces upscaled 4x into a 384x384 canvas (tools/framing_study.py):
     # detected, cropped, classified by fer2013-faces (README "Faces in photos")

@@ -34,11 +34,14 @@ DATA = {
 METRIC_KEYS = ("val_acc", "val_acc_tta", "val_mean_class_acc", "holdout_acc")
 
 
-def data_description(args):
-    """DATA for the checkpoint's labels, with where the epoch was picked (--holdout-percent)."""
+def data_description(args, last_epoch):
+    """DATA for the checkpoint's labels, with where the epoch was picked (--holdout-percent), or
+    that it was not (a last.pt: the end of a fixed schedule)."""
     text = DATA[args.get("labels", "fer2013")]
     held = args.get("holdout_percent", 0)
-    if held:
+    if last_epoch:
+        text = text.split("; model selection on")[0] + "; the last epoch of its schedule, no selection, val only measured"
+    elif held:
         text = text.split("; model selection on")[0] + (
             f"; model selection on {held} % of train kept aside by pixel hash (train.py --holdout-percent), "
             "val only measured")
@@ -52,8 +55,13 @@ def training_command(args):
     words = ["/usr/bin/python3", "tools/train.py"]
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
+        if key == "ferplus_csv" and args.get("labels", "fer2013") != "ferplus":
+            continue  # read only for FER+ labels
         if value is True:
             words.append(flag)
+        elif isinstance(value, list):  # a repeatable option (--teacher)
+            for v in value:
+                words += [flag, str(v)]
         elif value is not None and value is not False:
             words += [flag, str(value)]
     return " ".join(shlex.quote(w) for w in words)
@@ -108,7 +116,7 @@ def metadata_for(model, ck, extra_metrics):
         "graph": json.dumps(graph_of(model)),
         "config": json.dumps(c),
         "provenance": json.dumps({
-            "data": data_description(ck.get("args", {})),
+            "data": data_description(ck.get("args", {}), "metrics" not in ck),
             "training_command": " && ".join(training_commands(ck)),
             "commit": git_commit(),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
