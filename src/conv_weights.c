@@ -176,6 +176,8 @@ emote_status model_start_convs(const emote_model *model, bool background, emote_
         } else {
             finish(m);
         }
+    } else if (!background && m->conv_weights) {
+        finish(m); /* started in the background by a session: wait for it */
     }
     pthread_mutex_unlock(&prepare_lock);
     return s;
