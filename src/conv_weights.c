@@ -2,9 +2,9 @@
  * packed_gemm.c), made when a session is created rather than when a model opens: `emote info`
  * and model checks never pay for them. A session starts them on a thread of their own and its
  * first batch waits for them, so that in a one-image process they are made while the image
- * is read and its faces found (model_start_convs, model_wait_convs). They live in one mapping with transparent huge pages
- * advised: 12 MB for the default model is then a few page faults instead of 3,000 (each costs
- * microseconds on a VM). They take at most what is left of the weight budget of the model's
+ * is read and its faces found (model_start_convs, model_wait_convs). They live in one mapping
+ * with transparent huge pages advised: 12 MB for the default model is then a few page faults
+ * instead of 3,000 (each costs microseconds on a VM). They take at most what is left of the weight budget of the model's
  * load (twice the file's size and 64 MiB, less what the load took): convs may share one
  * tensor thousands of times; those past it run on OpenBLAS. */
 #include <pthread.h>
