@@ -6,6 +6,7 @@
 #include <jpeglib.h>
 
 #include "cli.h"
+#include "layers/layers.h"
 #include "util.h"
 
 #ifndef EMOTE_VERSION
@@ -21,6 +22,7 @@
 int cmd_version(void) {
     printf("emote %s (commit %s)\n", EMOTE_VERSION, EMOTE_COMMIT);
     printf("OpenBLAS    %s; core %s\n", openblas_get_config(), openblas_get_corename());
+    printf("GEMM        our own over packed weights, %s kernel (the convs with small planes)\n", packed_gemm_kernel());
     printf("images      %s\n", EMOTE_IMAGE_DECODERS);
     if (!emote_builtin_model_name(0)) printf("built-in    no model (give one with -m FILE)\n");
     for (int i = 0; emote_builtin_model_name(i); i++) {

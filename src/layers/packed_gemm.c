@@ -10,9 +10,9 @@
  * float stored and loaded back is the same float).
  *
  * Measured against cblas_sgemm with the weights in the same place (OpenBLAS 0.3.21,
- * Cooperlake kernel, one core of the 2-core EPYC; README, Speed): 1.2-2.5x as fast on one
- * image's GEMMs (9-144 columns, where OpenBLAS packs the weights on every call), 0.8-1.3x on
- * batch-32 widths. */
+ * SkylakeX kernel, one core of the 2-core Intel Xeon build machine; README, Speed): 1.2-2.5x
+ * as fast on one image's GEMMs (9-144 columns, where OpenBLAS packs the weights on every
+ * call), 0.8-1.3x on batch-32 widths. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
