@@ -137,6 +137,12 @@ void pool_free(thread_pool *p) {
 
 int pool_size(const thread_pool *p) { return p ? p->size : 1; }
 
+void pool_share(size_t count, int parts, int part, size_t *first, size_t *end) {
+    const size_t per = (count + (size_t)parts - 1) / (size_t)parts;
+    *first = per * (size_t)part < count ? per * (size_t)part : count;
+    *end = *first + per < count ? *first + per : count;
+}
+
 static void run_round(thread_pool *p, pool_task_fn fn, void *ctx, int first, int count);
 
 void pool_run(thread_pool *p, pool_task_fn fn, void *ctx, int num_tasks) {

@@ -8,6 +8,8 @@
 #ifndef EMOTE_THREAD_POOL_H
 #define EMOTE_THREAD_POOL_H
 
+#include <stddef.h>
+
 typedef struct thread_pool thread_pool;
 typedef void (*pool_task_fn)(void *ctx, int task, int thread);
 
@@ -20,5 +22,8 @@ int pool_size(const thread_pool *pool);
 /* Runs tasks 0..num_tasks-1; on a NULL pool, in order on the calling thread. Not reentrant:
  * a task must not call pool_run on the same pool. */
 void pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int num_tasks);
+/* Share `part` of `parts` of [0, count), in equal runs but the last: [*first, *end), empty for
+ * a part past the end. */
+void pool_share(size_t count, int parts, int part, size_t *first, size_t *end);
 
 #endif

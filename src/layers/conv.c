@@ -435,6 +435,24 @@ typedef struct {
     conv_plan plan;
 } conv_job;
 
+/* out rows [o0, o1) x cols (row stride ld) = ct^T * scale + bias, ReLU'd if the conv says so:
+ * a GEMM's product laid out pixel-major (ct: cols x ldc) back to channels. */
+static void epilogue_transposed(const conv_layer *c, const float *ct, size_t ldc, size_t cols, float *out, size_t ld,
+                                int o0, int o1) {
+    enum { BLOCK = 16 }; /* columns at a time: their rows of ct stay in L1 across channels */
+    for (size_t p0 = 0; p0 < cols; p0 += BLOCK) {
+        const size_t p1 = cols - p0 < BLOCK ? cols : p0 + BLOCK;
+        for (int o = o0; o < o1; o++) {
+            const float scale = c->scale ? c->scale[o] : 1.0f, shift = c->bias[o];
+            float *row = out + (size_t)o * ld;
+            for (size_t p = p0; p < p1; p++) {
+                float v = ct[p * ldc + o] * scale + shift;
+                row[p] = c->relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        }
+    }
+}
+
 /* A chunk of whole images, transposed: col (K x width) holds image i's im2col columns at
  * i * slot (zero up to the next slot), ct (width x cout) = col^T x W^T, then the epilogue
  * writes each image's rows of ct back as output channels. */
@@ -453,34 +471,9 @@ static void run_slots(const conv_job *j, int chunk, float *col) {
     float *ct = col + (size_t)k * p->width;
     memset(ct, 0, (size_t)width * cout * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, width, cout, k, 1.0f, col, width, c->weight, k, 1.0f, ct, cout);
-    for (int o = 0; o < cout; o++) {
-        const float scale = c->scale ? c->scale[o] : 1.0f, shift = c->bias[o];
-        for (int img = img0; img < img1; img++) {
-            float *row = j->out + (size_t)o * ld + (size_t)img * pixels;
-            const float *src = ct + (size_t)(img - img0) * slot * cout + o;
-            for (int i = 0; i < pixels; i++) {
-                float v = src[(size_t)i * cout] * scale + shift;
-                row[i] = c->relu && v < 0.0f ? 0.0f : v;
-            }
-        }
-    }
-}
-
-/* out rows [o0, o1) x cols (row stride ld) = ct^T * scale + bias, ReLU'd if the conv says so. */
-static void epilogue_transposed(const conv_layer *c, const float *ct, size_t ldc, size_t cols, float *out, size_t ld,
-                                int o0, int o1) {
-    enum { BLOCK = 16 }; /* columns at a time: their rows of ct stay in L1 across channels */
-    for (size_t p0 = 0; p0 < cols; p0 += BLOCK) {
-        const size_t p1 = cols - p0 < BLOCK ? cols : p0 + BLOCK;
-        for (int o = o0; o < o1; o++) {
-            const float scale = c->scale ? c->scale[o] : 1.0f, shift = c->bias[o];
-            float *row = out + (size_t)o * ld;
-            for (size_t p = p0; p < p1; p++) {
-                float v = ct[p * ldc + o] * scale + shift;
-                row[p] = c->relu && !(v > 0.0f) ? 0.0f : v;
-            }
-        }
-    }
+    for (int img = img0; img < img1; img++)
+        epilogue_transposed(c, ct + (size_t)(img - img0) * slot * cout, (size_t)cout, (size_t)pixels,
+                            j->out + (size_t)img * pixels, ld, 0, cout);
 }
 
 /* The packed path's B for output rows [r0, r1): the input itself for a pointwise conv, else
@@ -517,9 +510,10 @@ static void run_packed_im2col(void *arg, int part, int thread) {
     (void)thread;
     const conv_job *j = arg;
     const conv_layer *c = j->conv;
-    const int per = ceil_div(c->cin, j->plan.parts), ci0 = min_int(part * per, c->cin);
     const size_t cols = (size_t)j->n * c->out.h * c->out.w;
-    im2col_channels(c, j->in, j->col, cols, j->n, 0, j->n * c->out.h, ci0, min_int(ci0 + per, c->cin));
+    size_t ci0, ci1;
+    pool_share((size_t)c->cin, j->plan.parts, part, &ci0, &ci1);
+    im2col_channels(c, j->in, j->col, cols, j->n, 0, j->n * c->out.h, (int)ci0, (int)ci1);
 }
 
 /* Task (packed path): one block of output channels of the whole batch; j->col holds B. */

@@ -87,8 +87,9 @@ static void maxpool_part(void *arg, int part, int thread) {
     (void)thread;
     const maxpool_job *j = arg;
     const maxpool_layer *p = j->p;
-    const size_t in_plane = (size_t)p->in.h * p->in.w, per = (j->planes + j->parts - 1) / j->parts;
-    const size_t first = per * part, end = first + per < j->planes ? first + per : j->planes;
+    const size_t in_plane = (size_t)p->in.h * p->in.w;
+    size_t first, end;
+    pool_share(j->planes, j->parts, part, &first, &end);
     const bool two = p->kernel == 2 && p->stride == 2 && p->padding == 0 && 2 * p->out.w <= p->in.w;
     for (size_t pl = first; pl < end; pl++)
         for (int oy = 0; oy < p->out.h; oy++) {

@@ -14,18 +14,12 @@ typedef struct {
     int hw, parts;
 } se_job;
 
-static void share(const se_job *j, int part, size_t *first, size_t *end) {
-    const size_t per = (j->planes + j->parts - 1) / j->parts;
-    *first = per * part < j->planes ? per * part : j->planes;
-    *end = *first + per < j->planes ? *first + per : j->planes;
-}
-
 /* Task: the means of a share of the planes. */
 static void squeeze_part(void *arg, int part, int thread) {
     (void)thread;
     const se_job *j = arg;
     size_t first, end;
-    share(j, part, &first, &end);
+    pool_share(j->planes, j->parts, part, &first, &end);
     global_avg_pool_forward(j->x + first * j->hw, j->squeezed + first, (int)(end - first), 1, j->hw);
 }
 
@@ -34,7 +28,7 @@ static void excite_part(void *arg, int part, int thread) {
     (void)thread;
     const se_job *j = arg;
     size_t first, end;
-    share(j, part, &first, &end);
+    pool_share(j->planes, j->parts, part, &first, &end);
     for (size_t plane = first; plane < end; plane++) {
         const float g = 1.0f / (1.0f + expf(-j->gates[plane]));
         float *px = j->x + plane * j->hw;

@@ -119,10 +119,12 @@ typedef struct {
 
 static size_t job_cols(const winograd_job *j) { return (size_t)j->images * tile_count(j->conv); }
 
+/* [*first, *end) of count for share `part` of the job's (ints: counts of channels or tiles). */
 static void share(int count, int parts, int part, int *first, int *end) {
-    int per = (count + parts - 1) / parts;
-    *first = part * per < count ? part * per : count;
-    *end = *first + per < count ? *first + per : count;
+    size_t f, e;
+    pool_share((size_t)count, parts, part, &f, &e);
+    *first = (int)f;
+    *end = (int)e;
 }
 
 /* An input plane in `padded` (ph x pw, and two floats more) at row and column offset
