@@ -83,10 +83,10 @@ static buffer_plan plan_max(buffer_plan a, buffer_plan b) {
 
 static bool worker_alloc(worker *w, const buffer_plan *plan, int images) {
     bool ok = true;
-    for (int i = 0; i < NUM_BUFFERS; i++) ok = ok && (w->buffers[i] = alloc_array(plan->activation, (size_t)images * sizeof(float)));
-    ok = ok && (w->col = alloc_array(plan->col ? plan->col : 1, sizeof(float)));
-    ok = ok && (w->scratch = alloc_array(plan->scratch ? plan->scratch : 1, (size_t)images * sizeof(float)));
-    for (int i = 0; i < 2; i++) ok = ok && (w->slices[i] = alloc_array(plan->activation, SLICE_IMAGES * sizeof(float)));
+    for (int i = 0; i < NUM_BUFFERS; i++) ok = ok && (w->buffers[i] = alloc_lines(plan->activation, (size_t)images * sizeof(float)));
+    ok = ok && (w->col = alloc_lines(plan->col ? plan->col : 1, sizeof(float)));
+    ok = ok && (w->scratch = alloc_lines(plan->scratch ? plan->scratch : 1, (size_t)images * sizeof(float)));
+    for (int i = 0; i < 2; i++) ok = ok && (w->slices[i] = alloc_lines(plan->activation, SLICE_IMAGES * sizeof(float)));
     return ok && (w->trace_buffer = alloc_array(plan->activation, (size_t)images * sizeof(float)));
 }
 

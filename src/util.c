@@ -77,6 +77,13 @@ void *alloc_array(size_t count, size_t size) {
     return malloc(bytes ? bytes : 1);
 }
 
+void *alloc_lines(size_t count, size_t size) {
+    size_t bytes;
+    void *p = NULL;
+    if (!size_mul(count, size, &bytes) || posix_memalign(&p, CACHE_LINE, bytes ? bytes : 1)) return NULL;
+    return p;
+}
+
 void *realloc_array(void *items, size_t count, size_t size) {
     size_t bytes;
     return size_mul(count, size, &bytes) && bytes > 0 ? realloc(items, bytes) : NULL;

@@ -34,6 +34,9 @@ bool size_mul3(size_t a, size_t b, size_t c, size_t *out);
 /* malloc/calloc of count * size bytes with the product overflow-checked; NULL on failure. */
 void *alloc_array(size_t count, size_t size);
 void *calloc_array(size_t count, size_t size);
+/* alloc_array starting on a cache line (free() frees it), for buffers that threads share out. */
+#define CACHE_LINE 64
+void *alloc_lines(size_t count, size_t size);
 /* realloc to count * size bytes, the product overflow-checked; NULL on failure (items kept). */
 void *realloc_array(void *items, size_t count, size_t size);
 

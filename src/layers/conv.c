@@ -45,6 +45,7 @@
 #include <strings.h>
 
 #include "layers.h"
+#include "util.h"
 
 /* Floats of im2col matrix per chunk that stay in L2 next to the packed weights. */
 #define CHUNK_FLOATS (128 * 1024)
@@ -216,9 +217,11 @@ static bool may_pad(const conv_plan *p) {
 /* Scratch floats of one chunk: its im2col matrix (K x width) unless a pointwise conv reads its
  * input as is, and, where the GEMM may be padded, the cout x width product. */
 static size_t chunk_floats(const conv_layer *c, const conv_plan *p) {
-    const size_t w = (size_t)p->width;
-    if (c->packed_weight) return (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + w * packed_ldc(c->cout);
-    return (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
+    const size_t w = (size_t)p->width, line = CACHE_LINE / sizeof(float);
+    const size_t floats = c->packed_weight
+                              ? (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + w * packed_ldc(c->cout)
+                              : (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
+    return (floats + line - 1) / line * line; /* whole cache lines per thread */
 }
 
 /* Per thread, or once where the threads split one chunk by channels. */
