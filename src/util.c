@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* A name longer than this is shortened in messages ("head...tail"), so the reason fits. */
@@ -167,6 +168,14 @@ FILE *fopen_regular_file(const char *path, emote_error *err) {
     return f;
 }
 
+/* Asks for huge pages under the whole 2 MiB pages of [p, p + bytes): an 11 MB model file read
+ * into 4 KiB pages took 2,700 page faults, 7-20 ms of a one-image process on a VM. */
+static void advise_huge_pages(void *p, size_t bytes) {
+    enum { HUGE = 2 << 20 };
+    const uintptr_t first = ((uintptr_t)p + HUGE - 1) / HUGE * HUGE, end = ((uintptr_t)p + bytes) / HUGE * HUGE;
+    if (end > first) madvise((void *)first, end - first, MADV_HUGEPAGE); /* advice: no matter if refused */
+}
+
 /* Reads stream to its end into a buffer of at most max_bytes + 1 bytes (one more than
  * allowed, to tell "exactly at the limit" from "over it"); starts at `hint` bytes. */
 static emote_status read_bounded(FILE *stream, const char *name, size_t max_bytes, size_t hint, unsigned char **data,
@@ -176,6 +185,7 @@ static emote_status read_bounded(FILE *stream, const char *name, size_t max_byte
     if (cap > limit) cap = limit;
     unsigned char *buf = malloc(cap);
     if (!buf) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
+    advise_huge_pages(buf, cap);
     emote_status s = EMOTE_OK;
     for (;;) {
         if (len == cap) {
