@@ -208,14 +208,16 @@ build/bench/slow_open.so: tools/slow_open.c
 # Three stages: 50 epochs of cosine from lr 0.1; a warm restart of 16 epochs from lr 0.02; 30
 # epochs from lr 0.02 distilled from stage 2 and the faces model, with CutMix, in bf16, whose
 # last epoch is shipped (no selection). Stage 3 starts from stage 2 exported, as it was made.
-model: deps-tools
+# Every model file records its val metrics as ./emote eval measures them (export.py --measure).
+FER2013_VAL := ../shared/data/fer2013/val
+model: deps-tools all
 	$(PYTHON) tools/train.py --epochs 50 --out runs/default
 	$(PYTHON) tools/train.py --init runs/default/best.pt --epochs 16 --lr 0.02 --warmup-epochs 0.5 --out runs/stage2
 	$(PYTHON) tools/export.py --force runs/stage2/best.pt runs/stage2/model.safetensors
 	$(PYTHON) tools/train.py --init-model runs/stage2/model.safetensors --teacher runs/stage2/model.safetensors \
 	  --teacher models/emote-fer2013-faces.safetensors --cutmix 0.5 --epochs 30 --lr 0.02 --warmup-epochs 0.5 \
 	  --holdout-percent 10 --out runs/stage3
-	$(PYTHON) tools/export.py --force runs/stage3/last.pt $(MODEL)
+	$(PYTHON) tools/export.py --force --measure $(FER2013_VAL) runs/stage3/last.pt $(MODEL)
 	$(MAKE) all
 
 # The classifier --faces uses (-m fer2013-faces): the default model fine-tuned on FER2013
@@ -224,7 +226,7 @@ model-faces: deps-tools all
 	$(PYTHON) tools/face_crops_dataset.py
 	$(PYTHON) tools/train.py --data build/facecrops/mix --init-model $(MODEL) --epochs 5 --lr 0.01 \
 	  --warmup-epochs 0.5 --out runs/facecrops
-	$(PYTHON) tools/export.py --force runs/facecrops/best.pt models/emote-fer2013-faces.safetensors
+	$(PYTHON) tools/export.py --force --measure $(FER2013_VAL) runs/facecrops/last.pt models/emote-fer2013-faces.safetensors
 	$(MAKE) all
 
 # The FER+ classifier for --faces (-m ferplus-faces): the FER+ model fine-tuned on the FER+ votes

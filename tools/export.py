@@ -5,7 +5,9 @@
 
 Writes the weights under their state_dict names and the metadata the C engine needs
 (format, labels, input spec, graph) plus config, provenance and val metrics.
---val-metrics FILE merges a JSON object of metrics over the checkpoint's own.
+--val-metrics FILE merges a JSON object of metrics over the checkpoint's own; --measure DIR
+measures them on DIR (a val folder, one subfolder per label) with the C engine instead
+(`./emote eval`, with and without --tta; run `make` first) and records those.
 An existing output file is never replaced unless --force is given.
 """
 import argparse
@@ -105,7 +107,27 @@ def val_metrics(record, extra, labels):
     return metrics
 
 
-def metadata_for(model, ck, extra_metrics):
+def measured_metrics(model_path, val_dir):
+    """The metrics of the model file at model_path on val_dir, as `./emote eval` measures them."""
+    emote = os.path.join(os.path.dirname(TOOLS), "emote")
+    if not os.access(emote, os.X_OK):
+        sys.exit(f"export: --measure needs {emote}: run `make` first")
+    runs = {}
+    for tta in (False, True):
+        cmd = [emote, "eval", "-m", model_path, "-f", "json", *(["--tta"] if tta else []), val_dir]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"export: {shlex.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip()}")
+        runs[tta] = json.loads(r.stdout)
+    plain = runs[False]
+    return {"val_acc": plain["accuracy"], "val_acc_tta": runs[True]["accuracy"],
+            "val_mean_class_acc": plain["mean_recall"], "val_macro_f1": plain["macro_f1"],
+            "val_recall": {label: c["recall"] for label, c in plain["per_class"].items()},
+            "measured_by": f"./emote eval -f json {val_dir} (and --tta), C engine, on {plain['images']} images"}
+
+
+def metadata_for(model, ck, extra_metrics, measured=None):
+    """measured: metrics from measured_metrics, recorded instead of the checkpoint's."""
     c = model.config
     return {
         "format": "emote-model/1",
@@ -121,7 +143,7 @@ def metadata_for(model, ck, extra_metrics):
             "commit": git_commit(),
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "epoch": ck.get("epoch")}),
-        "metrics": json.dumps(val_metrics(ck.get("metrics", {}), extra_metrics, labels_of(ck))),
+        "metrics": json.dumps(measured or val_metrics(ck.get("metrics", {}), extra_metrics, labels_of(ck))),
     }
 
 
@@ -130,6 +152,8 @@ def main(argv=None):
     p.add_argument("checkpoint", help="checkpoint .pt written by tools/train.py")
     p.add_argument("out", help="model file to write (.safetensors)")
     p.add_argument("--val-metrics", metavar="JSON_FILE", help="JSON object of metrics merged over the checkpoint's")
+    p.add_argument("--measure", metavar="VAL_DIR",
+                   help="record val metrics measured on VAL_DIR by the C engine (./emote eval) instead")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -156,6 +180,8 @@ def main(argv=None):
     tensors = {name: t.detach().contiguous().numpy() for name, t in model.state_dict().items()
                if not name.endswith("num_batches_tracked")}
     write_safetensors(args.out, tensors, metadata_for(model, ck, extra))
+    if args.measure:
+        write_safetensors(args.out, tensors, metadata_for(model, ck, extra, measured_metrics(args.out, args.measure)))
     n_params = sum(t.size for t in tensors.values())
     print(f"wrote {args.out}: {len(tensors)} tensors, {n_params} floats, {os.path.getsize(args.out)} bytes")
 
