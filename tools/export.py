@@ -179,9 +179,15 @@ def main(argv=None):
 
     tensors = {name: t.detach().contiguous().numpy() for name, t in model.state_dict().items()
                if not name.endswith("num_batches_tracked")}
-    write_safetensors(args.out, tensors, metadata_for(model, ck, extra))
-    if args.measure:
-        write_safetensors(args.out, tensors, metadata_for(model, ck, extra, measured_metrics(args.out, args.measure)))
+    measured = None
+    if args.measure:  # measured on a file of its own, so that OUT is only written once they are known
+        probe = args.out + ".measuring.safetensors"
+        write_safetensors(probe, tensors, metadata_for(model, ck, extra))
+        try:
+            measured = measured_metrics(probe, args.measure)
+        finally:
+            os.remove(probe)
+    write_safetensors(args.out, tensors, metadata_for(model, ck, extra, measured))
     n_params = sum(t.size for t in tensors.values())
     print(f"wrote {args.out}: {len(tensors)} tensors, {n_params} floats, {os.path.getsize(args.out)} bytes")
 
