@@ -18,8 +18,6 @@
 #include "layers/layers.h"
 #include "util.h"
 
-#define HUGE_PAGE ((size_t)2 << 20)
-#define ALIGN_FLOATS 16 /* each array starts on a cache line */
 
 static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -33,7 +31,7 @@ static size_t derived_floats(const conv_layer *c) {
     size_t f = conv_wants_winograd(c)  ? winograd_weight_floats(c)
                : conv_wants_packed(c) ? packed_weight_floats(c->cout, c->cin * c->kh * c->kw)
                                       : 0;
-    return (f + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+    return whole_lines(f); /* each array starts on a cache line */
 }
 
 typedef struct {
@@ -106,7 +104,7 @@ static void *map_huge(size_t bytes) {
     char *start = (char *)(((uintptr_t)map + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
     if (start > map) munmap(map, (size_t)(start - map));
     if (start < map + HUGE_PAGE) munmap(start + bytes, (size_t)(map + HUGE_PAGE - start));
-    madvise(start, bytes, MADV_HUGEPAGE); /* advice: no matter if refused */
+    advise_huge_pages(start, bytes);
     return start;
 }
 

@@ -168,12 +168,10 @@ FILE *fopen_regular_file(const char *path, emote_error *err) {
     return f;
 }
 
-/* Asks for huge pages under the whole 2 MiB pages of [p, p + bytes): read into 4 KiB pages, an
- * 11 MB model file took 2,700 page faults, and a one-image process with -m 16 ms instead of 12. */
-static void advise_huge_pages(void *p, size_t bytes) {
-    enum { HUGE = 2 << 20 };
-    const uintptr_t first = ((uintptr_t)p + HUGE - 1) / HUGE * HUGE, end = ((uintptr_t)p + bytes) / HUGE * HUGE;
-    if (end > first) madvise((void *)first, end - first, MADV_HUGEPAGE); /* advice: no matter if refused */
+void advise_huge_pages(void *p, size_t bytes) {
+    const uintptr_t first = ((uintptr_t)p + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE,
+                    end = ((uintptr_t)p + bytes) / HUGE_PAGE * HUGE_PAGE;
+    if (end > first) madvise((void *)first, end - first, MADV_HUGEPAGE);
 }
 
 /* Reads stream to its end into a buffer of at most max_bytes + 1 bytes (one more than
@@ -185,6 +183,8 @@ static emote_status read_bounded(FILE *stream, const char *name, size_t max_byte
     if (cap > limit) cap = limit;
     unsigned char *buf = malloc(cap);
     if (!buf) return emote_fail(err, EMOTE_ERR_MEMORY, "%s: out of memory", name);
+    /* read into 4 KiB pages, the 11 MB model file took 2,700 page faults and a one-image
+     * process with -m 16 ms instead of 12 */
     advise_huge_pages(buf, cap);
     emote_status s = EMOTE_OK;
     for (;;) {

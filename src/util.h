@@ -37,6 +37,16 @@ void *calloc_array(size_t count, size_t size);
 /* alloc_array starting on a cache line (free() frees it), for buffers that threads share out. */
 #define CACHE_LINE 64
 void *alloc_lines(size_t count, size_t size);
+/* floats rounded up to whole cache lines: per-thread or per-array shares of a buffer that
+ * starts on a line then share none (a line two threads write bounces between their cores). */
+static inline size_t whole_lines(size_t floats) {
+    const size_t line = CACHE_LINE / sizeof(float);
+    return (floats + line - 1) / line * line;
+}
+/* Asks for transparent huge pages under the whole huge pages of [p, p + bytes) (advice: no
+ * matter if refused): a few page faults instead of thousands for buffers of megabytes. */
+#define HUGE_PAGE ((size_t)2 << 20)
+void advise_huge_pages(void *p, size_t bytes);
 /* realloc to count * size bytes, the product overflow-checked; NULL on failure (items kept). */
 void *realloc_array(void *items, size_t count, size_t size);
 

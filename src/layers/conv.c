@@ -214,14 +214,14 @@ static bool may_pad(const conv_plan *p) {
     return p->g && (p->slot || p->g->lead || p->g->trail || p->g->align > 1 || p->g->min_macs > 0);
 }
 
-/* Scratch floats of one chunk: its im2col matrix (K x width) unless a pointwise conv reads its
- * input as is, and, where the GEMM may be padded, the cout x width product. */
+/* Scratch floats of one chunk, in whole cache lines: its im2col matrix (K x width) unless a
+ * pointwise conv reads its input as is, and, where the GEMM may be padded, the cout x width
+ * product. */
 static size_t chunk_floats(const conv_layer *c, const conv_plan *p) {
-    const size_t w = (size_t)p->width, line = CACHE_LINE / sizeof(float);
-    const size_t floats = c->packed_weight
-                              ? (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + w * packed_ldc(c->cout)
-                              : (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0);
-    return (floats + line - 1) / line * line; /* whole cache lines per thread */
+    const size_t w = (size_t)p->width;
+    return whole_lines(c->packed_weight
+                           ? (is_pointwise(c) ? 0 : (size_t)conv_k(c) * w) + w * packed_ldc(c->cout)
+                           : (is_pointwise(c) && !may_pad(p) ? 0 : (size_t)conv_k(c) * w) + (may_pad(p) ? (size_t)c->cout * w : 0));
 }
 
 /* Per thread, or once where the threads split one chunk by channels. */

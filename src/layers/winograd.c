@@ -92,8 +92,7 @@ static size_t padded_side(int out_side) { return (size_t)((out_side + STEP - 1) 
  * cache lines: threads rewrite theirs for every channel, and a line that two threads write
  * goes back and forth between their cores (it cost one image on two threads 6 %). */
 static size_t thread_floats(const conv_layer *c) {
-    const size_t floats = padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2, line = CACHE_LINE / sizeof(float);
-    return (floats + line - 1) / line * line;
+    return whole_lines(padded_side(c->out.h) * padded_side(c->out.w) * 3 + 2);
 }
 
 static int group_images(const conv_layer *c, int n) {
