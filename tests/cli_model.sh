@@ -60,6 +60,11 @@ else
     expect "FER2013 val: disgust recall >= 0.55, fear >= 0.48" /usr/bin/python3 -c \
         'import json,sys; r=json.load(open(sys.argv[1]))["per_class"]; sys.exit(not (r["disgust"]["recall"] >= 0.55 and r["fear"]["recall"] >= 0.48))' "$TMP/out"
     expect "FER2013 val: all 3,589 images evaluated" grep -q '"images":3589,"failed":0' "$TMP/out"
+    # tools/ensemble_eval.py scores from `emote -f jsonl` records; one model twice must give eval's figure
+    accuracy=$(/usr/bin/python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["accuracy"], 4))' "$TMP/out")
+    /usr/bin/python3 "$ROOT/tools/ensemble_eval.py" --emote "$EMOTE" "$VAL" fer2013 fer2013 >"$TMP/ens" 2>"$TMP/err"
+    expect "ensemble_eval: one model twice scores as emote eval ($accuracy)" \
+        grep -q "\"ensemble\".*\"images\": 3589, \"accuracy\": $accuracy," "$TMP/ens"
     # --faces on the same faces upscaled 4x into a 384x384 canvas (tools/framing_study.py):
     # detected, cropped, classified by fer2013-faces (README "Faces in photos")
     /usr/bin/python3 -c "import sys; sys.path.insert(0, '$ROOT/tools'); import framing_study as f; f.pad_val('$VAL', '$TMP/padded')"
