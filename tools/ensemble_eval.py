@@ -24,8 +24,12 @@ def model_probs(emote, model, folder, tta):
     return {r["path"]: r["probs"] for r in records}
 
 
+def folder_label(path):
+    return os.path.basename(os.path.dirname(path))
+
+
 def score(probs_by_path, labels):
-    truth = np.array([labels.index(os.path.basename(os.path.dirname(p))) for p in probs_by_path])
+    truth = np.array([labels.index(folder_label(p)) for p in probs_by_path])
     pred = np.array([int(np.argmax([probs[l] for l in labels])) for probs in probs_by_path.values()])
     recalls = [float((pred[truth == c] == c).mean()) for c in range(len(labels)) if (truth == c).any()]
     return float((pred == truth).mean()), float(np.mean(recalls))
@@ -44,6 +48,9 @@ def main():
     if any(sorted(pm) != paths for pm in per_model):
         sys.exit("ensemble_eval: the models did not label the same images")
     labels = sorted(per_model[0][paths[0]])
+    if any(sorted(pm[paths[0]]) != labels for pm in per_model):
+        sys.exit("ensemble_eval: the models do not share one label set")
+    paths = [p for p in paths if folder_label(p) in labels]  # as emote eval, skip other folders
     for model, pm in zip(args.models, per_model):
         acc, recall = score({path: pm[path] for path in paths}, labels)
         print(json.dumps({"model": model, "images": len(paths), "accuracy": round(acc, 4),
